@@ -1,11 +1,50 @@
-/* main.c — the hearth command line: dispatches to one file per command. */
+/* main.c — the hearth command line: one binary, one file per command. */
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend.h"
+#include "cli/cli.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"run", cmd_run, "Generate text from a model"},
+    {"tokenize", cmd_tokenize, "Print the token ids of a text"},
+    {"detokenize", cmd_detokenize, "Print the text of token ids"},
+    {"eval", cmd_eval, "Evaluate token ids and write their logits"},
+};
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "hearth %s — run open language models locally\n\nusage: hearth COMMAND [args]\n\ncommands:\n",
+            HEARTH_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(fp, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(fp, "\nRun 'hearth COMMAND --help' for a command's flags.\n");
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "hearth %s\n", HEARTH_VERSION);
-    return 0;
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("hearth version %s (cpu: %s)\n", HEARTH_VERSION, backend_cpu_isa());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "hearth: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
 }

@@ -1,0 +1,31 @@
+/* cpu.h — internals shared by the CPU backend's files: the backend state and its scratch memory. */
+#ifndef HEARTH_BACKEND_CPU_CPU_H
+#define HEARTH_BACKEND_CPU_CPU_H
+
+#include "backend/backend.h"
+#include "base/threadpool.h"
+
+struct cpu_backend {
+    struct backend base;
+    struct threadpool *pool;
+    /* The current batch (set_batch copies it, so callers may reuse their arrays). */
+    int n_batch;
+    int cap_batch;
+    int32_t *tokens;
+    int32_t *pos;
+    /* Scratch reused across calls; grown (outside the hot loop) only when a larger shape arrives. */
+    void *act_scratch; /* quantized activations for matmul */
+    size_t act_scratch_size;
+    float *attn_scratch; /* per-thread score rows for attention */
+    size_t attn_scratch_per_thread;
+};
+
+/* Grows *buf to at least size bytes (64-byte aligned); returns 0 or ERR_NOMEM. */
+int cpu_scratch_reserve(void **buf, size_t *cur, size_t size);
+
+void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweight *bias, const float *x,
+                float *y, int n);
+void cpu_attention(struct backend *be, const float *q, const void *k_cache, const void *v_cache,
+                   enum kv_type type, float *out, int n_heads, int n_kv_heads, int head_dim, float scale);
+
+#endif

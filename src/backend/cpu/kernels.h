@@ -1,0 +1,37 @@
+/* kernels.h — the CPU backend's per-format dot-product kernels and the table that picks them.
+ *
+ * A matmul over a weight of type T first converts each activation row to T's activation type
+ * (float32 for the plain float formats and the generic path; 8-bit blocks for the integer paths),
+ * then calls T's vec_dot once per (weight row, activation row). Every SIMD kernel has a scalar twin
+ * in kernels_scalar.c that defines its exact result and is the reference in tests. */
+#ifndef HEARTH_BACKEND_CPU_KERNELS_H
+#define HEARTH_BACKEND_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Converts n floats of an activation row into the kernel's activation format. */
+typedef void (*act_quantize_fn)(const float *x, void *dst, int64_t n);
+/* Dot product of n elements: a weight row (in its own format) with an activation row. */
+typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
+
+struct cpu_kernel {
+    uint32_t act_type;        /* enum dtype of the converted activations */
+    act_quantize_fn quantize; /* NULL when act_type is DT_F32 (rows are used as they are) */
+    vec_dot_fn vec_dot;
+};
+
+/* The kernel used for weights of this type on this CPU; NULL if the type cannot be multiplied. */
+const struct cpu_kernel *cpu_kernel_for(uint32_t weight_type);
+/* The scalar reference kernel for this type (tests compare the chosen kernel with it). */
+const struct cpu_kernel *cpu_kernel_scalar(uint32_t weight_type);
+
+/* Scalar building blocks shared by the kernel files. */
+float cpu_dot_f32_scalar(int64_t n, const float *a, const float *b);
+float cpu_vec_dot_generic(uint32_t weight_type, int64_t n, const void *w, const float *a);
+
+/* Instruction-set level detected at run time. */
+enum cpu_isa { CPU_ISA_SCALAR = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 };
+enum cpu_isa cpu_isa_detect(void);
+
+#endif

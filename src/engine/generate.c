@@ -1,0 +1,105 @@
+/* generate.c — the prefill/decode loop behind every completion (see generate.h). */
+#include "engine/generate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+#define TEXT_CAP 4096
+
+int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit, void *user,
+             struct gen_stats *st, struct err *e)
+{
+    struct model *m = c->m;
+    const int n_vocab = m->hp.n_vocab;
+    memset(st, 0, sizeof *st);
+    st->done_reason = "stop";
+    const int64_t t0 = clock_ns();
+    if (r->n_prompt == 0)
+        return err_set(e, ERR_INVALID, "the prompt is empty (not even a BOS token)");
+    if ((int)r->n_prompt >= c->n_ctx)
+        return err_set(e, ERR_RANGE, "the prompt has %zu tokens but the context holds %d", r->n_prompt,
+                       c->n_ctx);
+
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    char *piece = malloc(TEXT_CAP), *safe = malloc(2 * TEXT_CAP);
+    struct sampler *smp = NULL;
+    struct stop_matcher *stop = NULL;
+    int rc = 0;
+    if (!logits || !piece || !safe)
+        rc = err_set(e, ERR_NOMEM, "out of memory");
+    if (!rc)
+        rc = sampler_new(&r->sampling, n_vocab, c->n_ctx, &smp, e);
+    if (!rc)
+        rc = stop_matcher_new(r->stops, r->n_stops, &stop, e);
+    if (rc)
+        goto out;
+
+    c->n_past = 0;
+    for (size_t i = 0; i < r->n_prompt; i++)
+        sampler_accept(smp, r->prompt[i]);
+    rc = model_forward(c, r->prompt, (int)r->n_prompt, logits, false, e);
+    if (rc)
+        goto out;
+    const int64_t t_prefilled = clock_ns();
+    st->prompt_ns = t_prefilled - t0;
+    st->prompt_tokens = (int)r->n_prompt;
+
+    struct detok dt;
+    detok_init(&dt, m->tok, false);
+    bool stopped = false, cancelled = false;
+    for (;;) {
+        if (r->max_tokens >= 0 && st->eval_tokens >= r->max_tokens) {
+            st->done_reason = "length";
+            break;
+        }
+        int32_t tok = sampler_sample(smp, logits);
+        if (tokenizer_is_eog(m->tok, tok))
+            break;
+        st->eval_tokens++;
+        sampler_accept(smp, tok);
+        size_t n = detok_push(&dt, tok, piece, TEXT_CAP);
+        size_t out_n = stop_matcher_push(stop, piece, n, safe, &stopped);
+        if (out_n) {
+            if (!st->first_token_ns)
+                st->first_token_ns = clock_ns() - t0;
+            if (emit(user, safe, out_n)) {
+                cancelled = true;
+                break;
+            }
+        }
+        if (stopped)
+            break;
+        if (c->n_past >= c->n_ctx) {
+            st->done_reason = "length";
+            break;
+        }
+        rc = model_forward(c, &tok, 1, logits, false, e);
+        if (rc)
+            goto out;
+    }
+    if (cancelled) {
+        st->done_reason = "cancel";
+    } else if (!stopped) {
+        size_t n = detok_flush(&dt, piece, TEXT_CAP);
+        size_t out_n = stop_matcher_push(stop, piece, n, safe, &stopped);
+        if (!stopped)
+            out_n += stop_matcher_flush(stop, safe + out_n);
+        if (out_n)
+            emit(user, safe, out_n);
+    }
+    st->eval_ns = clock_ns() - t_prefilled;
+    st->total_ns = clock_ns() - t0;
+    if (!st->first_token_ns)
+        st->first_token_ns = st->total_ns;
+out:
+    stop_matcher_free(stop);
+    sampler_free(smp);
+    free(logits);
+    free(piece);
+    free(safe);
+    return rc;
+}

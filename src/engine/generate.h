@@ -1,0 +1,41 @@
+/* generate.h — one completion: prefill the prompt, then sample, detokenize and stream tokens until
+ * an end-of-generation token, a stop string, the token limit or the context's end, timing each phase
+ * with the figures Ollama reports. The CLI and the server both generate through this. */
+#ifndef HEARTH_ENGINE_GENERATE_H
+#define HEARTH_ENGINE_GENERATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "sample/sample.h"
+
+struct model_ctx;
+
+struct gen_request {
+    const int32_t *prompt;
+    size_t n_prompt;
+    int max_tokens; /* < 0: until the context is full */
+    struct sample_params sampling;
+    const char *const *stops;
+    size_t n_stops;
+};
+
+struct gen_stats {
+    int64_t prompt_ns;      /* prefill time */
+    int64_t eval_ns;        /* decode time (first sampled token to the last) */
+    int64_t first_token_ns; /* request start to the first streamed token */
+    int64_t total_ns;
+    int prompt_tokens;
+    int eval_tokens;
+    const char *done_reason; /* "stop" or "length" (or "cancel") */
+};
+
+/* Receives streamed text; a nonzero return cancels generation (done_reason "cancel"). */
+typedef int (*gen_emit_fn)(void *user, const char *text, size_t len);
+
+int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit, void *user,
+             struct gen_stats *stats, struct err *e);
+
+#endif

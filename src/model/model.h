@@ -1,0 +1,97 @@
+/* model.h — a loaded decoder-only transformer (GGUF architectures llama, qwen2, qwen3): its
+ * hyper-parameters from metadata, its weights bound in place in the GGUF map, its tokenizer, and
+ * contexts (KV cache plus activation buffers) that run forward passes on a backend. */
+#ifndef HEARTH_MODEL_MODEL_H
+#define HEARTH_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "base/err.h"
+
+struct gguf_file;
+struct tokenizer;
+
+enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 };
+
+struct hparams {
+    enum arch arch;
+    char arch_name[32];
+    int n_ctx_train;
+    int n_embd;
+    int n_layer;
+    int n_ff;
+    int n_head;
+    int n_head_kv;
+    int head_dim; /* per-head size of q and k (and v) */
+    int n_rot;
+    int n_vocab;
+    float norm_eps;
+    float rope_base;
+    float rope_scale; /* linear position scale factor (1 = none) */
+    bool rope_neox;   /* qwen: rotate halves; llama GGUFs: adjacent pairs (Q/K rows permuted) */
+    bool qkv_bias;
+    bool qk_norm;
+    bool tied_output; /* no output.weight: logits use token_embd.weight */
+};
+
+struct layer_weights {
+    struct bweight attn_norm, wq, wk, wv, wo;
+    struct bweight bq, bk, bv;         /* qkv_bias */
+    struct bweight q_norm, k_norm;     /* qk_norm */
+    struct bweight ffn_norm, w_gate, w_up, w_down;
+};
+
+struct model {
+    char *path;
+    struct gguf_file *gguf;
+    struct hparams hp;
+    struct tokenizer *tok;
+    struct backend *be;
+    struct bweight tok_embd, output_norm, output, rope_freqs;
+    bool has_rope_freqs;
+    struct layer_weights *layers;
+    uint64_t weight_bytes; /* bytes of all tensors in the file */
+    uint32_t file_type;    /* general.file_type, or the dominant matrix type */
+};
+
+/* Reads the hyper-parameters of an opened GGUF; ERR_UNSUPPORTED for architectures hearth does not run. */
+int hparams_from_gguf(const struct gguf_file *f, struct hparams *hp, struct err *e);
+
+/* Opens path, validates it, binds the weights (no copy) and prepares them on be. */
+int model_load(const char *path, struct backend *be, struct model **out, struct err *e);
+void model_free(struct model *m);
+/* Human-readable name of the model's weight type mix ("Q4_0", "F16", ...). */
+const char *model_type_name(const struct model *m);
+
+struct ctx_params {
+    int n_ctx;       /* 0: min(training context, 4096) */
+    int n_batch;     /* prompt tokens per forward chunk; 0: 512 */
+    enum kv_type kv_type;
+};
+
+struct model_ctx {
+    struct model *m;
+    int n_ctx, n_batch;
+    enum kv_type kv_type;
+    void **k_cache, **v_cache; /* per layer: [n_ctx, n_head_kv * head_dim] */
+    /* activations, [n_batch, ...] */
+    float *x, *xb, *q, *k, *v, *att, *gate, *up, *logits;
+    int32_t *pos_buf;
+    int n_past; /* positions 0..n_past-1 hold valid KV */
+};
+
+int model_ctx_new(struct model *m, const struct ctx_params *p, struct model_ctx **out, struct err *e);
+void model_ctx_free(struct model_ctx *c);
+
+/* Runs tokens[0..n) at positions n_past.. and appends them to the cache. When all_logits, writes
+ * n rows of n_vocab logits to logits; else only the last token's row. Prompts longer than n_batch are
+ * run in chunks (matrix x matrix). ERR_RANGE if the context would overflow. */
+int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+                  struct err *e);
+/* Drops cache positions from pos on (pos <= n_past). */
+void model_ctx_truncate(struct model_ctx *c, int pos);
+
+#endif
