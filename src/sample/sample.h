@@ -38,6 +38,16 @@ void sampler_reset(struct sampler *s);
 void sampler_accept(struct sampler *s, int32_t token);
 /* Chooses the next token from logits[n_vocab]. logits may be modified. Allocates nothing. */
 int32_t sampler_sample(struct sampler *s, float *logits);
+/* The seed in use: the one given, or the one drawn when the seed option was -1 (to reproduce a run). */
+int64_t sampler_seed(const struct sampler *s);
+/* Applies the repeat, presence and frequency penalties of the current history to logits in place
+ * (the first step of sampler_sample). */
+void sampler_apply_penalties(struct sampler *s, float *logits);
+/* The distribution sampler_sample would draw from: penalties, truncation and temperature applied.
+ * Writes the surviving ids and their probabilities (summing to 1, best first unless no truncation
+ * sorted them) into ids[n_vocab] and probs[n_vocab], returns their count. Greedy gives one token with
+ * probability 1. logits may be modified. Allocates nothing and draws no random number. */
+int32_t sampler_candidates(struct sampler *s, float *logits, int32_t *ids, float *probs);
 
 /* Stop strings over streamed text: text that could still become a stop string is held back. */
 struct stop_matcher;
@@ -49,5 +59,7 @@ void stop_matcher_free(struct stop_matcher *m);
 size_t stop_matcher_push(struct stop_matcher *m, const char *text, size_t len, char *out, bool *stopped);
 /* At the end of generation: returns the held-back text. */
 size_t stop_matcher_flush(struct stop_matcher *m, char *out);
+/* Forgets held-back text and a found stop, for reuse on a new generation with the same stops. */
+void stop_matcher_reset(struct stop_matcher *m);
 
 #endif
