@@ -374,7 +374,10 @@ static double tempered_weights(struct sampler *s, int32_t nc, float maxl)
     float inv_t = 1.0f / s->p.temperature;
     double sum = 0.0;
     for (int32_t i = 0; i < nc; i++) {
-        float w = expf((s->cand[i].logit - maxl) * inv_t);
+        /* The best token's weight is exactly 1 even when a tiny temperature makes inv_t infinite
+         * (0 * inf would be NaN). */
+        float d = s->cand[i].logit - maxl;
+        float w = d == 0.0f ? 1.0f : expf(d * inv_t);
         s->prob[i] = w;
         sum += w;
     }

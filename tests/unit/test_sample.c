@@ -205,6 +205,16 @@ static void test_greedy(void **state)
     ASSERT_NEAR(probs[0], 1.0, 0);
     sampler_free(s);
 
+    /* A temperature so small that 1/T overflows still picks the best token, never garbage. */
+    p.temperature = 1e-45f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    s = make(&p, 6, 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(sample_copy(s, a, buf, 6), 2);
+    sampler_free(s);
+    p = params(0.0f, 40, 0.9f, 0.0f);
+
     /* Negative temperature is greedy too, and penalties still apply: token 2 is penalised below 3. */
     p.temperature = -1.0f;
     p.repeat_penalty = 1.5f;
