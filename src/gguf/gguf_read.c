@@ -5,15 +5,14 @@
  * count cannot make us allocate more than a small multiple of the file size), and all size math is
  * overflow-checked. Strings, scalar arrays and tensor data stay in the map; only the small index
  * structures (key/value table, string and nested-array tables, tensor table, name hash) are
- * allocated. Typed getters and lookups live here too. */
+ * allocated. Lookups and typed getters are in gguf_get.c. */
 #include "gguf/gguf.h"
 
-#include <float.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf/gguf_impl.h"
 #include "tensor/tensor.h"
 
 /* Arrays of arrays may nest; real files use at most two levels. The limit keeps a crafted file from
@@ -24,20 +23,6 @@
 #define MIN_KV_BYTES 13     /* key length (8) + value type (4) + one-byte value */
 #define MIN_TENSOR_BYTES 32 /* name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8) */
 #define MIN_ARRAY_BYTES 12  /* element type (4) + count (8) */
-
-/* Hash index over key or tensor names: open addressing, slots hold entry index + 1 (0 = empty). */
-struct name_index {
-    size_t *slots;
-    size_t mask;
-};
-
-/* The public struct first, so gguf_close can recover the private parts from the pointer. */
-struct gguf_file_impl {
-    struct gguf_file pub;
-    bool owns_map;
-    struct name_index kv_index;
-    struct name_index tensor_index;
-};
 
 /* Read position in the image plus what is being read, for error messages. */
 struct cursor {
@@ -51,7 +36,7 @@ struct cursor {
 
 /* ---- small helpers ---- */
 
-static uint64_t load_le(const uint8_t *p, unsigned n)
+uint64_t gguf_load_le(const uint8_t *p, unsigned n)
 {
     uint64_t v = 0;
     for (unsigned i = 0; i < n; i++)
@@ -71,7 +56,7 @@ static uint64_t hash_bytes(const void *data, size_t n)
     return h;
 }
 
-static size_t scalar_size(uint32_t type)
+size_t gguf_scalar_size(uint32_t type)
 {
     switch (type) {
     case GGUF_TYPE_UINT8:
@@ -94,47 +79,14 @@ static size_t scalar_size(uint32_t type)
     }
 }
 
-static bool is_unsigned_type(uint32_t t)
+bool gguf_type_is_unsigned(uint32_t t)
 {
     return t == GGUF_TYPE_UINT8 || t == GGUF_TYPE_UINT16 || t == GGUF_TYPE_UINT32 || t == GGUF_TYPE_UINT64;
 }
 
-static bool is_signed_type(uint32_t t)
+bool gguf_type_is_signed(uint32_t t)
 {
     return t == GGUF_TYPE_INT8 || t == GGUF_TYPE_INT16 || t == GGUF_TYPE_INT32 || t == GGUF_TYPE_INT64;
-}
-
-const char *gguf_type_name(uint32_t t)
-{
-    static const char *const names[] = {
-        [GGUF_TYPE_UINT8] = "UINT8",     [GGUF_TYPE_INT8] = "INT8",       [GGUF_TYPE_UINT16] = "UINT16",
-        [GGUF_TYPE_INT16] = "INT16",     [GGUF_TYPE_UINT32] = "UINT32",   [GGUF_TYPE_INT32] = "INT32",
-        [GGUF_TYPE_FLOAT32] = "FLOAT32", [GGUF_TYPE_BOOL] = "BOOL",       [GGUF_TYPE_STRING] = "STRING",
-        [GGUF_TYPE_ARRAY] = "ARRAY",     [GGUF_TYPE_UINT64] = "UINT64",   [GGUF_TYPE_INT64] = "INT64",
-        [GGUF_TYPE_FLOAT64] = "FLOAT64",
-    };
-    if (t < sizeof names / sizeof names[0] && names[t])
-        return names[t];
-    return "unknown";
-}
-
-bool gguf_str_eq(struct gguf_str s, const char *cstr)
-{
-    size_t n = strlen(cstr);
-    return s.len == n && (n == 0 || memcmp(s.ptr, cstr, n) == 0);
-}
-
-char *gguf_str_dup(struct gguf_str s)
-{
-    if (s.len >= SIZE_MAX)
-        return NULL;
-    char *p = malloc((size_t)s.len + 1);
-    if (!p)
-        return NULL;
-    if (s.len)
-        memcpy(p, s.ptr, (size_t)s.len);
-    p[s.len] = '\0';
-    return p;
 }
 
 /* Formats a message "<file>: <what>: <problem>" into the cursor's error. */
@@ -163,7 +115,7 @@ static int read_uint(struct cursor *c, unsigned n, const char *item, uint64_t *o
     int rc = need(c, n, item);
     if (rc)
         return rc;
-    *out = load_le(c->base + c->pos, n);
+    *out = gguf_load_le(c->base + c->pos, n);
     c->pos += n;
     return 0;
 }
@@ -239,7 +191,7 @@ static int parse_array(struct cursor *c, struct gguf_array *a, int depth)
     if ((rc = read_u64(c, "array length", &a->n)) != 0)
         return rc;
     a->raw = c->base + c->pos;
-    size_t esz = scalar_size(a->elem_type);
+    size_t esz = gguf_scalar_size(a->elem_type);
     if (esz) {
         if ((rc = check_count(c, a->n, esz, "array length")) != 0)
             return rc;
@@ -291,7 +243,7 @@ static int parse_array(struct cursor *c, struct gguf_array *a, int depth)
 static int parse_value(struct cursor *c, uint32_t type, struct gguf_value *out, int depth)
 {
     out->type = type;
-    size_t esz = scalar_size(type);
+    size_t esz = gguf_scalar_size(type);
     if (esz) {
         uint64_t raw;
         int rc = read_uint(c, (unsigned)esz, gguf_type_name(type), &raw);
@@ -354,7 +306,7 @@ static struct gguf_str entry_name(const struct gguf_file *f, bool tensors, size_
     return f->kv[i].key;
 }
 
-static int index_init(struct name_index *ix, uint64_t n)
+static int index_init(struct gguf_name_index *ix, uint64_t n)
 {
     size_t cap = 16;
     while (cap < n * 2) /* n is bounded by the file size, so this cannot overflow */
@@ -365,8 +317,8 @@ static int index_init(struct name_index *ix, uint64_t n)
 }
 
 /* Looks name up; returns the entry index, or SIZE_MAX with *slot_out at the empty slot to fill. */
-static size_t index_find(const struct gguf_file *f, const struct name_index *ix, bool tensors, const char *name,
-                         size_t len, size_t *slot_out)
+size_t gguf_index_find(const struct gguf_file *f, const struct gguf_name_index *ix, bool tensors, const char *name,
+                       size_t len, size_t *slot_out)
 {
     size_t s = (size_t)hash_bytes(name, len) & ix->mask;
     for (;; s = (s + 1) & ix->mask) {
@@ -409,7 +361,7 @@ static int parse_kvs(struct cursor *c, struct gguf_file_impl *fi)
             return fail(c, ERR_FORMAT, "key contains a NUL byte");
         set_what(c, "key", i, &kv->key);
         size_t slot;
-        if (index_find(f, &fi->kv_index, false, kv->key.ptr, (size_t)kv->key.len, &slot) != SIZE_MAX)
+        if (gguf_index_find(f, &fi->kv_index, false, kv->key.ptr, (size_t)kv->key.len, &slot) != SIZE_MAX)
             return fail(c, ERR_FORMAT, "duplicate key");
         fi->kv_index.slots[slot] = (size_t)i + 1;
         uint32_t type;
@@ -431,9 +383,9 @@ static int parse_alignment(struct cursor *c, struct gguf_file_impl *fi)
         return 0;
     snprintf(c->what, sizeof c->what, "key 'general.alignment'");
     uint64_t a;
-    if (is_unsigned_type(kv->value.type))
+    if (gguf_type_is_unsigned(kv->value.type))
         a = kv->value.v.u64;
-    else if (is_signed_type(kv->value.type) && kv->value.v.i64 >= 0)
+    else if (gguf_type_is_signed(kv->value.type) && kv->value.v.i64 >= 0)
         a = (uint64_t)kv->value.v.i64;
     else
         return fail(c, ERR_FORMAT, "must be a non-negative integer");
@@ -463,7 +415,7 @@ static int parse_tensor_info(struct cursor *c, struct gguf_file_impl *fi, uint64
         return fail(c, ERR_FORMAT, "tensor name contains a NUL byte");
     set_what(c, "tensor", i, &name);
     size_t slot;
-    if (index_find(f, &fi->tensor_index, true, name.ptr, (size_t)name.len, &slot) != SIZE_MAX)
+    if (gguf_index_find(f, &fi->tensor_index, true, name.ptr, (size_t)name.len, &slot) != SIZE_MAX)
         return fail(c, ERR_FORMAT, "duplicate tensor name");
     if (!(t->name = gguf_str_dup(name)))
         return fail(c, ERR_NOMEM, "out of memory");
@@ -673,213 +625,3 @@ void gguf_close(struct gguf_file *f)
     free(fi);
 }
 
-/* ---- lookups ---- */
-
-const struct gguf_kv *gguf_find_kv(const struct gguf_file *f, const char *key)
-{
-    const struct gguf_file_impl *fi = (const struct gguf_file_impl *)f;
-    size_t i = index_find(f, &fi->kv_index, false, key, strlen(key), NULL);
-    return i == SIZE_MAX ? NULL : &f->kv[i];
-}
-
-const struct gguf_tensor *gguf_find_tensor(const struct gguf_file *f, const char *name)
-{
-    const struct gguf_file_impl *fi = (const struct gguf_file_impl *)f;
-    size_t i = index_find(f, &fi->tensor_index, true, name, strlen(name), NULL);
-    return i == SIZE_MAX ? NULL : &f->tensors[i];
-}
-
-/* ---- typed getters ---- */
-
-static int find_or_fail(const struct gguf_file *f, const char *key, const struct gguf_value **v, struct err *e)
-{
-    const struct gguf_kv *kv = gguf_find_kv(f, key);
-    if (!kv)
-        return err_set(e, ERR_NOTFOUND, "%s: key '%s' not found", f->path, key);
-    *v = &kv->value;
-    return 0;
-}
-
-static int wrong_type(const struct gguf_file *f, const char *key, const struct gguf_value *v, const char *want,
-                      struct err *e)
-{
-    return err_set(e, ERR_FORMAT, "%s: key '%s' is %s, expected %s", f->path, key, gguf_type_name(v->type), want);
-}
-
-/* Reads any integer value as sign + magnitude so each getter can range-check once. */
-static int get_integer(const struct gguf_file *f, const char *key, bool *neg, uint64_t *mag, struct err *e)
-{
-    const struct gguf_value *v;
-    int rc = find_or_fail(f, key, &v, e);
-    if (rc)
-        return rc;
-    if (is_unsigned_type(v->type)) {
-        *neg = false;
-        *mag = v->v.u64;
-    } else if (is_signed_type(v->type)) {
-        *neg = v->v.i64 < 0;
-        *mag = *neg ? (uint64_t)0 - (uint64_t)v->v.i64 : (uint64_t)v->v.i64;
-    } else {
-        return wrong_type(f, key, v, "an integer", e);
-    }
-    return 0;
-}
-
-static int out_of_range(const struct gguf_file *f, const char *key, bool neg, uint64_t mag, const char *target,
-                        struct err *e)
-{
-    return err_set(e, ERR_FORMAT, "%s: key '%s' value %s%" PRIu64 " does not fit in %s", f->path, key, neg ? "-" : "",
-                   mag, target);
-}
-
-int gguf_get_u32(const struct gguf_file *f, const char *key, uint32_t *out, struct err *e)
-{
-    bool neg;
-    uint64_t mag;
-    int rc = get_integer(f, key, &neg, &mag, e);
-    if (rc)
-        return rc;
-    if (neg || mag > UINT32_MAX)
-        return out_of_range(f, key, neg, mag, "uint32", e);
-    *out = (uint32_t)mag;
-    return 0;
-}
-
-int gguf_get_u64(const struct gguf_file *f, const char *key, uint64_t *out, struct err *e)
-{
-    bool neg;
-    uint64_t mag;
-    int rc = get_integer(f, key, &neg, &mag, e);
-    if (rc)
-        return rc;
-    if (neg)
-        return out_of_range(f, key, neg, mag, "uint64", e);
-    *out = mag;
-    return 0;
-}
-
-int gguf_get_i64(const struct gguf_file *f, const char *key, int64_t *out, struct err *e)
-{
-    bool neg;
-    uint64_t mag;
-    int rc = get_integer(f, key, &neg, &mag, e);
-    if (rc)
-        return rc;
-    if (!neg && mag > (uint64_t)INT64_MAX)
-        return out_of_range(f, key, neg, mag, "int64", e);
-    /* A negative magnitude is at most 2^63 because it came from an int64. */
-    *out = neg ? (mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag) : (int64_t)mag;
-    return 0;
-}
-
-int gguf_get_f32(const struct gguf_file *f, const char *key, float *out, struct err *e)
-{
-    const struct gguf_value *v;
-    int rc = find_or_fail(f, key, &v, e);
-    if (rc)
-        return rc;
-    if (v->type == GGUF_TYPE_FLOAT32 || v->type == GGUF_TYPE_FLOAT64) {
-        double d = v->v.f64;
-        if (isfinite(d) && fabs(d) > FLT_MAX)
-            return err_set(e, ERR_FORMAT, "%s: key '%s' value %g does not fit in float32", f->path, key, d);
-        *out = (float)d;
-    } else if (is_unsigned_type(v->type)) {
-        *out = (float)v->v.u64;
-    } else if (is_signed_type(v->type)) {
-        *out = (float)v->v.i64;
-    } else {
-        return wrong_type(f, key, v, "a number", e);
-    }
-    return 0;
-}
-
-int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out, struct err *e)
-{
-    const struct gguf_value *v;
-    int rc = find_or_fail(f, key, &v, e);
-    if (rc)
-        return rc;
-    if (v->type != GGUF_TYPE_BOOL)
-        return wrong_type(f, key, v, "BOOL", e);
-    *out = v->v.b;
-    return 0;
-}
-
-int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *out, struct err *e)
-{
-    const struct gguf_value *v;
-    int rc = find_or_fail(f, key, &v, e);
-    if (rc)
-        return rc;
-    if (v->type != GGUF_TYPE_STRING)
-        return wrong_type(f, key, v, "STRING", e);
-    *out = v->v.str;
-    return 0;
-}
-
-int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t elem_type, const struct gguf_array **out,
-                 struct err *e)
-{
-    const struct gguf_value *v;
-    int rc = find_or_fail(f, key, &v, e);
-    if (rc)
-        return rc;
-    if (v->type != GGUF_TYPE_ARRAY)
-        return wrong_type(f, key, v, "ARRAY", e);
-    if (v->v.arr.elem_type != elem_type)
-        return err_set(e, ERR_FORMAT, "%s: key '%s' is an array of %s, expected an array of %s", f->path, key,
-                       gguf_type_name(v->v.arr.elem_type), gguf_type_name(elem_type));
-    *out = &v->v.arr;
-    return 0;
-}
-
-/* ---- array elements ---- */
-
-/* Element i of a scalar array as raw little-endian bits; the caller interprets them by type. */
-static uint64_t arr_bits(const struct gguf_array *a, uint64_t i)
-{
-    size_t esz = scalar_size(a->elem_type);
-    if (!esz || i >= a->n)
-        return 0;
-    return load_le(a->raw + i * esz, (unsigned)esz);
-}
-
-static int64_t sign_extend(uint64_t bits, size_t bytes)
-{
-    unsigned shift = 64 - 8 * (unsigned)bytes;
-    return (int64_t)(bits << shift) >> shift;
-}
-
-static double arr_number(const struct gguf_array *a, uint64_t i)
-{
-    uint64_t bits = arr_bits(a, i);
-    if (a->elem_type == GGUF_TYPE_FLOAT32) {
-        uint32_t b32 = (uint32_t)bits;
-        float fl;
-        memcpy(&fl, &b32, 4);
-        return fl;
-    }
-    if (a->elem_type == GGUF_TYPE_FLOAT64) {
-        double d;
-        memcpy(&d, &bits, 8);
-        return d;
-    }
-    if (is_signed_type(a->elem_type))
-        return (double)sign_extend(bits, scalar_size(a->elem_type));
-    return (double)bits;
-}
-
-/* Integer accessors read integer arrays of any width (truncating like a C cast); a float array
- * yields 0 here, because converting an out-of-range float to an integer is undefined. */
-uint32_t gguf_arr_u32(const struct gguf_array *a, uint64_t i) { return (uint32_t)gguf_arr_i32(a, i); }
-
-int32_t gguf_arr_i32(const struct gguf_array *a, uint64_t i)
-{
-    if (is_signed_type(a->elem_type))
-        return (int32_t)sign_extend(arr_bits(a, i), scalar_size(a->elem_type));
-    if (is_unsigned_type(a->elem_type) || a->elem_type == GGUF_TYPE_BOOL)
-        return (int32_t)(uint32_t)arr_bits(a, i);
-    return 0;
-}
-
-float gguf_arr_f32(const struct gguf_array *a, uint64_t i) { return (float)arr_number(a, i); }

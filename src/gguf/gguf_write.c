@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf/gguf_impl.h"
 #include "tensor/tensor.h"
 
 /* A growable byte buffer for encoded values and the header. */
@@ -85,29 +86,6 @@ static void wb_str(struct wbuf *b, const char *s, uint64_t len)
     wb_put(b, s, (size_t)len);
 }
 
-static size_t elem_size(uint32_t type)
-{
-    switch (type) {
-    case GGUF_TYPE_UINT8:
-    case GGUF_TYPE_INT8:
-    case GGUF_TYPE_BOOL:
-        return 1;
-    case GGUF_TYPE_UINT16:
-    case GGUF_TYPE_INT16:
-        return 2;
-    case GGUF_TYPE_UINT32:
-    case GGUF_TYPE_INT32:
-    case GGUF_TYPE_FLOAT32:
-        return 4;
-    case GGUF_TYPE_UINT64:
-    case GGUF_TYPE_INT64:
-    case GGUF_TYPE_FLOAT64:
-        return 8;
-    default:
-        return 0;
-    }
-}
-
 /* ---- writer object ---- */
 
 struct gguf_writer *gguf_writer_new(void) { return calloc(1, sizeof(struct gguf_writer)); }
@@ -167,7 +145,7 @@ static int set_scalar(struct gguf_writer *w, const char *key, uint32_t type, uin
 {
     struct wbuf b = {0};
     wb_u32(&b, type);
-    wb_uint(&b, bits, (unsigned)elem_size(type));
+    wb_uint(&b, bits, (unsigned)gguf_scalar_size(type));
     return put_kv(w, key, &b);
 }
 
@@ -210,7 +188,7 @@ int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *v)
 
 int gguf_writer_set_arr(struct gguf_writer *w, const char *key, uint32_t elem_type, const void *data, uint64_t n)
 {
-    size_t esz = elem_size(elem_type);
+    size_t esz = gguf_scalar_size(elem_type);
     if (!esz || (n && !data) || n > SIZE_MAX / esz)
         return ERR_INVALID;
     struct wbuf b = {0};
@@ -242,7 +220,7 @@ int gguf_writer_set_arr_str(struct gguf_writer *w, const char *key, const char *
 /* Encodes a parsed value's payload (not its type tag); returns false for an unknown type. */
 static bool encode_value(struct wbuf *b, const struct gguf_value *v)
 {
-    size_t esz = elem_size(v->type);
+    size_t esz = gguf_scalar_size(v->type);
     if (esz) {
         uint64_t bits;
         if (v->type == GGUF_TYPE_FLOAT32) {
@@ -269,7 +247,7 @@ static bool encode_value(struct wbuf *b, const struct gguf_value *v)
     const struct gguf_array *a = &v->v.arr;
     wb_u32(b, a->elem_type);
     wb_u64(b, a->n);
-    size_t aesz = elem_size(a->elem_type);
+    size_t aesz = gguf_scalar_size(a->elem_type);
     if (aesz) {
         wb_put(b, a->raw, (size_t)a->n * aesz);
         return true;
