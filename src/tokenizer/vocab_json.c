@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tokenizer/tok_internal.h"
 
@@ -153,20 +154,29 @@ static const char *token_text(json_t *v)
     return json_string_value(json_object_get(v, "content"));
 }
 
-static void read_config(struct tokenizer *t, const char *path)
+/* Reads the tokenizer_config.json beside path, if there is one. */
+static int read_config(struct tokenizer *t, const char *path, struct err *e)
 {
     const char *slash = strrchr(path, '/');
     size_t dl = slash ? (size_t)(slash - path + 1) : 0;
     char *cfg = malloc(dl + sizeof "tokenizer_config.json");
     if (!cfg)
-        return;
+        return err_set(e, ERR_NOMEM, "out of memory");
     memcpy(cfg, path, dl);
     strcpy(cfg + dl, "tokenizer_config.json");
+    if (access(cfg, F_OK) != 0) {
+        free(cfg);
+        return 0; /* optional */
+    }
     json_error_t je;
-    json_t *root = json_load_file(cfg, 0, &je);
+    /* INT_AS_REAL: configs carry model_max_length values like 1e30 written as integers. */
+    json_t *root = json_load_file(cfg, JSON_DECODE_INT_AS_REAL, &je);
+    if (!root) {
+        int rc = err_set(e, ERR_FORMAT, "%s: not valid JSON (line %d: %s)", cfg, je.line, je.text);
+        free(cfg);
+        return rc;
+    }
     free(cfg);
-    if (!root)
-        return; /* optional */
     const char *s;
     json_t *v;
     if ((v = json_object_get(root, "bos_token")) && (s = token_text(v)))
@@ -184,6 +194,7 @@ static void read_config(struct tokenizer *t, const char *path)
     if (json_is_boolean(v = json_object_get(root, "add_eos_token")))
         t->add_eos = json_is_true(v);
     json_decref(root);
+    return 0;
 }
 
 /* A TemplateProcessing post-processor that starts with a special token means BOS is added. */
@@ -360,7 +371,9 @@ int tokenizer_from_json(const char *path, struct tokenizer **out, struct err *e)
     }
     t->nfc = c.nfc;
     read_post(t, json_object_get(root, "post_processor"));
-    read_config(t, path);
+    rc = read_config(t, path, e);
+    if (rc)
+        goto done;
     rc = tok_finish(t, e);
 done:
     for (size_t k = 0; k < MAX_RE; k++)

@@ -4,11 +4,14 @@
  * settings and decode round trips), plus NFC, streaming detokenization and BOS/EOS handling. */
 #include "testutil.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
@@ -206,6 +209,119 @@ static void test_json_mistral_nemo(void **state)
 {
     (void)state;
     json_case("tokenizers/mistral-nemo/tokenizer.json", "legacy-2025-05/ggml-vocab-pixtral.gguf");
+}
+
+/* ---- tokenizer_config.json beside tokenizer.json ---- */
+
+/* Puts the unpacked tokenizer.json and the shared tokenizer_config.json side by side (links in a
+ * temporary folder), as they are in a model download. */
+static const char *side_by_side(const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "tokenizers/%s/tokenizer.json", name);
+    const char *json = tu_testdata(rel);
+    if (!json)
+        return NULL;
+    static char jsonbuf[4096];
+    snprintf(jsonbuf, sizeof jsonbuf, "%s", json);
+    snprintf(rel, sizeof rel, "tokenizers/%s/tokenizer_config.json", name);
+    const char *cfg = tu_shared(rel);
+    if (!cfg)
+        return NULL;
+    static char dir[2048], path[4096];
+    snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), name);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (symlink(cfg, path) != 0 && errno != EEXIST)
+        fail_msg("symlink %s: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (symlink(jsonbuf, path) != 0 && errno != EEXIST)
+        fail_msg("symlink %s: %s", path, strerror(errno));
+    return path;
+}
+
+static void test_json_config(void **state)
+{
+    (void)state;
+    const char *path = side_by_side("llama-3.2");
+    TU_REQUIRE(path);
+    struct tokenizer *t = load_json(path);
+    assert_int_equal(tokenizer_bos(t), 128000);
+    assert_int_equal(tokenizer_eos(t), 128009); /* <|eot_id|> */
+    assert_true(tokenizer_add_bos(t));
+    assert_false(tokenizer_add_eos(t));
+    assert_true(tokenizer_is_eog(t, 128009));
+    assert_true(tokenizer_is_eog(t, 128008)); /* <|eom_id|> */
+    assert_true(tokenizer_is_special(t, 128000));
+    size_t n;
+    int32_t *ids = encode(t, "Hello world", 11, true, false, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[0], 128000);
+    assert_int_equal(ids[1], 9906);
+    assert_int_equal(ids[2], 1917);
+    free(ids);
+    tokenizer_free(t);
+
+    /* The config's model_max_length is an integer too big for 64 bits: it must still load. */
+    path = side_by_side("mistral-nemo");
+    TU_REQUIRE(path);
+    t = load_json(path);
+    assert_int_equal(tokenizer_bos(t), 1);
+    assert_int_equal(tokenizer_eos(t), 2);
+    assert_true(tokenizer_add_bos(t));
+    assert_true(tokenizer_is_eog(t, 2));
+    tokenizer_free(t);
+
+    path = side_by_side("qwen2.5");
+    TU_REQUIRE(path);
+    t = load_json(path);
+    assert_int_equal(tokenizer_bos(t), -1);
+    assert_int_equal(tokenizer_eos(t), 151645); /* <|im_end|> */
+    assert_false(tokenizer_add_bos(t));
+    ids = encode(t, "hi", 2, true, false, &n);
+    assert_int_equal(n, 1);
+    free(ids);
+    tokenizer_free(t);
+}
+
+/* Mistral 7B's tokenizer.json is SentencePiece-style BPE with merges and byte fallback: check the
+ * segmentation of a known sentence and that every test string survives a round trip. */
+static void test_json_mistral7b(void **state)
+{
+    (void)state;
+    const char *path = side_by_side("mistral-7b-v0.1");
+    TU_REQUIRE(path);
+    struct tokenizer *t = load_json(path);
+    assert_int_equal(tokenizer_bos(t), 1);
+    assert_int_equal(tokenizer_eos(t), 2);
+    assert_true(tokenizer_add_bos(t));
+    size_t n;
+    const char *hello = "Hello world \xf0\x9f\xa6\x99";
+    int32_t *ids = encode(t, hello, strlen(hello), true, false, &n);
+    const char *want[] = {"<s>", "\xe2\x96\x81Hello", "\xe2\x96\x81world", "\xe2\x96\x81",
+                          "<0xF0>", "<0x9F>", "<0xA6>", "<0x99>"};
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(tokenizer_token_str(t, ids[i]), want[i]);
+    free(ids);
+
+    const char *inp_path = tu_shared("vocab/ggml-vocab-llama-spm.gguf.inp");
+    TU_REQUIRE(inp_path);
+    char *inp = tu_read(inp_path, NULL);
+    int count = 0;
+    for (char *p = inp, *end; (end = strstr(p, "\n__ggml_vocab_test__\n")); p = end + 21, count++) {
+        ids = encode(t, p, (size_t)(end - p), false, false, &n);
+        char *dec = NULL;
+        struct err e = {0};
+        assert_int_equal(tokenizer_decode(t, ids, n, false, &dec, &e), 0);
+        if (strlen(dec) != (size_t)(end - p) || memcmp(dec, p, (size_t)(end - p)) != 0)
+            fail_msg("round trip of \"%.*s\" gave \"%s\"", (int)(end - p), p, dec);
+        free(dec);
+        free(ids);
+    }
+    assert_int_equal(count, 46);
+    free(inp);
+    tokenizer_free(t);
 }
 
 /* ---- tiny-model tokenization references ---- */
@@ -550,6 +666,8 @@ int main(void)
         cmocka_unit_test(test_json_qwen25),
         cmocka_unit_test(test_json_qwen3),
         cmocka_unit_test(test_json_mistral_nemo),
+        cmocka_unit_test(test_json_config),
+        cmocka_unit_test(test_json_mistral7b),
         cmocka_unit_test(test_ref_llama3_full),
         cmocka_unit_test(test_ref_qwen25_full),
         cmocka_unit_test(test_ref_qwen3_full),
