@@ -227,18 +227,22 @@ uint32_t tok_merge_rank(const struct tokenizer *t, int32_t left, int32_t right, 
     return UINT32_MAX;
 }
 
-static const struct tokenizer *sort_ctx;
+/* Sort key for the special-token table (kept beside the id so qsort needs no global context and
+ * two tokenizers can load on different threads). */
+struct special_key {
+    unsigned char first;
+    uint32_t len;
+    int32_t id;
+};
 
 static int cmp_special(const void *pa, const void *pb)
 {
-    const struct tokenizer *t = sort_ctx;
-    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
-    unsigned char fa = (unsigned char)tok_text(t, a)[0], fb = (unsigned char)tok_text(t, b)[0];
-    if (fa != fb)
-        return fa < fb ? -1 : 1;
-    if (t->len[a] != t->len[b])
-        return t->len[a] > t->len[b] ? -1 : 1;
-    return a < b ? -1 : (a > b);
+    const struct special_key *a = pa, *b = pb;
+    if (a->first != b->first)
+        return a->first < b->first ? -1 : 1;
+    if (a->len != b->len)
+        return a->len > b->len ? -1 : 1; /* longest first */
+    return a->id < b->id ? -1 : (a->id > b->id);
 }
 
 /* Texts that end a turn in the chat formats hearth knows, for vocabularies whose metadata names
@@ -282,18 +286,22 @@ int tok_finish(struct tokenizer *t, struct err *e)
     }
     free(t->special);
     t->special = malloc((n ? n : 1) * sizeof *t->special);
-    if (!t->special)
+    struct special_key *keys = malloc((n ? n : 1) * sizeof *keys);
+    if (!t->special || !keys) {
+        free(keys);
         return err_set(e, ERR_NOMEM, "out of memory listing special tokens");
+    }
     n = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         uint8_t ty = t->type[id];
         if ((ty == TOK_CONTROL || ty == TOK_USER || ty == TOK_UNKNOWN) && t->len[id] > 0)
-            t->special[n++] = id;
+            keys[n++] = (struct special_key){(unsigned char)tok_text(t, id)[0], t->len[id], id};
     }
+    qsort(keys, n, sizeof *keys, cmp_special);
+    for (size_t i = 0; i < n; i++)
+        t->special[i] = keys[i].id;
+    free(keys);
     t->n_special = n;
-    sort_ctx = t;
-    qsort(t->special, n, sizeof *t->special, cmp_special);
-    sort_ctx = NULL;
     size_t k = 0;
     for (int c = 0; c <= 256; c++) {
         while (k < n && (unsigned char)tok_text(t, t->special[k])[0] < c)
