@@ -969,6 +969,8 @@ int jf_filter(struct jrender *r, struct jscope *s, const struct jv *v, const cha
                 return to_string_value(r, v, out, false);
             } else if (F("unique")) {
                 return list_unique(r, l, out);
+            } else if (F("select") || F("reject")) { /* Python Jinja: by truthiness */
+                return jf_filter(r, s, v, name, n, true, NULL, &none, out);
             } else if (F("sum")) {
                 bool isf = false;
                 double fs = 0;

@@ -838,6 +838,9 @@ static int write_json(struct jrender *r, struct jbuf *b, const struct jv *v, con
     case JV_STR: return json_str_out(r, b, v->u.s->s, v->u.s->len, o->ensure_ascii);
     case JV_FUNC: return r ? jr_fail(r, ERR_INVALID, "cannot convert a function to JSON") : ERR_INVALID;
     case JV_LIST:
+        if (v->u.l->tuple) /* the reference cannot serialize its TupleValue either */
+            return r ? jr_fail(r, ERR_INVALID, "cannot convert a tuple to JSON") : ERR_INVALID;
+        break;
     case JV_DICT:
     case JV_NS: break;
     }
