@@ -502,6 +502,79 @@ static void test_limits(void **state)
     free(out);
 }
 
+/* Mangled versions of real templates (bytes deleted, duplicated, swapped in from elsewhere) must
+ * compile or fail cleanly and render or fail within the limits: never crash, hang or leak. */
+static void test_mangled_templates_fail_cleanly(void **state)
+{
+    (void)state;
+    const char *dir = tu_shared("tokenizers/chat_templates");
+    TU_REQUIRE(dir);
+    static const char *const names[] = {"Qwen-Qwen3-0.6B.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja",
+                                        "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+                                        "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja"};
+    const char *ctx_json =
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"u\"},"
+        " {\"role\": \"assistant\", \"content\": \"a\", \"tool_calls\": [{\"id\": \"abcdefghi\", \"type\": \"function\","
+        " \"function\": {\"name\": \"f\", \"arguments\": {\"x\": 1}}}]}],"
+        " \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}], \"add_generation_prompt\": true}";
+    json_t *ctx = json_loads(ctx_json, 0, NULL);
+    assert_non_null(ctx);
+    struct jinja_limits lim = {.max_steps = 200000, .max_output = 1 << 20, .max_memory = 64 << 20, .now = 1741944413};
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    size_t compiled = 0, rendered = 0;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        size_t n;
+        char *src = tu_read(path, &n);
+        char *buf = malloc(2 * n + 16);
+        assert_non_null(buf);
+        for (int iter = 0; iter < 150; iter++) {
+            memcpy(buf, src, n);
+            size_t len = n;
+            for (int m = 0; m < 1 + iter % 4; m++) {
+                seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+                size_t at = (size_t)(seed % (len ? len : 1)), span = 1 + (size_t)((seed >> 20) % 12);
+                if (at + span > len)
+                    span = len - at;
+                switch ((seed >> 40) % 3) {
+                case 0: /* delete */
+                    memmove(buf + at, buf + at + span, len - at - span);
+                    len -= span;
+                    break;
+                case 1: /* duplicate */
+                    memmove(buf + at + span, buf + at, len - at);
+                    len += span;
+                    break;
+                default: /* overwrite with bytes from elsewhere */
+                    for (size_t i = 0; i < span; i++)
+                        buf[at + i] = src[(seed >> (i % 50)) % n];
+                }
+            }
+            struct jinja_template *t = NULL;
+            struct err e = {0};
+            if (jinja_compile(buf, len, &t, &e) != 0) {
+                assert_true(strncmp(e.msg, "line ", 5) == 0); /* syntax errors say where */
+                continue;
+            }
+            compiled++;
+            char *out = NULL;
+            if (jinja_render(t, ctx, &lim, &out, NULL, &e) == 0) {
+                rendered++;
+                free(out);
+            } else {
+                assert_true(e.code < 0 && e.msg[0]);
+            }
+            jinja_free(t);
+        }
+        free(buf);
+        free(src);
+    }
+    json_decref(ctx);
+    print_message("mangled templates: %zu compiled, %zu rendered of %zu\n", compiled, rendered, sizeof names / sizeof names[0] * 150);
+    assert_true(compiled > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -511,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_raise_exception_carries_message),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_mangled_templates_fail_cleanly),
         cmocka_unit_test(test_reference_conformance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
