@@ -135,20 +135,80 @@ static int new_list_of(struct jrender *r, size_t cap, struct jlist **l)
     return *l ? 0 : r->e->code;
 }
 
+/* Simple case mapping for Latin-1, Latin Extended-A, Greek and Cyrillic (what chat text needs);
+ * other scripts pass through unchanged. */
+static uint32_t map_case(uint32_t c, bool upper)
+{
+    if (c < 0x80)
+        return upper ? (c >= 'a' && c <= 'z' ? c - 32 : c) : (c >= 'A' && c <= 'Z' ? c + 32 : c);
+    if (upper) {
+        if ((c >= 0xE0 && c <= 0xFE && c != 0xF7) || (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2) || (c >= 0x430 && c <= 0x44F))
+            return c - 32;
+        if (c == 0x3C2)
+            return 0x3A3;
+        if (c == 0xFF)
+            return 0x178;
+        if (c == 0xB5)
+            return 0x39C;
+        if (c == 0x131)
+            return 'I';
+        if (c == 0x3AC)
+            return 0x386;
+        if (c >= 0x3AD && c <= 0x3AF)
+            return c - 37;
+        if (c == 0x3CC)
+            return 0x38C;
+        if (c == 0x3CD || c == 0x3CE)
+            return c - 63;
+        if (c >= 0x450 && c <= 0x45F)
+            return c - 80;
+        if (c >= 0x100 && c <= 0x17F && c != 0x131 && c != 0x138 && c != 0x149 && c != 0x17F)
+            return ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) ? (c % 2 == 0 ? c - 1 : c) : (c % 2 ? c - 1 : c);
+    } else {
+        if ((c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) || (c >= 0x410 && c <= 0x42F))
+            return c + 32;
+        if (c >= 0x400 && c <= 0x40F)
+            return c + 80;
+        if (c == 0x178)
+            return 0xFF;
+        if (c == 0x386)
+            return 0x3AC;
+        if (c >= 0x388 && c <= 0x38A)
+            return c + 37;
+        if (c == 0x38C)
+            return 0x3CC;
+        if (c == 0x38E || c == 0x38F)
+            return c + 63;
+        if (c >= 0x100 && c <= 0x17F && c != 0x130 && c != 0x138 && c != 0x149 && c != 0x17F)
+            return ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) ? (c % 2 ? c + 1 : c) : (c % 2 == 0 ? c + 1 : c);
+    }
+    return c;
+}
+
 static int ascii_case(struct jrender *r, const struct jstr *s, bool upper, struct jv *out)
 {
     struct jbuf b = {0};
-    int rc = bput(r, &b, s->s, s->len);
+    int rc = 0;
+    for (size_t i = 0; i < s->len && rc == 0;) {
+        size_t adv;
+        uint32_t c = ju_decode(s->s + i, s->len - i, &adv);
+        char enc[8];
+        size_t n;
+        if (c == 0xFFFD && adv == 1) { /* keep invalid bytes as they are */
+            enc[0] = s->s[i];
+            n = 1;
+        } else if (upper && c == 0xDF) { /* German sharp s uppercases to two letters */
+            memcpy(enc, "SS", 2);
+            n = 2;
+        } else {
+            n = ju_encode(map_case(c, upper), enc);
+        }
+        rc = bput(r, &b, enc, n);
+        i += adv;
+    }
     if (rc) {
         jbuf_free(&b);
         return rc;
-    }
-    for (size_t i = 0; i < b.len; i++) {
-        char c = b.p[i];
-        if (upper && c >= 'a' && c <= 'z')
-            b.p[i] = (char)(c - 32);
-        else if (!upper && c >= 'A' && c <= 'Z')
-            b.p[i] = (char)(c + 32);
     }
     return str_out(r, &b, out);
 }

@@ -424,6 +424,12 @@ static void test_reference_quirks(void **state)
     expect_render("{{ ms|selectattr('x', 'undefined')|list|length }}", "{\"ms\": [{}, {\"x\": 1}]}", "0");
     /* output of an interrupted iteration is dropped */
     expect_render("{% for x in [1, 2] %}a{% if x == 1 %}{% continue %}{% endif %}b{% endfor %}", NULL, "ab");
+    /* upper/lower map Latin, Greek and Cyrillic letters like JavaScript (ß becomes SS) */
+    expect_render("{{ '\303\234n\303\257c\303\266d\303\251 \303\237 \316\251\316\274\316\255\316\263\316\261'|upper }}|"
+                  "{{ '\303\200\303\211 \320\237\320\240\320\230'|lower }}",
+                  NULL,
+                  "\303\234N\303\217C\303\226D\303\211 SS \316\251\316\234\316\210\316\223\316\221|"
+                  "\303\240\303\251 \320\277\321\200\320\270");
     /* a tuple cannot be printed, as in the reference */
     expect_error("{{ (1, 2) }}", NULL, "tuple");
 }
