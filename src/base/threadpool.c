@@ -35,7 +35,7 @@ static void *worker_main(void *arg)
     struct worker_arg wa = *(struct worker_arg *)arg;
     free(arg);
     struct threadpool *p = wa.p;
-    unsigned seen = atomic_load(&p->generation);
+    unsigned seen = 0; /* the generation at creation: no job can have been published before */
     for (;;) {
         unsigned g;
         int spins = 0;
@@ -113,14 +113,16 @@ int threadpool_new(int n_threads, struct threadpool **out, struct err *e)
     }
     for (int i = 1; i < n_threads; i++) {
         struct worker_arg *wa = malloc(sizeof *wa);
+        if (wa) {
+            wa->p = p;
+            wa->index = i;
+        }
         if (!wa || pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
             free(wa);
             p->n = i;
             threadpool_free(p);
             return err_set(e, ERR_NOMEM, "cannot start worker thread %d", i);
         }
-        wa->p = p;
-        wa->index = i;
     }
     *out = p;
     return 0;
