@@ -80,7 +80,7 @@ static int wrong_type(const struct gguf_file *f, const char *key, const struct g
 /* Reads any integer value as sign + magnitude so each getter can range-check once. */
 static int get_integer(const struct gguf_file *f, const char *key, bool *neg, uint64_t *mag, struct err *e)
 {
-    const struct gguf_value *v;
+    const struct gguf_value *v = NULL;
     int rc = find_or_fail(f, key, &v, e);
     if (rc)
         return rc;
@@ -145,7 +145,7 @@ int gguf_get_i64(const struct gguf_file *f, const char *key, int64_t *out, struc
 
 int gguf_get_f32(const struct gguf_file *f, const char *key, float *out, struct err *e)
 {
-    const struct gguf_value *v;
+    const struct gguf_value *v = NULL;
     int rc = find_or_fail(f, key, &v, e);
     if (rc)
         return rc;
@@ -166,7 +166,7 @@ int gguf_get_f32(const struct gguf_file *f, const char *key, float *out, struct 
 
 int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out, struct err *e)
 {
-    const struct gguf_value *v;
+    const struct gguf_value *v = NULL;
     int rc = find_or_fail(f, key, &v, e);
     if (rc)
         return rc;
@@ -178,7 +178,7 @@ int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out, struct 
 
 int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *out, struct err *e)
 {
-    const struct gguf_value *v;
+    const struct gguf_value *v = NULL;
     int rc = find_or_fail(f, key, &v, e);
     if (rc)
         return rc;
@@ -191,7 +191,7 @@ int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *ou
 int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t elem_type, const struct gguf_array **out,
                  struct err *e)
 {
-    const struct gguf_value *v;
+    const struct gguf_value *v = NULL;
     int rc = find_or_fail(f, key, &v, e);
     if (rc)
         return rc;

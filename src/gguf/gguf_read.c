@@ -122,7 +122,7 @@ static int read_uint(struct cursor *c, unsigned n, const char *item, uint64_t *o
 
 static int read_u32(struct cursor *c, const char *item, uint32_t *out)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = read_uint(c, 4, item, &v);
     *out = (uint32_t)v;
     return rc;
