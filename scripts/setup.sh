@@ -7,6 +7,11 @@ packages=(
   libpcre2-dev     # pre-tokenizer regular expressions
   libjansson-dev   # JSON: tokenizer.json, reference data, the APIs
   libcmocka-dev    # unit tests
+  libmicrohttpd-dev # the HTTP server
+  libcurl4-openssl-dev libssl-dev # registry client and sha256 digests
+  libedit-dev      # the interactive prompt of `hearth run`
+  docker-registry  # a real OCI registry for the pull/push tests
+  curl             # byte-level API tests
   nodejs npm       # reference renderers and API clients used by the tests
 )
 missing=()
