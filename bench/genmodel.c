@@ -1,6 +1,8 @@
 /* genmodel.c — hearth-genmodel: writes a random-weight Llama-architecture GGUF of a real model's shape
  * with hearth's own GGUF writer and quantizers. Speed benchmarks need only the right shapes; the quick
- * start uses the tiny preset when no trained model is at hand.
+ * start uses the tiny preset when no trained model is at hand. The files are plain llama GGUFs (SPM
+ * vocabulary metadata included) that llama.cpp loads too, so bench/compare.mjs can run both on one file,
+ * and their per-tensor type mix follows llama-quantize's choices for the same file type.
  *
  * usage: hearth-genmodel --preset tiny|llama-1b|llama-8b --type f32|f16|q8_0|q4_0|q4_k_m -o OUT.gguf [--seed N] */
 #include <math.h>
@@ -16,12 +18,13 @@ struct preset {
     const char *name;
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     float rope_base;
+    bool tied; /* no output.weight: the output projection reuses token_embd (Llama 3.2 1B does) */
 };
 
 static const struct preset presets[] = {
-    {"tiny", 64, 2, 4, 2, 176, 320, 512, 10000.0f},
-    {"llama-1b", 2048, 16, 32, 8, 8192, 128256, 8192, 500000.0f},
-    {"llama-8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000.0f},
+    {"tiny", 64, 2, 4, 2, 176, 320, 512, 10000.0f, false},
+    {"llama-1b", 2048, 16, 32, 8, 8192, 128256, 8192, 500000.0f, true},
+    {"llama-8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000.0f, false},
 };
 
 enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_K_M };
@@ -76,31 +79,45 @@ static int fill(void *arg, void *dst, size_t size, struct err *e)
     return c->failed ? err_set(e, ERR_NOMEM, "could not generate a tensor") : 0;
 }
 
-/* llama.cpp's Q4_K_M choice: more bits for attn_v and ffn_down in the first and last eighth of the
- * layers and every third one between. */
+/* llama-quantize's "more bits" layers for Q4_K_M's attn_v and ffn_down: the first and last eighth of
+ * the layers and every third one between. */
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-static uint32_t type_for(enum mix mix, const char *name, int layer, int n_layer, bool is_vector)
+/* A K-quant needs rows that are whole 256-value super-blocks; llama-quantize then falls back to the
+ * 32-value format of about the same size, and to F16 when even that does not divide the row (the tiny
+ * preset's rows are 64 and 176 wide). */
+static uint32_t fit_row(uint32_t type, int64_t cols)
+{
+    if (cols % (int64_t)dtype_get(type)->block_size == 0)
+        return type;
+    uint32_t fallback = type == DT_Q4_K ? DT_Q5_0 : type == DT_Q6_K ? DT_Q8_0 : DT_F16;
+    return cols % (int64_t)dtype_get(fallback)->block_size == 0 ? fallback : DT_F16;
+}
+
+/* The type llama-quantize gives a llama tensor for the file type (llama.cpp's llama_tensor_get_type
+ * for these five types, without an importance matrix):
+ * - F32/F16 files are not adjusted: every matrix has the file's type.
+ * - In a quantized file the output matrix (token_embd when the output is tied to it) gets Q6_K, unless
+ *   the file is Q8_0, which keeps Q8_0 everywhere; a separate token_embd keeps the file's type.
+ * - Q4_K_M gives attn_v and ffn_down Q6_K in the use_more_bits layers, Q4_K elsewhere.
+ * Vectors (norms) stay F32. */
+static uint32_t type_for(enum mix mix, const char *name, int layer, int n_layer, bool tied, int64_t cols,
+                         bool is_vector)
 {
     if (is_vector)
         return DT_F32;
-    switch (mix) {
-    case MIX_F32:
-        return DT_F32;
-    case MIX_F16:
-        return DT_F16;
-    case MIX_Q8_0:
-        return DT_Q8_0;
-    case MIX_Q4_0:
-        return strcmp(name, "output.weight") == 0 ? DT_Q6_K : DT_Q4_0;
-    case MIX_Q4_K_M:
-        if (strcmp(name, "output.weight") == 0)
-            return DT_Q6_K;
-        if ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down.weight")) && use_more_bits(layer, n_layer))
-            return DT_Q6_K;
-        return DT_Q4_K;
-    }
-    return DT_F32;
+    static const uint32_t base[] = {DT_F32, DT_F16, DT_Q8_0, DT_Q4_0, DT_Q4_K};
+    uint32_t t = base[mix];
+    if (mix == MIX_F32 || mix == MIX_F16 || mix == MIX_Q8_0)
+        return t;
+    const bool is_output =
+        strcmp(name, "output.weight") == 0 || (tied && strcmp(name, "token_embd.weight") == 0);
+    if (is_output)
+        t = DT_Q6_K;
+    else if (mix == MIX_Q4_K_M && (strstr(name, "attn_v.weight") || strstr(name, "ffn_down.weight")) &&
+             use_more_bits(layer, n_layer))
+        t = DT_Q6_K;
+    return fit_row(t, cols);
 }
 
 static void usage(FILE *fp)
@@ -166,6 +183,8 @@ int main(int argc, char **argv)
     snprintf(name, sizeof name, "hearth random %s %s", p->name, type_name);
     gguf_writer_set_str(w, "general.name", name);
     gguf_writer_set_u32(w, "general.file_type", file_types[mix]);
+    if (mix >= MIX_Q8_0)
+        gguf_writer_set_u32(w, "general.quantization_version", 2); /* what llama-quantize records */
     gguf_writer_set_u32(w, "llama.context_length", (uint32_t)p->n_ctx);
     gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)p->n_embd);
     gguf_writer_set_u32(w, "llama.block_count", (uint32_t)p->n_layer);
@@ -223,7 +242,7 @@ int main(int argc, char **argv)
     do {                                                                                           \
         struct fill_ctx *fc = &fills[nf++];                                                        \
         bool vec = (rows_) == 1;                                                                   \
-        fc->type = type_for((enum mix)mix, tname, layer, p->n_layer, vec);                         \
+        fc->type = type_for((enum mix)mix, tname, layer, p->n_layer, p->tied, cols_, vec);                         \
         fc->rows = rows_;                                                                          \
         fc->cols = cols_;                                                                          \
         fc->seed = seed * 1000003u + (uint64_t)nf;                                                 \
@@ -253,7 +272,8 @@ int main(int argc, char **argv)
         ADD(tn[8], il, d, ff, 0.0f);
     }
     ADD("output_norm.weight", 0, 1, d, 1.0f);
-    ADD("output.weight", 0, (int64_t)n_vocab, d, 0.0f);
+    if (!p->tied)
+        ADD("output.weight", 0, (int64_t)n_vocab, d, 0.0f);
 #undef ADD
     if (!rc)
         rc = gguf_writer_write(w, out, &e);

@@ -11,6 +11,7 @@ int cmd_run(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Exit statuses: 0 ok, 1 runtime failure (bad model file, out of memory), 2 misuse (bad flags). */
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };

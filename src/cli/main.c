@@ -16,6 +16,7 @@ static const struct command commands[] = {
     {"tokenize", cmd_tokenize, "Print the token ids of a text"},
     {"detokenize", cmd_detokenize, "Print the text of token ids"},
     {"eval", cmd_eval, "Evaluate token ids and write their logits"},
+    {"bench", cmd_bench, "Measure prefill/decode speed and the memory-bandwidth roofline"},
 };
 
 static void usage(FILE *fp)

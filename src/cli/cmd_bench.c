@@ -1,0 +1,176 @@
+/* cmd_bench.c — `hearth bench MODEL... [--prompt N] [--gen N] [--repeat N] [--threads N] [--json]`:
+ * speed of each model on each backend (prefill and decode rates, time to first token, load time,
+ * peak memory) against the decode roofline of this machine's measured memory bandwidth, as a
+ * markdown table or JSON. Each model runs in its own child process (engine/bench.c). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "engine/bench.h"
+
+static const char usage_text[] =
+    "usage: hearth bench MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N] [--json]\n"
+    "  --prompt N      prompt tokens per run, random ids from the vocabulary (default 512)\n"
+    "  --gen N         tokens generated per run, greedy, not stopping at EOS (default 128)\n"
+    "  --repeat N      runs per model; the table shows medians (default 3)\n"
+    "  --threads N     CPU threads for the models and the bandwidth probe (default: physical cores)\n"
+    "  --seed N        seed of the random prompt (default 1)\n"
+    "  --json          print JSON instead of a markdown table\n"
+    "Roofline %: decode speed as a share of memory bandwidth / weight bytes read per token.\n";
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void fmt_bytes(uint64_t b, char *buf, size_t cap)
+{
+    if (b >= (1ull << 30))
+        snprintf(buf, cap, "%.2f GiB", (double)b / (double)(1ull << 30));
+    else
+        snprintf(buf, cap, "%.1f MiB", (double)b / (double)(1ull << 20));
+}
+
+static void print_header(void)
+{
+    printf("| model | backend | size | prefill tok/s | decode tok/s | first token | load | peak RSS | roofline %% |\n"
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    fflush(stdout);
+}
+
+static void print_row(const char *path, const struct bench_result *r)
+{
+    char size[32], rss[32], first[32], load[32];
+    fmt_bytes(r->weight_bytes, size, sizeof size);
+    fmt_bytes((uint64_t)r->peak_rss_bytes, rss, sizeof rss);
+    fmt_duration((int64_t)(r->first_token_ms * 1e6), first, sizeof first);
+    fmt_duration((int64_t)(r->load_ms * 1e6), load, sizeof load);
+    printf("| %s (%s) | %s, %d threads | %s | %.2f | %.2f | %s | %s | %s | %.0f%% of %.1f tok/s |\n",
+           base_name(path), r->type, r->backend, r->n_threads, size, r->prefill_tps, r->decode_tps, first, load,
+           rss, r->roofline_pct, r->roofline_tps);
+    fflush(stdout);
+}
+
+static json_t *row_json(const char *path, const struct bench_result *r)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f}",
+                     "model", path, "type", r->type, "backend", r->backend, "threads", r->n_threads,
+                     "size_bytes", (json_int_t)r->weight_bytes, "params", (json_int_t)r->n_params,
+                     "decode_bytes_per_token", (json_int_t)r->decode_bytes, "prefill_tps", r->prefill_tps,
+                     "decode_tps", r->decode_tps, "first_token_ms", r->first_token_ms, "load_ms", r->load_ms,
+                     "peak_rss_bytes", (json_int_t)r->peak_rss_bytes, "membw_gbs", r->membw_gbs,
+                     "roofline_tps", r->roofline_tps, "roofline_pct", r->roofline_pct);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    long n_prompt = 512, n_gen = 128, n_repeat = 3, threads = 0, seed = 1;
+    bool json = false;
+    const char **paths = calloc((size_t)argc, sizeof *paths);
+    int n_paths = 0;
+    if (!paths) {
+        fprintf(stderr, "hearth bench: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            free(paths);
+            return 0;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if ((v = opt_value(argc, argv, &i, "--prompt"))) {
+            if (!opt_int("bench", "--prompt", v, 1, 1 << 20, &n_prompt))
+                goto usage;
+        } else if ((v = opt_value(argc, argv, &i, "--gen"))) {
+            if (!opt_int("bench", "--gen", v, 1, 1 << 20, &n_gen))
+                goto usage;
+        } else if ((v = opt_value(argc, argv, &i, "--repeat"))) {
+            if (!opt_int("bench", "--repeat", v, 1, 1000, &n_repeat))
+                goto usage;
+        } else if ((v = opt_value(argc, argv, &i, "--threads"))) {
+            if (!opt_int("bench", "--threads", v, 1, 512, &threads))
+                goto usage;
+        } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
+            if (!opt_int("bench", "--seed", v, 0, 0x7fffffff, &seed))
+                goto usage;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "hearth bench: unknown flag '%s'\n%s", argv[i], usage_text);
+            goto usage;
+        } else {
+            paths[n_paths++] = argv[i];
+        }
+    }
+    if (n_paths == 0) {
+        fprintf(stderr, "hearth bench: at least one MODEL.gguf is required\n%s", usage_text);
+        goto usage;
+    }
+    /* Catch a mistyped path before minutes of measuring the others. */
+    for (int i = 0; i < n_paths; i++) {
+        struct stat st;
+        const char *why = stat(paths[i], &st) != 0 ? strerror(errno)
+                          : !S_ISREG(st.st_mode)   ? "not a regular file"
+                                                   : NULL;
+        if (why) {
+            fprintf(stderr, "hearth bench: %s: %s\n", paths[i], why);
+            free(paths);
+            return EXIT_RUNTIME;
+        }
+    }
+
+    struct bench_params p = {.n_prompt = (int)n_prompt, .n_gen = (int)n_gen, .n_repeat = (int)n_repeat,
+                             .n_threads = (int)threads, .seed = (uint64_t)seed};
+    struct err e = {0};
+    double membw = 0;
+    /* Measured in this run, with the models' thread count, before any model is in memory. */
+    if (bench_membw_isolated(p.n_threads, 0, &membw, &e)) {
+        fprintf(stderr, "hearth bench: %s\n", e.msg);
+        free(paths);
+        return EXIT_RUNTIME;
+    }
+    json_t *rows = json ? json_array() : NULL;
+    int status = 0;
+    if (!json)
+        print_header();
+    for (int i = 0; i < n_paths; i++) {
+        struct bench_result r;
+        err_clear(&e);
+        if (bench_model_isolated(paths[i], &p, &r, &e)) {
+            fprintf(stderr, "hearth bench: %s\n", e.msg);
+            status = EXIT_RUNTIME;
+            continue;
+        }
+        bench_roofline(&r, membw);
+        if (json)
+            json_array_append_new(rows, row_json(paths[i], &r));
+        else
+            print_row(paths[i], &r);
+    }
+    if (json) {
+        json_t *doc = json_pack("{s:i, s:i, s:i, s:I, s:f, s:o}", "prompt_tokens", p.n_prompt, "gen_tokens",
+                                p.n_gen, "repeat", p.n_repeat, "seed", (json_int_t)p.seed, "membw_gbs", membw,
+                                "results", rows);
+        char *s = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+        if (s)
+            printf("%s\n", s);
+        else
+            status = EXIT_RUNTIME;
+        free(s);
+        json_decref(doc);
+    } else {
+        printf("\nprompt %d tokens, %d generated, medians of %d runs; memory read bandwidth %.1f GB/s; "
+               "roofline = bandwidth / weight bytes read per decoded token\n",
+               p.n_prompt, p.n_gen, p.n_repeat, membw);
+    }
+    free(paths);
+    return status;
+usage:
+    free(paths);
+    return EXIT_USAGE;
+}

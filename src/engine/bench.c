@@ -1,0 +1,375 @@
+/* bench.c — the measurements of `hearth bench` (see bench.h): a streaming-read bandwidth probe, a
+ * timed load/prefill/decode run of one model, and fork-per-measurement isolation. */
+#define _POSIX_C_SOURCE 200809L
+#include "engine/bench.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "base/clock.h"
+#include "base/threadpool.h"
+#include "model/model.h"
+#include "sample/rng.h"
+#include "tensor/tensor.h"
+
+/* ---- memory bandwidth ---- */
+
+struct membw_job {
+    uint64_t *buf;
+    size_t n_words;
+    bool fill; /* first pass: write, so every page is faulted in by the thread that will read it */
+    uint64_t sink[64];
+};
+
+static void membw_slice(void *arg, int t, int nt)
+{
+    struct membw_job *j = arg;
+    /* Slices in whole 64-byte lines so the unrolled loop below needs no tail. */
+    const size_t lines = j->n_words / 8;
+    uint64_t *p = j->buf + lines * (size_t)t / (size_t)nt * 8;
+    uint64_t *end = j->buf + lines * (size_t)(t + 1) / (size_t)nt * 8;
+    if (j->fill) {
+        for (uint64_t *q = p; q < end; q++)
+            *q = (uint64_t)(q - j->buf);
+        return;
+    }
+    /* Eight independent accumulators keep several loads in flight per core; the loads, not the
+     * adds, are the bottleneck, as in a decode matmul. */
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    for (; p < end; p += 8) {
+        a0 += p[0];
+        a1 += p[1];
+        a2 += p[2];
+        a3 += p[3];
+        a4 += p[4];
+        a5 += p[5];
+        a6 += p[6];
+        a7 += p[7];
+    }
+    if (t < 64)
+        j->sink[t] = a0 ^ a1 ^ a2 ^ a3 ^ a4 ^ a5 ^ a6 ^ a7;
+}
+
+int bench_membw(int n_threads, size_t bytes, double *gbs, struct err *e)
+{
+    if (bytes == 0)
+        bytes = (size_t)1 << 30;
+    struct threadpool *pool = NULL;
+    int rc = threadpool_new(n_threads, &pool, e);
+    if (rc)
+        return rc;
+    struct membw_job j = {0};
+    j.n_words = bytes / sizeof(uint64_t) / 8 * 8;
+    j.buf = malloc(j.n_words * sizeof(uint64_t));
+    if (!j.buf) {
+        threadpool_free(pool);
+        return err_set(e, ERR_NOMEM, "memory bandwidth probe: cannot allocate %zu MiB", bytes >> 20);
+    }
+    j.fill = true;
+    threadpool_run(pool, membw_slice, &j);
+    j.fill = false;
+    double best = 0;
+    for (int pass = 0; pass < 6; pass++) {
+        int64_t t0 = clock_ns();
+        threadpool_run(pool, membw_slice, &j);
+        int64_t dt = clock_ns() - t0;
+        double rate = dt > 0 ? (double)(j.n_words * sizeof(uint64_t)) / (double)dt : 0;
+        if (rate > best)
+            best = rate;
+    }
+    /* Keep the sums observable so the reads cannot be optimized away. */
+    volatile uint64_t keep = 0;
+    for (int i = 0; i < 64; i++)
+        keep ^= j.sink[i];
+    (void)keep;
+    free(j.buf);
+    threadpool_free(pool);
+    *gbs = best; /* bytes per nanosecond = 1e9 bytes per second */
+    return 0;
+}
+
+/* ---- one model ---- */
+
+static uint64_t matrix_bytes(const struct bweight *w)
+{
+    return w->host && w->rows > 1 ? (uint64_t)w->rows * dtype_row_bytes(w->type, w->cols) : 0;
+}
+
+static uint64_t weight_count(const struct bweight *w) { return w->host ? (uint64_t)(w->rows * w->cols) : 0; }
+
+uint64_t bench_decode_bytes(const struct model *m)
+{
+    uint64_t b = matrix_bytes(&m->output) + dtype_row_bytes(m->tok_embd.type, m->tok_embd.cols);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const struct bweight *ws = (const struct bweight *)&m->layers[il];
+        for (size_t k = 0; k < sizeof(struct layer_weights) / sizeof(struct bweight); k++)
+            b += matrix_bytes(&ws[k]);
+    }
+    return b;
+}
+
+static uint64_t param_count(const struct model *m)
+{
+    uint64_t n = weight_count(&m->tok_embd) + weight_count(&m->output_norm);
+    if (!m->hp.tied_output)
+        n += weight_count(&m->output);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const struct bweight *ws = (const struct bweight *)&m->layers[il];
+        for (size_t k = 0; k < sizeof(struct layer_weights) / sizeof(struct bweight); k++)
+            n += weight_count(&ws[k]);
+    }
+    return n;
+}
+
+static int32_t argmax(const float *x, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* One repeat: load, warm up, prefill, decode; times in ns into t[0..3] (load, prefill, first, decode). */
+static int bench_once(const char *path, struct backend *be, const struct bench_params *p, int32_t **prompt,
+                      struct bench_result *r, int64_t t[4], struct err *e)
+{
+    struct model *m = NULL;
+    struct model_ctx *c = NULL;
+    float *logits = NULL;
+    struct ctx_params cp = {.n_ctx = p->n_prompt + p->n_gen + 1, .n_batch = 0, .kv_type = KV_F16};
+    int64_t t0 = clock_ns();
+    int rc = model_load(path, be, &m, e);
+    if (!rc)
+        rc = model_ctx_new(m, &cp, &c, e);
+    t[0] = clock_ns() - t0;
+    if (rc)
+        goto done;
+    const int n_vocab = m->hp.n_vocab;
+    logits = malloc((size_t)n_vocab * sizeof *logits);
+    if (!logits) {
+        rc = err_set(e, ERR_NOMEM, "out of memory for %d logits", n_vocab);
+        goto done;
+    }
+    if (!*prompt) {
+        *prompt = malloc((size_t)p->n_prompt * sizeof **prompt);
+        if (!*prompt) {
+            rc = err_set(e, ERR_NOMEM, "out of memory for a %d-token prompt", p->n_prompt);
+            goto done;
+        }
+        struct rng g;
+        rng_seed(&g, p->seed);
+        for (int i = 0; i < p->n_prompt; i++)
+            (*prompt)[i] = (int32_t)(rng_next(&g) % (uint64_t)n_vocab);
+        snprintf(r->type, sizeof r->type, "%s", model_type_name(m));
+        r->weight_bytes = m->weight_bytes;
+        r->n_params = param_count(m);
+        r->decode_bytes = bench_decode_bytes(m);
+    }
+    /* Warm-up: one decode step reads every weight once, so page faults on the mapped file and
+     * first-touch costs land here and not in the timed prefill. */
+    rc = model_forward(c, *prompt, 1, logits, false, e);
+    if (rc)
+        goto done;
+    model_ctx_truncate(c, 0);
+
+    t0 = clock_ns();
+    rc = model_forward(c, *prompt, p->n_prompt, logits, false, e);
+    if (rc)
+        goto done;
+    t[1] = clock_ns() - t0;
+    int32_t tok = argmax(logits, n_vocab);
+    t[2] = clock_ns() - t0;
+
+    t0 = clock_ns();
+    for (int i = 0; i < p->n_gen; i++) {
+        rc = model_forward(c, &tok, 1, logits, false, e);
+        if (rc)
+            goto done;
+        tok = argmax(logits, n_vocab);
+    }
+    t[3] = clock_ns() - t0;
+done:
+    free(logits);
+    model_ctx_free(c);
+    model_free(m);
+    return rc;
+}
+
+int bench_model(const char *path, const struct bench_params *p, struct bench_result *r, struct err *e)
+{
+    if (p->n_prompt < 1 || p->n_gen < 1 || p->n_repeat < 1)
+        return err_set(e, ERR_INVALID, "bench: prompt, generation and repeat counts must be at least 1");
+    memset(r, 0, sizeof *r);
+    struct backend *be = NULL;
+    int rc = backend_cpu_new(p->n_threads, &be, e);
+    if (rc)
+        return rc;
+    snprintf(r->backend, sizeof r->backend, "%s (%s)", be->ops->name, backend_cpu_isa());
+    r->n_threads = be->n_threads;
+    double *v = calloc((size_t)p->n_repeat * 4, sizeof *v);
+    int32_t *prompt = NULL;
+    if (!v) {
+        be->ops->free(be);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    double *load = v, *prefill = v + p->n_repeat, *first = v + 2 * p->n_repeat, *decode = v + 3 * p->n_repeat;
+    for (int i = 0; i < p->n_repeat && !rc; i++) {
+        int64_t t[4] = {0};
+        rc = bench_once(path, be, p, &prompt, r, t, e);
+        load[i] = (double)t[0] / 1e6;
+        prefill[i] = t[1] > 0 ? (double)p->n_prompt * 1e9 / (double)t[1] : 0;
+        first[i] = (double)t[2] / 1e6;
+        decode[i] = t[3] > 0 ? (double)p->n_gen * 1e9 / (double)t[3] : 0;
+    }
+    if (!rc) {
+        r->load_ms = median(load, p->n_repeat);
+        r->prefill_tps = median(prefill, p->n_repeat);
+        r->first_token_ms = median(first, p->n_repeat);
+        r->decode_tps = median(decode, p->n_repeat);
+        r->peak_rss_bytes = clock_peak_rss_bytes();
+    }
+    free(prompt);
+    free(v);
+    be->ops->free(be);
+    return rc;
+}
+
+void bench_roofline(struct bench_result *r, double membw_gbs)
+{
+    r->membw_gbs = membw_gbs;
+    r->roofline_tps = r->decode_bytes ? membw_gbs * 1e9 / (double)r->decode_bytes : 0;
+    r->roofline_pct = r->roofline_tps > 0 ? 100.0 * r->decode_tps / r->roofline_tps : 0;
+}
+
+/* ---- isolation ---- */
+
+/* What a child sends back: its status and message, and the figures. */
+struct child_msg {
+    int rc;
+    char msg[sizeof(((struct err *)0)->msg)];
+    double gbs;
+    struct bench_result r;
+};
+
+enum child_kind { CHILD_MEMBW, CHILD_MODEL };
+
+static bool write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static size_t read_all(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+static int run_child(enum child_kind kind, const char *path, const struct bench_params *p, int n_threads,
+                     size_t bytes, struct child_msg *out, struct err *e)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return err_set(e, ERR_IO, "bench: cannot create a pipe: %s", strerror(errno));
+    fflush(NULL); /* or the child would flush the parent's buffered output a second time */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return err_set(e, ERR_IO, "bench: cannot fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        struct child_msg *m = calloc(1, sizeof *m);
+        if (!m)
+            _exit(3);
+        struct err ce = {0};
+        m->rc = kind == CHILD_MEMBW ? bench_membw(n_threads, bytes, &m->gbs, &ce)
+                                    : bench_model(path, p, &m->r, &ce);
+        memcpy(m->msg, ce.msg, sizeof m->msg);
+        bool ok = write_all(fds[1], m, sizeof *m);
+        _exit(ok ? 0 : 3);
+    }
+    close(fds[1]);
+    size_t got = read_all(fds[0], out, sizeof *out);
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got != sizeof *out) {
+        if (WIFSIGNALED(status))
+            return err_set(e, ERR_IO, "%s: the benchmark process was killed by signal %d%s",
+                           path ? path : "memory bandwidth probe", WTERMSIG(status),
+                           WTERMSIG(status) == 9 ? " (out of memory?)" : "");
+        return err_set(e, ERR_IO, "%s: the benchmark process exited without a result",
+                       path ? path : "memory bandwidth probe");
+    }
+    if (out->rc) {
+        out->msg[sizeof out->msg - 1] = 0;
+        return err_set(e, out->rc, "%s", out->msg);
+    }
+    return 0;
+}
+
+int bench_membw_isolated(int n_threads, size_t bytes, double *gbs, struct err *e)
+{
+    struct child_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    int rc = run_child(CHILD_MEMBW, NULL, NULL, n_threads, bytes, m, e);
+    if (!rc)
+        *gbs = m->gbs;
+    free(m);
+    return rc;
+}
+
+int bench_model_isolated(const char *path, const struct bench_params *p, struct bench_result *r,
+                         struct err *e)
+{
+    struct child_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    int rc = run_child(CHILD_MODEL, path, p, 0, 0, m, e);
+    if (!rc)
+        *r = m->r;
+    free(m);
+    return rc;
+}
