@@ -22,5 +22,16 @@ enum cpu_isa cpu_isa_detect(void)
 
 const struct cpu_kernel *cpu_kernel_for(uint32_t weight_type)
 {
-    return cpu_kernel_scalar(weight_type);
+    const struct cpu_kernel *k = NULL;
+    switch (cpu_isa_detect()) {
+    case CPU_ISA_AVX512:
+        k = cpu_kernels_avx512(weight_type);
+        break;
+    case CPU_ISA_AVX2:
+        k = cpu_kernels_avx2(weight_type);
+        break;
+    default:
+        break;
+    }
+    return k ? k : cpu_kernel_scalar(weight_type);
 }

@@ -30,6 +30,28 @@ const struct cpu_kernel *cpu_kernel_scalar(uint32_t weight_type);
 float cpu_dot_f32_scalar(int64_t n, const float *a, const float *b);
 float cpu_vec_dot_generic(uint32_t weight_type, int64_t n, const void *w, const float *a);
 
+/* Integer reference kernels (kernels_scalar.c): weight format x 8-bit activation format. */
+float cpu_dot_q4_0_q8_0_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q4_1_q8_1_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q5_0_q8_0_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q5_1_q8_1_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q8_0_q8_0_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q2_k_q8_k_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q3_k_q8_k_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q4_k_q8_k_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q5_k_q8_k_scalar(int64_t n, const void *w, const void *a);
+float cpu_dot_q6_k_q8_k_scalar(int64_t n, const void *w, const void *a);
+/* Unpacks Q4_K/Q5_K's twelve scale bytes into eight 6-bit scales and eight 6-bit mins. */
+void cpu_q4_k_scales(const uint8_t *scales, uint8_t sc[8], uint8_t mn[8]);
+/* Activation converters (row of n floats to 8-bit blocks). */
+void cpu_quantize_q8_0(const float *x, void *dst, int64_t n);
+void cpu_quantize_q8_1(const float *x, void *dst, int64_t n);
+void cpu_quantize_q8_k(const float *x, void *dst, int64_t n);
+
+/* SIMD kernel tables (NULL entries fall back to the scalar kernel). */
+const struct cpu_kernel *cpu_kernels_avx2(uint32_t weight_type);
+const struct cpu_kernel *cpu_kernels_avx512(uint32_t weight_type);
+
 /* Instruction-set level detected at run time. */
 enum cpu_isa { CPU_ISA_SCALAR = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 };
 enum cpu_isa cpu_isa_detect(void);

@@ -1,7 +1,11 @@
-/* kernels_scalar.c — portable reference kernels: float dot products and the generic path that
- * dequantizes each weight block and multiplies it in float32. */
+/* kernels_scalar.c — portable reference kernels: float dot products, the generic path that
+ * dequantizes each weight block and multiplies it in float32, and the integer dot products of the
+ * quantized formats with 8-bit activations (Q8_0, Q8_1, Q8_K). The integer kernels define the exact
+ * result the SIMD kernels must reproduce: integer sums per block are exact, only the float
+ * accumulation order may differ. */
 #include "backend/cpu/kernels.h"
 
+#include "tensor/quant.h"
 #include "tensor/tensor.h"
 
 float cpu_dot_f32_scalar(int64_t n, const float *a, const float *b)
@@ -45,36 +49,264 @@ static float dot_bf16(int64_t n, const void *w, const void *a)
     return cpu_vec_dot_generic(DT_BF16, n, w, a);
 }
 
+/* ---- integer kernels: legacy formats against Q8_0 / Q8_1 activations ---- */
+
+float cpu_dot_q4_0_q8_0_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q4_0 *x = w;
+    const struct block_q8_0 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QK; b++) {
+        int sum = 0;
+        for (int j = 0; j < QUANT_QK / 2; j++) {
+            sum += ((x[b].qs[j] & 15) - 8) * y[b].qs[j];
+            sum += ((x[b].qs[j] >> 4) - 8) * y[b].qs[j + 16];
+        }
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum;
+    }
+    return s;
+}
+
+float cpu_dot_q4_1_q8_1_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q4_1 *x = w;
+    const struct block_q8_1 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QK; b++) {
+        int sum = 0;
+        for (int j = 0; j < QUANT_QK / 2; j++) {
+            sum += (x[b].qs[j] & 15) * y[b].qs[j];
+            sum += (x[b].qs[j] >> 4) * y[b].qs[j + 16];
+        }
+        /* The offset m multiplies every activation: y.s already holds d_y * sum(q_y). */
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum + fp16_to_f32(x[b].m) * fp16_to_f32(y[b].s);
+    }
+    return s;
+}
+
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+float cpu_dot_q5_0_q8_0_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q5_0 *x = w;
+    const struct block_q8_0 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QK; b++) {
+        const uint32_t qh = load_u32(x[b].qh);
+        int sum = 0;
+        for (int j = 0; j < QUANT_QK / 2; j++) {
+            const int q0 = (x[b].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+            const int q1 = (x[b].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            sum += (q0 - 16) * y[b].qs[j] + (q1 - 16) * y[b].qs[j + 16];
+        }
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum;
+    }
+    return s;
+}
+
+float cpu_dot_q5_1_q8_1_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q5_1 *x = w;
+    const struct block_q8_1 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QK; b++) {
+        const uint32_t qh = load_u32(x[b].qh);
+        int sum = 0;
+        for (int j = 0; j < QUANT_QK / 2; j++) {
+            const int q0 = (x[b].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+            const int q1 = (x[b].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            sum += q0 * y[b].qs[j] + q1 * y[b].qs[j + 16];
+        }
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum + fp16_to_f32(x[b].m) * fp16_to_f32(y[b].s);
+    }
+    return s;
+}
+
+float cpu_dot_q8_0_q8_0_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q8_0 *x = w;
+    const struct block_q8_0 *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QK; b++) {
+        int sum = 0;
+        for (int j = 0; j < QUANT_QK; j++)
+            sum += x[b].qs[j] * y[b].qs[j];
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum;
+    }
+    return s;
+}
+
+/* ---- integer kernels: K-quants against Q8_K activations ---- */
+
+void cpu_q4_k_scales(const uint8_t *scales, uint8_t sc[8], uint8_t mn[8])
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = scales[j] & 63;
+        mn[j] = scales[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((scales[j + 8] & 15) | (scales[j] >> 6) << 4);
+        mn[j + 4] = (uint8_t)((scales[j + 8] >> 4) | (scales[j + 4] >> 6) << 4);
+    }
+}
+
+float cpu_dot_q4_k_q8_k_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q4_k *x = w;
+    const struct block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
+        uint8_t sc[8], mn[8];
+        cpu_q4_k_scales(x[b].scales, sc, mn);
+        int sumi = 0, summ = 0;
+        for (int r = 0; r < 4; r++) {
+            int lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++) {
+                lo += (x[b].qs[32 * r + l] & 15) * y[b].qs[64 * r + l];
+                hi += (x[b].qs[32 * r + l] >> 4) * y[b].qs[64 * r + 32 + l];
+            }
+            sumi += sc[2 * r] * lo + sc[2 * r + 1] * hi;
+        }
+        for (int j = 0; j < 8; j++)
+            summ += mn[j] * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+        s += y[b].d * (fp16_to_f32(x[b].d) * (float)sumi - fp16_to_f32(x[b].dmin) * (float)summ);
+    }
+    return s;
+}
+
+float cpu_dot_q5_k_q8_k_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q5_k *x = w;
+    const struct block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
+        uint8_t sc[8], mn[8];
+        cpu_q4_k_scales(x[b].scales, sc, mn);
+        int sumi = 0, summ = 0;
+        for (int r = 0; r < 4; r++) {
+            int lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++) {
+                const int q0 = (x[b].qs[32 * r + l] & 15) | ((x[b].qh[l] >> (2 * r)) & 1) << 4;
+                const int q1 = (x[b].qs[32 * r + l] >> 4) | ((x[b].qh[l] >> (2 * r + 1)) & 1) << 4;
+                lo += q0 * y[b].qs[64 * r + l];
+                hi += q1 * y[b].qs[64 * r + 32 + l];
+            }
+            sumi += sc[2 * r] * lo + sc[2 * r + 1] * hi;
+        }
+        for (int j = 0; j < 8; j++)
+            summ += mn[j] * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+        s += y[b].d * (fp16_to_f32(x[b].d) * (float)sumi - fp16_to_f32(x[b].dmin) * (float)summ);
+    }
+    return s;
+}
+
+float cpu_dot_q6_k_q8_k_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q6_k *x = w;
+    const struct block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
+        int sumi = 0;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[b].ql + 64 * h, *qh = x[b].qh + 32 * h;
+            const int8_t *q8 = y[b].qs + 128 * h;
+            const int8_t *sc = x[b].scales + 8 * h;
+            int part[4] = {0}, part2[4] = {0};
+            for (int l = 0; l < 32; l++) {
+                const int q0 = (ql[l] & 15) | ((qh[l] >> 0) & 3) << 4;
+                const int q1 = (ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4;
+                const int q2 = (ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4;
+                const int q3 = (ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4;
+                int *p = l < 16 ? part : part2;
+                p[0] += (q0 - 32) * q8[l];
+                p[1] += (q1 - 32) * q8[l + 32];
+                p[2] += (q2 - 32) * q8[l + 64];
+                p[3] += (q3 - 32) * q8[l + 96];
+            }
+            for (int k = 0; k < 4; k++)
+                sumi += sc[2 * k] * part[k] + sc[2 * k + 1] * part2[k];
+        }
+        s += y[b].d * fp16_to_f32(x[b].d) * (float)sumi;
+    }
+    return s;
+}
+
+float cpu_dot_q3_k_q8_k_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q3_k *x = w;
+    const struct block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
+        int sc[16];
+        for (int i = 0; i < 16; i++) {
+            const int low = i < 8 ? (x[b].scales[i] & 15) : (x[b].scales[i - 8] >> 4);
+            const int high = (x[b].scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+            sc[i] = (low | high << 4) - 32;
+        }
+        int sumi = 0;
+        for (int e = 0; e < QUANT_QKK; e += 16) {
+            int sub = 0;
+            for (int k = e; k < e + 16; k++) {
+                const int half = k / 128, kk = k % 128, shift = 2 * (kk / 32), l = kk % 32;
+                const int low2 = (x[b].qs[32 * half + l] >> shift) & 3;
+                const int hbit = (x[b].hmask[l] >> (k / 32)) & 1;
+                sub += (low2 - (hbit ? 0 : 4)) * y[b].qs[k];
+            }
+            sumi += sc[e / 16] * sub;
+        }
+        s += y[b].d * fp16_to_f32(x[b].d) * (float)sumi;
+    }
+    return s;
+}
+
+float cpu_dot_q2_k_q8_k_scalar(int64_t n, const void *w, const void *a)
+{
+    const struct block_q2_k *x = w;
+    const struct block_q8_k *y = a;
+    float s = 0;
+    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
+        int sumi = 0, summ = 0;
+        for (int e = 0; e < QUANT_QKK; e += 16) {
+            int sub = 0;
+            for (int k = e; k < e + 16; k++) {
+                const int half = k / 128, kk = k % 128, shift = 2 * (kk / 32), l = kk % 32;
+                sub += ((x[b].qs[32 * half + l] >> shift) & 3) * y[b].qs[k];
+            }
+            sumi += (x[b].scales[e / 16] & 15) * sub;
+            summ += (x[b].scales[e / 16] >> 4) * y[b].bsums[e / 16];
+        }
+        s += y[b].d * (fp16_to_f32(x[b].d) * (float)sumi - fp16_to_f32(x[b].dmin) * (float)summ);
+    }
+    return s;
+}
+
+/* ---- activation converters ---- */
+
+void cpu_quantize_q8_0(const float *x, void *dst, int64_t n) { quant_quantize_q8_0(x, dst, n); }
+void cpu_quantize_q8_1(const float *x, void *dst, int64_t n) { quant_quantize_q8_1(x, dst, n); }
+void cpu_quantize_q8_k(const float *x, void *dst, int64_t n) { quant_quantize_q8_k(x, dst, n); }
+
 #define GENERIC_DOT(T)                                                                             \
     static float dot_generic_##T(int64_t n, const void *w, const void *a)                         \
     {                                                                                              \
         return cpu_vec_dot_generic(DT_##T, n, w, a);                                               \
     }
-GENERIC_DOT(Q4_0)
-GENERIC_DOT(Q4_1)
-GENERIC_DOT(Q5_0)
-GENERIC_DOT(Q5_1)
-GENERIC_DOT(Q8_0)
-GENERIC_DOT(Q2_K)
-GENERIC_DOT(Q3_K)
-GENERIC_DOT(Q4_K)
-GENERIC_DOT(Q5_K)
-GENERIC_DOT(Q6_K)
 
 static const struct cpu_kernel scalar_kernels[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, dot_f32},
     [DT_F16] = {DT_F32, NULL, dot_f16},
     [DT_BF16] = {DT_F32, NULL, dot_bf16},
-    [DT_Q4_0] = {DT_F32, NULL, dot_generic_Q4_0},
-    [DT_Q4_1] = {DT_F32, NULL, dot_generic_Q4_1},
-    [DT_Q5_0] = {DT_F32, NULL, dot_generic_Q5_0},
-    [DT_Q5_1] = {DT_F32, NULL, dot_generic_Q5_1},
-    [DT_Q8_0] = {DT_F32, NULL, dot_generic_Q8_0},
-    [DT_Q2_K] = {DT_F32, NULL, dot_generic_Q2_K},
-    [DT_Q3_K] = {DT_F32, NULL, dot_generic_Q3_K},
-    [DT_Q4_K] = {DT_F32, NULL, dot_generic_Q4_K},
-    [DT_Q5_K] = {DT_F32, NULL, dot_generic_Q5_K},
-    [DT_Q6_K] = {DT_F32, NULL, dot_generic_Q6_K},
+    [DT_Q4_0] = {DT_Q8_0, cpu_quantize_q8_0, cpu_dot_q4_0_q8_0_scalar},
+    [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, cpu_dot_q4_1_q8_1_scalar},
+    [DT_Q5_0] = {DT_Q8_0, cpu_quantize_q8_0, cpu_dot_q5_0_q8_0_scalar},
+    [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, cpu_dot_q5_1_q8_1_scalar},
+    [DT_Q8_0] = {DT_Q8_0, cpu_quantize_q8_0, cpu_dot_q8_0_q8_0_scalar},
+    [DT_Q2_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q2_k_q8_k_scalar},
+    [DT_Q3_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q3_k_q8_k_scalar},
+    [DT_Q4_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q4_k_q8_k_scalar},
+    [DT_Q5_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q5_k_q8_k_scalar},
+    [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q6_k_q8_k_scalar},
 };
 
 const struct cpu_kernel *cpu_kernel_scalar(uint32_t weight_type)

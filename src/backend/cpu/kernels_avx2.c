@@ -1,0 +1,10 @@
+/* kernels_avx2.c — the x86 kernels (kernels_x86.h) built for AVX2 + FMA + F16C. */
+#define X86_NAME(x) avx2_##x
+#include "backend/cpu/kernels_x86.h"
+
+const struct cpu_kernel *cpu_kernels_avx2(uint32_t weight_type)
+{
+    if (weight_type >= DT_MAX || !avx2_kernels[weight_type].vec_dot)
+        return NULL;
+    return &avx2_kernels[weight_type];
+}

@@ -1,0 +1,361 @@
+/* kernels_x86.h — the x86 SIMD dot-product kernels, written once and compiled twice: by
+ * kernels_avx2.c (AVX2 + FMA + F16C) and by kernels_avx512.c, where the 8-bit products use AVX-512
+ * VNNI's vpdpbusd on 256-bit registers (one instruction instead of maddubs + madd, and no int16
+ * saturation). The including file defines X86_NAME(x) to give the functions distinct names.
+ *
+ * Integer sums per block are exact, so results match the scalar kernels in kernels_scalar.c up to
+ * the order of the float accumulation. Not a standalone header: include only from those two files. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "tensor/quant.h"
+#include "tensor/tensor.h"
+
+/* Eight int32 sums, each of four unsigned-by-signed byte products. */
+static inline __m256i x86_dot_us8(__m256i u, __m256i s)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+/* Signed-by-signed: move x's sign onto y so the unsigned operand is |x| (never saturates: the
+ * quantizers keep values within -127..127). */
+static inline __m256i x86_dot_ss8(__m256i x, __m256i y)
+{
+    return x86_dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+static inline float x86_hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float x86_h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* Q4_0 block's 32 quants as signed bytes (-8..7) in element order. */
+static inline __m256i x86_q4_0_bytes(const uint8_t *qs)
+{
+    const __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
+}
+
+static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q4_0 *x = w;
+    const struct block_q8_0 *y = a;
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i p0 = x86_dot_ss8(x86_q4_0_bytes(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
+        const __m256i p1 =
+            x86_dot_ss8(x86_q4_0_bytes(x[b + 1].qs), _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b + 1].d) * x86_h2f(y[b + 1].d)), _mm256_cvtepi32_ps(p1),
+                               acc1);
+    }
+    for (; b < nb; b++) {
+        const __m256i p0 = x86_dot_ss8(x86_q4_0_bytes(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return x86_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static float X86_NAME(dot_q8_0)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q8_0 *x = w;
+    const struct block_q8_0 *y = a;
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i p0 = x86_dot_ss8(_mm256_loadu_si256((const __m256i *)x[b].qs),
+                                       _mm256_loadu_si256((const __m256i *)y[b].qs));
+        const __m256i p1 = x86_dot_ss8(_mm256_loadu_si256((const __m256i *)x[b + 1].qs),
+                                       _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b + 1].d) * x86_h2f(y[b + 1].d)), _mm256_cvtepi32_ps(p1),
+                               acc1);
+    }
+    for (; b < nb; b++) {
+        const __m256i p0 = x86_dot_ss8(_mm256_loadu_si256((const __m256i *)x[b].qs),
+                                       _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return x86_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static float X86_NAME(dot_q4_1)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q4_1 *x = w;
+    const struct block_q8_1 *y = a;
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m128i q = _mm_loadu_si128((const __m128i *)x[b].qs);
+        const __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+        const __m256i p = x86_dot_us8(qq, _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+        offs += x86_h2f(x[b].m) * x86_h2f(y[b].s);
+    }
+    return x86_hsum_ps(acc) + offs;
+}
+
+/* Q5_0/Q5_1: the fifth bits spread to bit 4 of each byte (element j gets bit j of qh). */
+static inline __m256i x86_q5_high(const uint8_t *qh4)
+{
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    /* Byte k of the broadcast word goes to bytes 8k..8k+7, then each byte keeps its own bit. */
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL, 0x0101010101010101LL, 0);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(16));
+}
+
+static float X86_NAME(dot_q5_0)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q5_0 *x = w;
+    const struct block_q8_0 *y = a;
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m128i q = _mm_loadu_si128((const __m128i *)x[b].qs);
+        __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+        qq = _mm256_sub_epi8(_mm256_or_si256(qq, x86_q5_high(x[b].qh)), _mm256_set1_epi8(16));
+        const __m256i p = x86_dot_ss8(qq, _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return x86_hsum_ps(acc);
+}
+
+static float X86_NAME(dot_q5_1)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q5_1 *x = w;
+    const struct block_q8_1 *y = a;
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m128i q = _mm_loadu_si128((const __m128i *)x[b].qs);
+        __m256i qq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+        qq = _mm256_or_si256(qq, x86_q5_high(x[b].qh));
+        const __m256i p = x86_dot_us8(qq, _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+        offs += x86_h2f(x[b].m) * x86_h2f(y[b].s);
+    }
+    return x86_hsum_ps(acc) + offs;
+}
+
+/* Q4_K/Q5_K scale unpacking, inlined here (the scalar twin is cpu_q4_k_scales). */
+static inline void x86_q4_k_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((s[j + 8] & 15) | (s[j] >> 6) << 4);
+        mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | (s[j + 4] >> 6) << 4);
+    }
+}
+
+/* Sum over the eight 32-element sub-blocks of min_j * (bsums[2j] + bsums[2j+1]), as 8 int32 lanes. */
+static inline __m256i x86_k_mins(const int16_t *bsums, const uint8_t mn[8])
+{
+    const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+    const __m256i mm = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mm);
+}
+
+static float X86_NAME(dot_q4_k)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q4_k *x = w;
+    const struct block_q8_k *y = a;
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t sc[8], mn[8];
+        x86_q4_k_scales(x[b].scales, sc, mn);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int r = 0; r < 4; r++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * r));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r)));
+            __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r + 32)));
+            plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * r]));
+            phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * r + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+        }
+        const float dy = y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].dmin)),
+                               _mm256_cvtepi32_ps(x86_k_mins(y[b].bsums, mn)), accm);
+    }
+    return x86_hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+static float X86_NAME(dot_q5_k)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q5_k *x = w;
+    const struct block_q8_k *y = a;
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m4 = _mm256_set1_epi8(15), b16 = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t sc[8], mn[8];
+        x86_q4_k_scales(x[b].scales, sc, mn);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[b].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int r = 0; r < 4; r++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * r));
+            /* Bit 2r of qh[l] goes to bit 4 of the low quant, bit 2r+1 to bit 4 of the high one. */
+            const __m256i hl = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * r), 4), b16);
+            const __m256i hh = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * r + 1), 4), b16);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), hl);
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), hh);
+            __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r)));
+            __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r + 32)));
+            plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * r]));
+            phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * r + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+        }
+        const float dy = y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].dmin)),
+                               _mm256_cvtepi32_ps(x86_k_mins(y[b].bsums, mn)), accm);
+    }
+    return x86_hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+static float X86_NAME(dot_q6_k)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q6_k *x = w;
+    const struct block_q8_k *y = a;
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *s = x[b].scales;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * h + 2 * k; /* first of the two 16-element sub-blocks */
+                const __m256i p =
+                    _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * h + 32 * k)));
+                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s[g + 1]), _mm_set1_epi16(s[g]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+            }
+        }
+        /* The quants are stored +32: subtract 32 * sum_i scale_i * bsum_i. */
+        const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
+                                               _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)s)));
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[b].d * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return x86_hsum_ps(acc);
+}
+
+static float X86_NAME(dot_f16)(int64_t n, const void *w, const void *a)
+{
+    const uint16_t *x = w;
+    const float *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+           acc3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8))),
+                               _mm256_loadu_ps(y + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 16))),
+                               _mm256_loadu_ps(y + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 24))),
+                               _mm256_loadu_ps(y + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i), acc0);
+    float s = x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++)
+        s += x86_h2f(x[i]) * y[i];
+    return s;
+}
+
+static float X86_NAME(dot_f32)(int64_t n, const void *w, const void *a)
+{
+    const float *x = w, *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+           acc3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+    float s = x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++)
+        s += x[i] * y[i];
+    return s;
+}
+
+/* Activation rows to Q8_0 blocks: scale = max|x| / 127, round to nearest. */
+static void X86_NAME(quantize_q8_0)(const float *x, void *dst, int64_t n)
+{
+    struct block_q8_0 *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QUANT_QK; b++, x += QUANT_QK) {
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const float d = amax / 127.0f;
+        const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        /* Pack 32 int32 to 32 int8; the packs interleave 128-bit lanes, the permute restores order. */
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[b].qs, p);
+        y[b].d = f32_to_fp16(d);
+    }
+}
+
+static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
+    [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32)},
+    [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16)},
+    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0)},
+    [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
+    [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
+    [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
+    [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0)},
+    [DT_Q4_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q4_k)},
+    [DT_Q5_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q5_k)},
+    [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q6_k)},
+};
