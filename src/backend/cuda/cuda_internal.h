@@ -1,0 +1,46 @@
+/* cuda_internal.h — what the CUDA backend's host code (cuda_backend.c, C) and its kernels
+ * (cuda_kernels.cu, CUDA C++) share: the kernel launchers. Each launcher only enqueues work on the
+ * given stream; the ones that dispatch on a weight format return -1 for a format without kernels. */
+#ifndef HEARTH_BACKEND_CUDA_INTERNAL_H
+#define HEARTH_BACKEND_CUDA_INTERNAL_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Batches of at most this many rows use the matrix-vector kernels; larger ones go through cuBLAS. */
+#define CUDA_GEMV_MAX_BATCH 8
+
+/* y[n, rows] = x[n, cols] . W^T (+ bias); W is rows of row_bytes in format type; cols % 32 == 0. */
+int cuda_launch_gemv(uint32_t type, const void *W, size_t row_bytes, int rows, int cols, const float *x,
+                     const float *bias, float *y, int n, cudaStream_t s);
+/* out[nrows, cols] (half) = the rows of W decoded. */
+int cuda_launch_dequant_f16(uint32_t type, const void *W, size_t row_bytes, int nrows, int cols, void *out,
+                            cudaStream_t s);
+/* out[i] = row tokens[i] of table, as float32. */
+int cuda_launch_get_rows(uint32_t type, const void *table, size_t row_bytes, int cols, const int32_t *tokens,
+                         int n, float *out, cudaStream_t s);
+/* hi = half(x), lo = half(x - hi). */
+void cuda_launch_split_f16(const float *x, void *hi, void *lo, size_t n, cudaStream_t s);
+/* y[j, r] += bias[r] over n rows of `rows`. */
+void cuda_launch_add_bias(float *y, const float *bias, int rows, int n, cudaStream_t s);
+void cuda_launch_rmsnorm(const float *x, const float *g, float *out, int n_rows, int dim, float eps,
+                         cudaStream_t s);
+void cuda_launch_rope(float *x, const int32_t *pos, int n, int n_heads, int head_dim, int n_rot, int neox,
+                      float freq_base, float freq_scale, const float *factors, cudaStream_t s);
+void cuda_launch_kv_store(void *kc, void *vc, int f16, const float *k, const float *v, const int32_t *pos, int n,
+                          int kv_dim, cudaStream_t s);
+void cuda_launch_attention(const float *q, const void *kc, const void *vc, int f16, float *out, const int32_t *pos,
+                           int n, int n_heads, int n_kv_heads, int head_dim, float scale, cudaStream_t s);
+void cuda_launch_swiglu(const float *gate, const float *up, float *out, size_t n, cudaStream_t s);
+void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
