@@ -36,6 +36,17 @@ static void fmt_bytes(uint64_t b, char *buf, size_t cap)
         snprintf(buf, cap, "%.1f MiB", (double)b / (double)(1ull << 20));
 }
 
+/* Three significant figures are all a benchmark's noise allows. */
+static void fmt_ms(double ms, char *buf, size_t cap)
+{
+    if (ms >= 1000)
+        snprintf(buf, cap, "%.2f s", ms / 1000);
+    else if (ms >= 10)
+        snprintf(buf, cap, "%.0f ms", ms);
+    else
+        snprintf(buf, cap, "%.2f ms", ms);
+}
+
 static void print_header(void)
 {
     printf("| model | backend | size | prefill tok/s | decode tok/s | first token | load | peak RSS | roofline %% |\n"
@@ -48,8 +59,8 @@ static void print_row(const char *path, const struct bench_result *r)
     char size[32], rss[32], first[32], load[32];
     fmt_bytes(r->weight_bytes, size, sizeof size);
     fmt_bytes((uint64_t)r->peak_rss_bytes, rss, sizeof rss);
-    fmt_duration((int64_t)(r->first_token_ms * 1e6), first, sizeof first);
-    fmt_duration((int64_t)(r->load_ms * 1e6), load, sizeof load);
+    fmt_ms(r->first_token_ms, first, sizeof first);
+    fmt_ms(r->load_ms, load, sizeof load);
     printf("| %s (%s) | %s, %d threads | %s | %.2f | %.2f | %s | %s | %s | %.0f%% of %.1f tok/s |\n",
            base_name(path), r->type, r->backend, r->n_threads, size, r->prefill_tps, r->decode_tps, first, load,
            rss, r->roofline_pct, r->roofline_tps);
