@@ -16,7 +16,15 @@ static const struct command commands[] = {
     {"tokenize", cmd_tokenize, "Print the token ids of a text"},
     {"detokenize", cmd_detokenize, "Print the text of token ids"},
     {"eval", cmd_eval, "Evaluate token ids and write their logits"},
+    {"serve", cmd_serve, "Serve Ollama's and OpenAI's HTTP APIs"},
     {"bench", cmd_bench, "Measure prefill/decode speed and the memory-bandwidth roofline"},
+    {"create", cmd_create, "Create a model in the store from a Modelfile"},
+    {"show", cmd_show, "Show information about a stored model"},
+    {"list", cmd_list, "List the models in the store"},
+    {"ls", cmd_list, "Same as list"},
+    {"cp", cmd_cp, "Copy a model in the store"},
+    {"rm", cmd_rm, "Remove models from the store"},
+    {"quantize", cmd_quantize, "Quantize a GGUF model file"},
 };
 
 static void usage(FILE *fp)

@@ -10,6 +10,17 @@
 
 #define TEXT_CAP 4096
 
+static int locked_forward(struct model_ctx *c, const struct gen_request *r, const int32_t *toks, int n,
+                          float *logits, struct err *e)
+{
+    if (r->forward_lock)
+        pthread_mutex_lock(r->forward_lock);
+    int rc = model_forward(c, toks, n, logits, false, e);
+    if (r->forward_lock)
+        pthread_mutex_unlock(r->forward_lock);
+    return rc;
+}
+
 int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit, void *user,
              struct gen_stats *st, struct err *e)
 {
@@ -41,7 +52,7 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
     c->n_past = 0;
     for (size_t i = 0; i < r->n_prompt; i++)
         sampler_accept(smp, r->prompt[i]);
-    rc = model_forward(c, r->prompt, (int)r->n_prompt, logits, false, e);
+    rc = locked_forward(c, r, r->prompt, (int)r->n_prompt, logits, e);
     if (rc)
         goto out;
     const int64_t t_prefilled = clock_ns();
@@ -61,6 +72,8 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
             break;
         st->eval_tokens++;
         sampler_accept(smp, tok);
+        if (r->out_tokens && (size_t)st->eval_tokens <= r->out_cap)
+            r->out_tokens[st->eval_tokens - 1] = tok;
         size_t n = detok_push(&dt, tok, piece, TEXT_CAP);
         size_t out_n = stop_matcher_push(stop, piece, n, safe, &stopped);
         if (out_n) {
@@ -77,7 +90,7 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
             st->done_reason = "length";
             break;
         }
-        rc = model_forward(c, &tok, 1, logits, false, e);
+        rc = locked_forward(c, r, &tok, 1, logits, e);
         if (rc)
             goto out;
     }

@@ -4,6 +4,7 @@
 #ifndef HEARTH_ENGINE_GENERATE_H
 #define HEARTH_ENGINE_GENERATE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,12 @@ struct gen_request {
     struct sample_params sampling;
     const char *const *stops;
     size_t n_stops;
+    /* Optional (zero = unused): a lock held around each forward pass, so several contexts of one
+     * model (server slots) can interleave their tokens on the model's single backend. */
+    pthread_mutex_t *forward_lock;
+    /* Optional: the generated token ids are stored here (up to out_cap of them). */
+    int32_t *out_tokens;
+    size_t out_cap;
 };
 
 struct gen_stats {

@@ -1,0 +1,795 @@
+/* api_gen.c — the generating routes: Ollama's /api/generate and /api/chat (NDJSON streams or one
+ * object) and OpenAI's /v1/chat/completions and /v1/completions (SSE or one object). All four parse
+ * into one job: a model lease from the scheduler, prompt tokens, options; then one generation whose
+ * text is framed per protocol. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "engine/chat.h"
+#include "engine/generate.h"
+#include "engine/options.h"
+#include "model/model.h"
+#include "server/server_internal.h"
+#include "tokenizer/tokenizer.h"
+
+enum kind { K_GENERATE, K_CHAT, K_OAI_CHAT, K_OAI_COMPLETION };
+
+struct job {
+    struct srv *s;
+    enum kind kind;
+    char *model;
+    struct sched_lease lease;
+    bool leased;
+    long long keep_alive; /* -1: server default */
+    int32_t *prompt;
+    size_t n_prompt;
+    struct gen_options opt;
+    bool stream, include_usage, want_context;
+    int64_t t_start;
+    char *text;
+    size_t text_len, text_cap;
+    struct stream *st;
+    char id[32];
+    int64_t created;
+    int32_t *out_tokens;
+    size_t out_cap;
+    /* outcome */
+    struct gen_stats stats;
+    int rc;
+    struct err err;
+};
+
+static bool is_openai(enum kind k)
+{
+    return k == K_OAI_CHAT || k == K_OAI_COMPLETION;
+}
+
+static void job_free(void *p)
+{
+    struct job *j = p;
+    if (j->leased)
+        sched_release(j->s->sched, &j->lease, j->keep_alive);
+    free(j->model);
+    free(j->prompt);
+    free(j->text);
+    free(j->out_tokens);
+    options_free(&j->opt);
+    free(j);
+}
+
+static void fail(struct reply *r, bool openai, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(struct reply *r, bool openai, int status, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (openai)
+        reply_oai_error(r, status, "%s", msg);
+    else
+        reply_error(r, status, "%s", msg);
+}
+
+static void now_str(char *buf)
+{
+    fmt_time(now_unix_ns(), buf, 48);
+}
+
+/* ---- framing ---- */
+
+static json_t *oai_chunk(struct job *j)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", j->id, "object",
+                     j->kind == K_OAI_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)j->created, "model", j->model, "system_fingerprint", "fp_ollama");
+}
+
+static int write_json_line(struct job *j, json_t *o, bool sse)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return -1;
+    int rc;
+    if (sse) {
+        rc = stream_write(j->st, "data: ", 6);
+        if (!rc)
+            rc = stream_write(j->st, s, strlen(s));
+        if (!rc)
+            rc = stream_write(j->st, "\n\n", 2);
+    } else {
+        rc = stream_write(j->st, s, strlen(s));
+        if (!rc)
+            rc = stream_write(j->st, "\n", 1);
+    }
+    free(s);
+    return rc;
+}
+
+static int emit(void *user, const char *text, size_t len)
+{
+    struct job *j = user;
+    if (!j->stream) {
+        if (j->text_len + len + 1 > j->text_cap) {
+            size_t cap = j->text_cap ? j->text_cap * 2 : 1024;
+            while (cap < j->text_len + len + 1)
+                cap *= 2;
+            char *nb = realloc(j->text, cap);
+            if (!nb)
+                return -1;
+            j->text = nb;
+            j->text_cap = cap;
+        }
+        memcpy(j->text + j->text_len, text, len);
+        j->text_len += len;
+        j->text[j->text_len] = '\0';
+        return j->s->stopping ? -1 : 0;
+    }
+    json_t *piece = json_stringn(text, len);
+    if (!piece)
+        piece = json_string(""); /* cannot happen: the detokenizer emits whole UTF-8 characters */
+    char ts[48];
+    json_t *o;
+    switch (j->kind) {
+    case K_GENERATE:
+        now_str(ts);
+        o = json_pack("{s:s,s:s,s:o,s:b}", "model", j->model, "created_at", ts, "response", piece, "done", 0);
+        return write_json_line(j, o, false);
+    case K_CHAT:
+        now_str(ts);
+        o = json_pack("{s:s,s:s,s:{s:s,s:o},s:b}", "model", j->model, "created_at", ts, "message", "role",
+                      "assistant", "content", piece, "done", 0);
+        return write_json_line(j, o, false);
+    case K_OAI_CHAT:
+        o = oai_chunk(j);
+        json_object_set_new(o, "choices",
+                            json_pack("[{s:i,s:{s:o},s:n}]", "index", 0, "delta", "content", piece, "finish_reason"));
+        return write_json_line(j, o, true);
+    case K_OAI_COMPLETION:
+        o = oai_chunk(j);
+        json_object_set_new(o, "choices",
+                            json_pack("[{s:o,s:i,s:n}]", "text", piece, "index", 0, "finish_reason"));
+        if (j->include_usage)
+            json_object_set_new(o, "usage", json_pack("{s:i,s:i,s:i}", "prompt_tokens", 0, "completion_tokens", 0,
+                                                      "total_tokens", 0));
+        return write_json_line(j, o, true);
+    }
+    return -1;
+}
+
+/* The final Ollama object (metrics omitted when zero, as Ollama does). */
+static json_t *ollama_final(struct job *j, const char *text)
+{
+    char ts[48];
+    now_str(ts);
+    const struct gen_stats *st = &j->stats;
+    json_t *o = json_pack("{s:s,s:s}", "model", j->model, "created_at", ts);
+    if (j->kind == K_GENERATE)
+        json_object_set_new(o, "response", json_string(text));
+    else
+        json_object_set_new(o, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", text));
+    json_object_set_new(o, "done", json_true());
+    json_object_set_new(o, "done_reason", json_string(st->done_reason ? st->done_reason : "stop"));
+    if (j->kind == K_GENERATE && j->want_context) {
+        json_t *ctx = json_array();
+        for (size_t i = 0; i < j->n_prompt; i++)
+            json_array_append_new(ctx, json_integer(j->prompt[i]));
+        size_t n = (size_t)st->eval_tokens < j->out_cap ? (size_t)st->eval_tokens : j->out_cap;
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(ctx, json_integer(j->out_tokens[i]));
+        json_object_set_new(o, "context", ctx);
+    }
+    int64_t total = clock_ns() - j->t_start;
+    struct {
+        const char *k;
+        long long v;
+    } m[] = {{"total_duration", total},
+             {"load_duration", j->lease.load_ns},
+             {"prompt_eval_count", st->prompt_tokens},
+             {"prompt_eval_duration", st->prompt_ns},
+             {"eval_count", st->eval_tokens},
+             {"eval_duration", st->eval_ns}};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (m[i].v > 0)
+            json_object_set_new(o, m[i].k, json_integer(m[i].v));
+    return o;
+}
+
+static json_t *usage(const struct job *j)
+{
+    return json_pack("{s:i,s:i,s:i}", "prompt_tokens", j->stats.prompt_tokens, "completion_tokens",
+                     j->stats.eval_tokens, "total_tokens", j->stats.prompt_tokens + j->stats.eval_tokens);
+}
+
+static const char *finish_reason(const struct job *j)
+{
+    return j->stats.done_reason && strcmp(j->stats.done_reason, "length") == 0 ? "length" : "stop";
+}
+
+static json_t *oai_final(struct job *j)
+{
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", j->id, "object",
+                          j->kind == K_OAI_CHAT ? "chat.completion" : "text_completion", "created",
+                          (json_int_t)j->created, "model", j->model, "system_fingerprint", "fp_ollama");
+    const char *text = j->text ? j->text : "";
+    if (j->kind == K_OAI_CHAT)
+        json_object_set_new(o, "choices",
+                            json_pack("[{s:i,s:{s:s,s:s},s:s}]", "index", 0, "message", "role", "assistant",
+                                      "content", text, "finish_reason", finish_reason(j)));
+    else
+        json_object_set_new(o, "choices", json_pack("[{s:s,s:i,s:s}]", "text", text, "index", 0, "finish_reason",
+                                                    finish_reason(j)));
+    json_object_set_new(o, "usage", usage(j));
+    return o;
+}
+
+static void run_generation(struct job *j)
+{
+    const char *stops[OPTIONS_MAX_STOPS];
+    for (size_t i = 0; i < j->opt.n_stops; i++)
+        stops[i] = j->opt.stops[i];
+    struct gen_request req = {
+        .prompt = j->prompt,
+        .n_prompt = j->n_prompt,
+        .max_tokens = j->opt.num_predict,
+        .sampling = j->opt.sampling,
+        .stops = stops,
+        .n_stops = j->opt.n_stops,
+        .forward_lock = j->lease.forward_lock,
+        .out_tokens = j->out_tokens,
+        .out_cap = j->out_cap,
+    };
+    j->rc = generate(j->lease.ctx, &req, emit, j, &j->stats, &j->err);
+    /* Release before the final chunk is written so a client that sends its next request as soon
+     * as it sees done:true finds the slot free. */
+    sched_release(j->s->sched, &j->lease, j->keep_alive);
+    j->leased = false;
+}
+
+static void stream_job(struct stream *st, void *p)
+{
+    struct job *j = p;
+    j->st = st;
+    if (is_openai(j->kind) && j->kind == K_OAI_CHAT) {
+        json_t *o = oai_chunk(j);
+        json_object_set_new(o, "choices", json_pack("[{s:i,s:{s:s,s:s},s:n}]", "index", 0, "delta", "role",
+                                                    "assistant", "content", "", "finish_reason"));
+        if (write_json_line(j, o, true))
+            goto release;
+    }
+    run_generation(j);
+    if (j->rc) {
+        if (is_openai(j->kind)) {
+            write_json_line(j, json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", j->err.msg, "type", "api_error",
+                                         "param", "code"),
+                            true);
+            stream_write(st, "data: [DONE]\n\n", 14);
+        } else {
+            write_json_line(j, json_pack("{s:s}", "error", j->err.msg), false);
+        }
+        return;
+    }
+    if (strcmp(j->stats.done_reason, "cancel") == 0)
+        return; /* the client is gone (or the server is stopping): nothing more to say */
+    if (!is_openai(j->kind)) {
+        write_json_line(j, ollama_final(j, ""), false);
+        return;
+    }
+    json_t *o = oai_chunk(j);
+    if (j->kind == K_OAI_CHAT)
+        json_object_set_new(o, "choices", json_pack("[{s:i,s:{},s:s}]", "index", 0, "delta", "finish_reason",
+                                                    finish_reason(j)));
+    else
+        json_object_set_new(o, "choices", json_pack("[{s:s,s:i,s:s}]", "text", "", "index", 0, "finish_reason",
+                                                    finish_reason(j)));
+    if (write_json_line(j, o, true))
+        return;
+    if (j->include_usage) {
+        o = oai_chunk(j);
+        json_object_set_new(o, "choices", json_array());
+        json_object_set_new(o, "usage", usage(j));
+        if (write_json_line(j, o, true))
+            return;
+    }
+    stream_write(st, "data: [DONE]\n\n", 14);
+    return;
+release:
+    if (j->leased) {
+        sched_release(j->s->sched, &j->lease, j->keep_alive);
+        j->leased = false;
+    }
+}
+
+/* Keeps the first num_keep tokens and the most recent ones so that a quarter of the context is
+ * left for the reply. */
+static void truncate_prompt(struct job *j, int n_ctx)
+{
+    int keep = j->opt.num_keep < 0 ? 0 : j->opt.num_keep;
+    int target = n_ctx - (n_ctx / 4 > 0 ? n_ctx / 4 : 1);
+    if (keep > target / 2)
+        keep = target / 2;
+    size_t tail = (size_t)(target - keep);
+    memmove(j->prompt + keep, j->prompt + j->n_prompt - tail, tail * sizeof *j->prompt);
+    j->n_prompt = (size_t)target;
+}
+
+/* Shared tail of every generating route: tokenizes text with the leased model and starts the
+ * generation (streamed or not). */
+static void launch(struct job *j, const char *text, bool templated, bool truncate, const json_t *ctx_tokens,
+                   struct reply *r)
+{
+    bool openai = is_openai(j->kind);
+    const struct tokenizer *tok = j->lease.m->tok;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    bool add_special = !(ctx_tokens && json_array_size(ctx_tokens) > 0);
+    if (tokenizer_encode(tok, text, strlen(text), add_special, templated, &ids, &n, &e)) {
+        fail(r, openai, 500, "%s", e.msg);
+        job_free(j);
+        return;
+    }
+    size_t nc = ctx_tokens ? json_array_size(ctx_tokens) : 0;
+    j->prompt = malloc((nc + n + 1) * sizeof *j->prompt);
+    if (!j->prompt) {
+        free(ids);
+        fail(r, openai, 500, "out of memory");
+        job_free(j);
+        return;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        json_int_t v = json_integer_value(json_array_get(ctx_tokens, i));
+        if (!json_is_integer(json_array_get(ctx_tokens, i)) || v < 0 || v >= j->lease.m->hp.n_vocab) {
+            free(ids);
+            fail(r, openai, 400, "context[%zu] is not a token id of this model", i);
+            job_free(j);
+            return;
+        }
+        j->prompt[i] = (int32_t)v;
+    }
+    memcpy(j->prompt + nc, ids, n * sizeof *ids);
+    free(ids);
+    j->n_prompt = nc + n;
+    if (j->n_prompt == 0) {
+        int32_t bos = tokenizer_bos(tok);
+        if (bos < 0) {
+            fail(r, openai, 400, "the prompt is empty and the model has no BOS token to start from");
+            job_free(j);
+            return;
+        }
+        j->prompt[j->n_prompt++] = bos;
+    }
+    int n_ctx = j->lease.ctx->n_ctx;
+    if ((int)j->n_prompt >= n_ctx) {
+        if (!truncate) {
+            fail(r, openai, 400, "the input length exceeds the context length");
+            job_free(j);
+            return;
+        }
+        truncate_prompt(j, n_ctx);
+    }
+    j->out_cap = j->want_context ? (size_t)n_ctx : 0;
+    if (j->out_cap && !(j->out_tokens = malloc(j->out_cap * sizeof *j->out_tokens)))
+        j->out_cap = 0;
+    if (j->stream) {
+        const char *ctype = openai ? "text/event-stream" : "application/x-ndjson";
+        stream_start(j->s, r, 200, ctype, stream_job, j, job_free);
+        return;
+    }
+    run_generation(j);
+    if (j->rc) {
+        fail(r, openai, http_status_for(j->rc), "%s", j->err.msg);
+    } else if (openai) {
+        reply_json(r, 200, oai_final(j));
+    } else {
+        reply_json(r, 200, ollama_final(j, j->text ? j->text : ""));
+    }
+    job_free(j);
+}
+
+/* ---- request parsing shared by the routes ---- */
+
+static struct job *job_new(struct srv *s, enum kind kind, const char *model)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->s = s;
+    j->kind = kind;
+    j->model = strdup(model);
+    j->keep_alive = -1;
+    j->t_start = clock_ns();
+    j->stream = true;
+    j->created = now_unix_ns() / 1000000000LL;
+    options_default(&j->opt);
+    snprintf(j->id, sizeof j->id, "%s-%d", kind == K_OAI_CHAT ? "chatcmpl" : "cmpl", rand() % 999);
+    if (!j->model) {
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static bool get_bool(const json_t *body, const char *key, bool def, bool *out, bool openai, struct reply *r)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return true;
+    }
+    if (!json_is_boolean(v)) {
+        fail(r, openai, 400, "\"%s\" must be true or false", key);
+        return false;
+    }
+    *out = json_is_true(v);
+    return true;
+}
+
+/* Leases the model; on failure fills r. */
+static bool lease(struct job *j, const char *path, struct reply *r)
+{
+    struct err e = {0};
+    int rc = sched_acquire(j->s->sched, path, j->opt.num_ctx, &j->lease, &e);
+    if (rc) {
+        int status = http_status_for(rc);
+        if (rc == ERR_FORMAT || rc == ERR_UNSUPPORTED || rc == ERR_IO)
+            status = 500;
+        fail(r, is_openai(j->kind), status, "%s", e.msg);
+        return false;
+    }
+    j->leased = true;
+    return true;
+}
+
+/* Common front half: model, options, keep_alive, stream. Returns the job or NULL (r filled). */
+static struct job *begin(struct srv *s, const json_t *body, enum kind kind, char **path, struct reply *r)
+{
+    bool openai = is_openai(kind);
+    json_t *mv = json_object_get(body, "model");
+    if (mv && !json_is_string(mv)) {
+        fail(r, openai, 400, "\"model\" must be a string");
+        return NULL;
+    }
+    const char *name = mv ? json_string_value(mv) : "";
+    if (kind != K_GENERATE && !*name) {
+        fail(r, openai, 400, "model is required");
+        return NULL;
+    }
+    struct err e = {0};
+    if (resolve_model(s, name, path, &e)) {
+        if (openai)
+            fail(r, true, 404, "model \"%s\" not found, try pulling it first", name);
+        else
+            fail(r, false, http_status_for(e.code), "%s", e.msg);
+        return NULL;
+    }
+    struct job *j = job_new(s, kind, name);
+    if (!j) {
+        free(*path);
+        fail(r, openai, 500, "out of memory");
+        return NULL;
+    }
+    if (!get_bool(body, "stream", !openai, &j->stream, openai, r))
+        goto bad;
+    if (openai) {
+        /* OpenAI semantics: absent temperature/top_p mean 1.0 (Ollama forces the same). */
+        j->opt.sampling.temperature = 1.0f;
+        j->opt.sampling.top_p = 1.0f;
+        json_t *so = json_object_get(body, "stream_options");
+        if (json_is_object(so))
+            j->include_usage = json_is_true(json_object_get(so, "include_usage"));
+        /* OpenAI fields are mapped onto Ollama options and validated by the same code. */
+        json_t *o = json_object();
+        const char *map[][2] = {{"temperature", "temperature"},   {"top_p", "top_p"},
+                                {"seed", "seed"},                 {"frequency_penalty", "frequency_penalty"},
+                                {"presence_penalty", "presence_penalty"}, {"max_tokens", "num_predict"},
+                                {"max_completion_tokens", "num_predict"}, {"stop", "stop"}};
+        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+            json_t *v = json_object_get(body, map[i][0]);
+            if (v && !json_is_null(v))
+                json_object_set(o, map[i][1], v);
+        }
+        e.msg[0] = '\0';
+        int rc = options_apply_json(&j->opt, o, &e);
+        json_decref(o);
+        if (rc) {
+            /* Name the OpenAI field, not the Ollama option it maps to. */
+            fail(r, true, 400, "%s", e.msg);
+            goto bad;
+        }
+    }
+    /* hearth extension on /v1 too: "options" and "keep_alive" (Ollama ignores them there). */
+    if (options_apply_json(&j->opt, json_object_get(body, "options"), &e)) {
+        fail(r, openai, 400, "%s", e.msg);
+        goto bad;
+    }
+    if (options_parse_keep_alive(json_object_get(body, "keep_alive"), &j->keep_alive, &e)) {
+        fail(r, openai, 400, "%s", e.msg);
+        goto bad;
+    }
+    return j;
+bad:
+    free(*path);
+    *path = NULL;
+    job_free(j);
+    return NULL;
+}
+
+/* Empty prompt / messages: load, or unload with keep_alive 0. */
+static void load_or_unload(struct job *j, const char *path, struct reply *r)
+{
+    const char *reason;
+    if (j->keep_alive == 0) {
+        sched_unload(j->s->sched, path);
+        reason = "unload";
+    } else {
+        if (!lease(j, path, r)) {
+            job_free(j);
+            return;
+        }
+        reason = "load";
+    }
+    char ts[48];
+    now_str(ts);
+    json_t *o = json_pack("{s:s,s:s}", "model", j->model, "created_at", ts);
+    if (j->kind == K_GENERATE)
+        json_object_set_new(o, "response", json_string(""));
+    else
+        json_object_set_new(o, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", ""));
+    json_object_set_new(o, "done", json_true());
+    json_object_set_new(o, "done_reason", json_string(reason));
+    reply_json(r, 200, o);
+    job_free(j); /* releases the lease with the request's keep_alive */
+}
+
+static bool render(struct job *j, json_t *messages, const json_t *tools, char **text, bool *templated,
+                   struct reply *r)
+{
+    struct err e = {0};
+    if (chat_render(j->lease.tpl, messages, tools, text, templated, &e)) {
+        fail(r, is_openai(j->kind), 400, "%s", e.msg);
+        return false;
+    }
+    return true;
+}
+
+void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, false);
+    if (!body)
+        return;
+    char *path = NULL;
+    struct job *j = begin(s, body, K_GENERATE, &path, r);
+    if (!j)
+        goto out;
+    json_t *pv = json_object_get(body, "prompt"), *sys = json_object_get(body, "system");
+    json_t *ctx = json_object_get(body, "context");
+    if ((pv && !json_is_string(pv) && !json_is_null(pv)) || (sys && !json_is_string(sys) && !json_is_null(sys))) {
+        fail(r, false, 400, "\"prompt\" and \"system\" must be strings");
+        job_free(j);
+        goto out;
+    }
+    if (ctx && !json_is_null(ctx) && !json_is_array(ctx)) {
+        fail(r, false, 400, "\"context\" must be an array of token ids");
+        job_free(j);
+        goto out;
+    }
+    bool raw = false, truncate = true;
+    if (!get_bool(body, "raw", false, &raw, false, r) || !get_bool(body, "truncate", true, &truncate, false, r)) {
+        job_free(j);
+        goto out;
+    }
+    json_t *suffix = json_object_get(body, "suffix");
+    if (json_is_string(suffix) && *json_string_value(suffix)) {
+        fail(r, false, 400, "%s does not support insert", j->model);
+        job_free(j);
+        goto out;
+    }
+    if (raw && (json_object_get(body, "template") || (sys && json_is_string(sys)) || json_is_array(ctx))) {
+        fail(r, false, 400, "raw mode does not support template, system, or context");
+        job_free(j);
+        goto out;
+    }
+    const char *prompt = json_is_string(pv) ? json_string_value(pv) : "";
+    if (!*prompt && !(json_is_array(ctx) && json_array_size(ctx))) {
+        load_or_unload(j, path, r);
+        goto out;
+    }
+    if (!lease(j, path, r)) {
+        job_free(j);
+        goto out;
+    }
+    j->want_context = !raw;
+    char *text = NULL;
+    bool templated = false;
+    if (raw) {
+        text = strdup(prompt);
+    } else {
+        json_t *msgs = json_array();
+        if (json_is_string(sys) && *json_string_value(sys))
+            json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
+        bool ok = render(j, msgs, NULL, &text, &templated, r);
+        json_decref(msgs);
+        if (!ok) {
+            job_free(j);
+            goto out;
+        }
+    }
+    if (!text) {
+        fail(r, false, 500, "out of memory");
+        job_free(j);
+        goto out;
+    }
+    launch(j, text, templated || raw, truncate, json_is_array(ctx) ? ctx : NULL, r);
+    free(text);
+out:
+    free(path);
+    json_decref(body);
+}
+
+void api_chat(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, false);
+    if (!body)
+        return;
+    char *path = NULL;
+    struct job *j = begin(s, body, K_CHAT, &path, r);
+    if (!j)
+        goto out;
+    json_t *msgs = json_object_get(body, "messages");
+    struct err e = {0};
+    if (!msgs || json_is_null(msgs) || (json_is_array(msgs) && json_array_size(msgs) == 0)) {
+        load_or_unload(j, path, r);
+        goto out;
+    }
+    if (chat_validate_messages(msgs, &e)) {
+        fail(r, false, 400, "%s", e.msg);
+        job_free(j);
+        goto out;
+    }
+    bool truncate = true;
+    if (!get_bool(body, "truncate", true, &truncate, false, r) || !lease(j, path, r)) {
+        job_free(j);
+        goto out;
+    }
+    char *text = NULL;
+    bool templated = false;
+    if (!render(j, msgs, json_object_get(body, "tools"), &text, &templated, r)) {
+        job_free(j);
+        goto out;
+    }
+    launch(j, text, templated, truncate, NULL, r);
+    free(text);
+out:
+    free(path);
+    json_decref(body);
+}
+
+/* OpenAI message content: a string, or an array of parts of which the text parts are joined. */
+static int oai_messages(json_t *in, json_t **out, struct err *e)
+{
+    if (!json_is_array(in))
+        return err_set(e, ERR_INVALID, "\"messages\" must be an array");
+    if (json_array_size(in) == 0)
+        return err_set(e, ERR_INVALID, "[] is too short - 'messages'");
+    json_t *arr = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(in, i, m) {
+        if (!json_is_object(m)) {
+            json_decref(arr);
+            return err_set(e, ERR_INVALID, "messages[%zu] must be an object", i);
+        }
+        json_t *c = json_object_get(m, "content");
+        json_t *copy = json_deep_copy(m);
+        if (json_is_array(c)) {
+            size_t k;
+            json_t *part;
+            char *joined = strdup("");
+            json_array_foreach(c, k, part) {
+                const char *type = json_string_value(json_object_get(part, "type"));
+                if (!type || strcmp(type, "text") != 0) {
+                    free(joined);
+                    json_decref(copy);
+                    json_decref(arr);
+                    return err_set(e, ERR_INVALID, "messages[%zu].content[%zu]: only text parts are supported", i, k);
+                }
+                const char *t = json_string_value(json_object_get(part, "text"));
+                size_t a = strlen(joined), b = t ? strlen(t) : 0;
+                char *nj = realloc(joined, a + b + 1);
+                if (!nj) {
+                    free(joined);
+                    json_decref(copy);
+                    json_decref(arr);
+                    return err_set(e, ERR_NOMEM, "out of memory");
+                }
+                joined = nj;
+                memcpy(joined + a, t ? t : "", b + 1);
+            }
+            json_object_set_new(copy, "content", json_string(joined));
+            free(joined);
+        }
+        json_array_append_new(arr, copy);
+    }
+    if (chat_validate_messages(arr, e)) {
+        json_decref(arr);
+        return e->code;
+    }
+    *out = arr;
+    return 0;
+}
+
+void oai_chat(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, true);
+    if (!body)
+        return;
+    char *path = NULL;
+    json_t *msgs = NULL;
+    struct err e = {0};
+    struct job *j = begin(s, body, K_OAI_CHAT, &path, r);
+    if (!j)
+        goto out;
+    if (oai_messages(json_object_get(body, "messages"), &msgs, &e)) {
+        fail(r, true, 400, "%s", e.msg);
+        job_free(j);
+        goto out;
+    }
+    if (!lease(j, path, r)) {
+        job_free(j);
+        goto out;
+    }
+    char *text = NULL;
+    bool templated = false;
+    if (!render(j, msgs, json_object_get(body, "tools"), &text, &templated, r)) {
+        job_free(j);
+        goto out;
+    }
+    launch(j, text, templated, true, NULL, r);
+    free(text);
+out:
+    json_decref(msgs);
+    free(path);
+    json_decref(body);
+}
+
+void oai_completions(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, true);
+    if (!body)
+        return;
+    char *path = NULL;
+    struct job *j = begin(s, body, K_OAI_COMPLETION, &path, r);
+    if (!j)
+        goto out;
+    json_t *pv = json_object_get(body, "prompt");
+    if (!json_is_string(pv)) {
+        fail(r, true, 400, "\"prompt\" must be a string");
+        job_free(j);
+        goto out;
+    }
+    if (!lease(j, path, r)) {
+        job_free(j);
+        goto out;
+    }
+    json_t *msgs = json_pack("[{s:s,s:O}]", "role", "user", "content", pv);
+    char *text = NULL;
+    bool templated = false;
+    bool ok = render(j, msgs, NULL, &text, &templated, r);
+    json_decref(msgs);
+    if (!ok) {
+        job_free(j);
+        goto out;
+    }
+    launch(j, text, templated, true, NULL, r);
+    free(text);
+out:
+    free(path);
+    json_decref(body);
+}
