@@ -25,13 +25,6 @@ static const struct command commands[] = {
     {"cp", cmd_cp, "Copy a model in the store"},
     {"rm", cmd_rm, "Remove models from the store"},
     {"quantize", cmd_quantize, "Quantize a GGUF model file"},
-    {"create", cmd_create, "Create a model in the store from a Modelfile"},
-    {"show", cmd_show, "Show information about a stored model"},
-    {"list", cmd_list, "List the models in the store"},
-    {"ls", cmd_list, "Same as list"},
-    {"cp", cmd_cp, "Copy a model in the store"},
-    {"rm", cmd_rm, "Remove models from the store"},
-    {"quantize", cmd_quantize, "Quantize a GGUF model file"},
 };
 
 static void usage(FILE *fp)
