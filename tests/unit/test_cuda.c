@@ -1,0 +1,420 @@
+/* test_cuda.c — the CUDA backend against the CPU references: matrix products and embedding rows of every
+ * weight format the GPU kernels decode (both the decode-sized matrix-vector path and the cuBLAS path)
+ * against the scalar dequantisers in double precision; then the forward pass of the tiny llama / qwen2 /
+ * qwen3 models of ../shared/reference/tiny-models against the Hugging Face logits with the CPU test's
+ * tolerances, and the greedy continuations. Skips when the build has no CUDA backend or no GPU is present.
+ * With HEARTH_CUDA_BENCH_MODEL=path.gguf it also times prefill and decode of that model. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "base/clock.h"
+#include "model/model.h"
+#include "tensor/tensor.h"
+
+#ifdef HEARTH_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/cuda.h"
+
+static void require_gpu(void)
+{
+    if (backend_cuda_device_count() == 0) {
+        print_message("no CUDA device: skipping\n");
+        skip();
+    }
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float frand(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+}
+
+static void *to_device(const void *src, size_t bytes)
+{
+    void *d = NULL;
+    assert_int_equal(cudaMalloc(&d, bytes), cudaSuccess);
+    assert_int_equal(cudaMemcpy(d, src, bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    return d;
+}
+
+/* One weight format: rows x cols random weights in that format, products with n activation rows on
+ * the GPU against double-precision sums over the reference dequantisation. */
+static void check_matmul_type(struct backend *be, uint32_t type, int n)
+{
+    const int rows = 72, cols = 512;
+    const size_t row_bytes = dtype_row_bytes(type, cols);
+    float *wf = malloc((size_t)rows * cols * sizeof *wf);
+    uint8_t *wq = malloc((size_t)rows * row_bytes);
+    float *wd = malloc((size_t)rows * cols * sizeof *wd);
+    float *x = malloc((size_t)n * cols * sizeof *x);
+    float *bias = malloc((size_t)rows * sizeof *bias);
+    float *y = malloc((size_t)n * rows * sizeof *y);
+    assert_true(wf && wq && wd && x && bias && y);
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        wf[i] = frand() * (1.0f + (float)(i % 7));
+    for (size_t i = 0; i < (size_t)n * cols; i++)
+        x[i] = frand();
+    for (int i = 0; i < rows; i++)
+        bias[i] = frand();
+    struct err e = {0};
+    for (int r = 0; r < rows; r++) {
+        float *src = wf + (size_t)r * cols;
+        uint8_t *dst = wq + (size_t)r * row_bytes;
+        if (type == DT_F32) {
+            memcpy(dst, src, row_bytes);
+        } else if (type == DT_F16 || type == DT_BF16) {
+            uint16_t *h = (uint16_t *)dst;
+            for (int j = 0; j < cols; j++)
+                h[j] = type == DT_F16 ? f32_to_fp16(src[j]) : f32_to_bf16(src[j]);
+        } else if (dtype_quantize(type, src, dst, cols, &e) != 0) {
+            fail_msg("quantise %s: %s", dtype_name(type), e.msg);
+        }
+        assert_int_equal(dtype_dequantize(type, dst, wd + (size_t)r * cols, cols, &e), 0);
+    }
+    struct bweight w = {.name = "test.weight", .type = type, .rows = rows, .cols = cols, .host = wq};
+    struct bweight b = {.name = "test.bias", .type = DT_F32, .rows = 1, .cols = rows, .host = bias};
+    if (be->ops->prepare_weight(be, &w, &e) != 0 || be->ops->prepare_weight(be, &b, &e) != 0)
+        fail_msg("%s", e.msg);
+    assert_int_equal(be->ops->reserve(be, n, cols, 16, 64, &e), 0);
+    float *dx = to_device(x, (size_t)n * cols * sizeof *x);
+    float *dy = be->ops->alloc(be, (size_t)n * rows * sizeof *y);
+    assert_non_null(dy);
+    be->ops->matmul(be, &w, &b, dx, dy, n);
+    be->ops->read(be, y, dy, (size_t)n * rows);
+    assert_int_equal(backend_cuda_check(be, &e), 0);
+    /* GEMV: float32 sums of the exact weights. cuBLAS path: weights rounded to half first (exact for
+     * F16), activations split hi+lo, float32 accumulation. Relative to the sum of |w x|. */
+    const double tol = (n > 8 && type != DT_F16 && type != DT_F32) ? 1e-3 : 2e-5;
+    double worst = 0;
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < rows; r++) {
+            double s = bias[r], mag = fabs(bias[r]);
+            for (int j = 0; j < cols; j++) {
+                s += (double)wd[(size_t)r * cols + j] * x[(size_t)i * cols + j];
+                mag += fabs((double)wd[(size_t)r * cols + j] * x[(size_t)i * cols + j]);
+            }
+            const double rel = fabs(y[(size_t)i * rows + r] - s) / (mag + 1e-30);
+            if (!(rel <= worst))
+                worst = isnan(rel) ? INFINITY : rel;
+        }
+    print_message("matmul %-5s n=%-2d max relative error %.3g (tolerance %.3g)\n", dtype_name(type), n, worst, tol);
+    assert_true(worst <= tol);
+
+    /* Embedding rows of the same table. */
+    int32_t toks[3] = {5, 0, rows - 1}, pos[3] = {0, 1, 2};
+    be->ops->set_batch(be, toks, pos, 3);
+    float *drows = be->ops->alloc(be, 3 * (size_t)cols * sizeof(float));
+    float got[3 * 512];
+    be->ops->get_rows(be, &w, drows);
+    be->ops->read(be, got, drows, 3 * (size_t)cols);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < cols; j++)
+            if (got[i * cols + j] != wd[(size_t)toks[i] * cols + j])
+                fail_msg("get_rows %s: row %d element %d is %g, want %g", dtype_name(type), toks[i], j,
+                         got[i * cols + j], wd[(size_t)toks[i] * cols + j]);
+    be->ops->dealloc(be, drows);
+    be->ops->dealloc(be, dy);
+    cudaFree(dx);
+    be->ops->release_weight(be, &w);
+    be->ops->release_weight(be, &b);
+    free(wf);
+    free(wq);
+    free(wd);
+    free(x);
+    free(bias);
+    free(y);
+}
+
+static void test_matmul_formats(void **state)
+{
+    (void)state;
+    require_gpu();
+    struct err e = {0};
+    struct backend *be = NULL;
+    if (backend_cuda_new(0, &be, &e) != 0)
+        fail_msg("%s", e.msg);
+    print_message("device: %s\n", backend_cuda_device_name(0));
+    const uint32_t types[] = {DT_F32, DT_F16, DT_BF16, DT_Q4_0, DT_Q4_1, DT_Q5_0,
+                              DT_Q5_1, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
+    const int batches[] = {1, 3, 8, 24};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++)
+            check_matmul_type(be, types[t], batches[b]);
+    /* A format without kernels is refused with the tensor's name. */
+    uint8_t blk[84 * 2] = {0};
+    struct bweight w = {.name = "blk.0.ffn_down.weight", .type = DT_Q2_K, .rows = 1 * 2, .cols = 256, .host = blk};
+    assert_int_not_equal(be->ops->prepare_weight(be, &w, &e), 0);
+    assert_non_null(strstr(e.msg, "blk.0.ffn_down.weight"));
+    be->ops->free(be);
+}
+
+/* ---- the forward pass of the tiny reference models (same checks as test_model.c, on the GPU) ---- */
+
+struct variant {
+    const char *arch;
+    const char *file_suffix;
+    enum kv_type kv;
+    float tol;
+    bool check_greedy;
+};
+
+static const struct variant variants[] = {
+    {"llama", "f32", KV_F32, 2e-5f, true},  {"llama", "f16", KV_F16, 1e-3f, false},
+    {"llama", "q8_0", KV_F16, 3e-2f, false}, {"qwen2", "f32", KV_F32, 2e-5f, true},
+    {"qwen2", "f16", KV_F16, 1e-3f, false}, {"qwen2", "q8_0", KV_F16, 3e-2f, false},
+    {"qwen3", "f32", KV_F32, 2e-5f, true},  {"qwen3", "f16", KV_F16, 1e-3f, false},
+    {"qwen3", "q8_0", KV_F16, 3e-2f, false},
+};
+
+static int32_t *json_ids(json_t *arr, size_t *n)
+{
+    *n = json_array_size(arr);
+    int32_t *ids = malloc(*n * sizeof *ids);
+    assert_non_null(ids);
+    for (size_t i = 0; i < *n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+    return ids;
+}
+
+static float *read_logits(const char *name, size_t expect_floats)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "reference/tiny-models/%s", name);
+    const char *path = tu_shared(rel);
+    assert_non_null(path);
+    size_t size = 0;
+    char *data = tu_read(path, &size);
+    assert_int_equal(size, expect_floats * sizeof(float));
+    return (float *)data;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= m))
+            m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+static int32_t argmax(const float *x, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+static void check_variant(const struct variant *v)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "reference/tiny-models/%s-dev-%s.gguf", v->arch, v->file_suffix);
+    const char *gguf_path = tu_shared(rel);
+    TU_REQUIRE(gguf_path);
+    char gguf_copy[4096];
+    snprintf(gguf_copy, sizeof gguf_copy, "%s", gguf_path);
+    snprintf(rel, sizeof rel, "reference/tiny-models/%s-dev.json", v->arch);
+    const char *json_path = tu_shared(rel);
+    TU_REQUIRE(json_path);
+    require_gpu();
+
+    json_error_t jerr;
+    json_t *ref = json_load_file(json_path, 0, &jerr);
+    assert_non_null(ref);
+    struct err e = {0};
+    struct backend *be = NULL;
+    struct model *m = NULL;
+    if (backend_cuda_new(0, &be, &e) != 0)
+        fail_msg("%s", e.msg);
+    if (model_load(gguf_copy, be, &m, &e) != 0)
+        fail_msg("%s", e.msg);
+    const int vocab = m->hp.n_vocab;
+    assert_int_equal(vocab, (int)json_integer_value(json_object_get(ref, "vocab_size")));
+
+    json_t *prompts = json_object_get(ref, "prompts");
+    for (size_t p = 0; p < json_array_size(prompts); p++) {
+        json_t *pr = json_array_get(prompts, p);
+        size_t n;
+        int32_t *ids = json_ids(json_object_get(pr, "ids"), &n);
+        float *want = read_logits(json_string_value(json_object_get(pr, "logits_file")), n * vocab);
+        float *got = malloc(n * vocab * sizeof *got);
+        for (int mode = 0; mode < 2; mode++) {
+            struct ctx_params cp = {.n_ctx = 64, .n_batch = mode == 0 ? 512 : 1, .kv_type = v->kv};
+            struct model_ctx *ctx = NULL;
+            if (model_ctx_new(m, &cp, &ctx, &e) != 0)
+                fail_msg("%s", e.msg);
+            if (mode == 0) {
+                assert_int_equal(model_forward(ctx, ids, (int)n, got, true, &e), 0);
+            } else {
+                for (size_t i = 0; i < n; i++)
+                    assert_int_equal(model_forward(ctx, &ids[i], 1, got + i * vocab, false, &e), 0);
+            }
+            assert_int_equal(backend_cuda_check(be, &e), 0);
+            float d = max_abs_diff(got, want, n * vocab);
+            print_message("cuda %s-%s prompt %zu (%zu ids, %s): max abs diff %.3g (tolerance %.3g)\n", v->arch,
+                          v->file_suffix, p, n, mode ? "one by one" : "batched", d, v->tol);
+            assert_true(d <= v->tol);
+            model_ctx_free(ctx);
+        }
+        free(got);
+        free(want);
+        free(ids);
+    }
+
+    json_t *lp = json_object_get(ref, "long_prompt");
+    size_t n;
+    int32_t *ids = json_ids(json_object_get(lp, "ids"), &n);
+    json_t *positions = json_object_get(lp, "positions");
+    size_t n_pos = json_array_size(positions);
+    float *want = read_logits(json_string_value(json_object_get(lp, "logits_file")), n_pos * vocab);
+    float *got = malloc(n * vocab * sizeof *got);
+    struct ctx_params cp = {.n_ctx = (int)n, .n_batch = 256, .kv_type = v->kv};
+    struct model_ctx *ctx = NULL;
+    assert_int_equal(model_ctx_new(m, &cp, &ctx, &e), 0);
+    assert_int_equal(model_forward(ctx, ids, (int)n, got, true, &e), 0);
+    for (size_t k = 0; k < n_pos; k++) {
+        size_t pos = (size_t)json_integer_value(json_array_get(positions, k));
+        assert_true(pos < n);
+        float d = max_abs_diff(got + pos * vocab, want + k * vocab, vocab);
+        print_message("cuda %s-%s long prompt position %zu: max abs diff %.3g\n", v->arch, v->file_suffix, pos, d);
+        assert_true(d <= v->tol);
+    }
+    model_ctx_free(ctx);
+    free(got);
+    free(want);
+    free(ids);
+
+    if (v->check_greedy) {
+        json_t *greedy = json_object_get(ref, "greedy");
+        for (size_t g = 0; g < json_array_size(greedy); g++) {
+            json_t *gr = json_array_get(greedy, g);
+            size_t np, nc;
+            int32_t *prompt = json_ids(json_object_get(gr, "prompt_ids"), &np);
+            int32_t *cont = json_ids(json_object_get(gr, "continuation_ids"), &nc);
+            struct ctx_params gcp = {.n_ctx = 128, .kv_type = v->kv};
+            assert_int_equal(model_ctx_new(m, &gcp, &ctx, &e), 0);
+            float *logits = malloc(vocab * sizeof *logits);
+            assert_int_equal(model_forward(ctx, prompt, (int)np, logits, false, &e), 0);
+            for (size_t i = 0; i < nc; i++) {
+                int32_t tok = argmax(logits, vocab);
+                if (tok != cont[i])
+                    fail_msg("cuda %s-%s greedy %zu step %zu: got %d, want %d", v->arch, v->file_suffix, g, i,
+                             tok, cont[i]);
+                assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
+            }
+            print_message("cuda %s-%s greedy %zu: %zu tokens identical\n", v->arch, v->file_suffix, g, nc);
+            free(logits);
+            model_ctx_free(ctx);
+            free(prompt);
+            free(cont);
+        }
+    }
+    model_free(m);
+    be->ops->free(be);
+    json_decref(ref);
+}
+
+static void test_variant(void **state) { check_variant(*state); }
+
+/* Timing of a real-sized model (e.g. hearth-genmodel --preset llama-8b --type q4_0): a 128-token
+ * prompt, then greedy decode of 128 tokens through the KV cache. Prints the rates; asserts only that
+ * the logits are finite. */
+static void test_bench(void **state)
+{
+    (void)state;
+    const char *path = getenv("HEARTH_CUDA_BENCH_MODEL");
+    if (!path || !*path) {
+        print_message("HEARTH_CUDA_BENCH_MODEL not set: skipping the benchmark\n");
+        skip();
+    }
+    require_gpu();
+    struct err e = {0};
+    struct backend *be = NULL;
+    struct model *m = NULL;
+    if (backend_cuda_new(0, &be, &e) != 0)
+        fail_msg("%s", e.msg);
+    double t0 = (clock_ns() * 1e-9);
+    if (model_load(path, be, &m, &e) != 0)
+        fail_msg("%s", e.msg);
+    double t_load = (clock_ns() * 1e-9) - t0;
+    const int n_prompt = 128, n_gen = 128, vocab = m->hp.n_vocab;
+    struct ctx_params cp = {.n_ctx = 1024, .n_batch = 512, .kv_type = KV_F16};
+    struct model_ctx *ctx = NULL;
+    if (model_ctx_new(m, &cp, &ctx, &e) != 0)
+        fail_msg("%s", e.msg);
+    int32_t *prompt = malloc(n_prompt * sizeof *prompt);
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    for (int i = 0; i < n_prompt; i++)
+        prompt[i] = (int32_t)((i * 7919u + 13u) % (unsigned)vocab);
+    /* Warm-up (cuBLAS picks its kernels, the caches fill), then the timed runs. */
+    assert_int_equal(model_forward(ctx, prompt, n_prompt, logits, false, &e), 0);
+    for (int i = 0; i < 4; i++) {
+        int32_t tok = argmax(logits, vocab);
+        assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
+    }
+    model_ctx_truncate(ctx, 0);
+    t0 = (clock_ns() * 1e-9);
+    assert_int_equal(model_forward(ctx, prompt, n_prompt, logits, false, &e), 0);
+    double t_prefill = (clock_ns() * 1e-9) - t0;
+    t0 = (clock_ns() * 1e-9);
+    for (int i = 0; i < n_gen; i++) {
+        int32_t tok = argmax(logits, vocab);
+        assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
+    }
+    double t_decode = (clock_ns() * 1e-9) - t0;
+    assert_int_equal(backend_cuda_check(be, &e), 0);
+    for (int i = 0; i < vocab; i++)
+        assert_true(isfinite(logits[i]));
+    print_message("bench %s (%s, %.2f GiB of weights) on %s: load %.2f s, prefill %d tokens %.1f tok/s, "
+                  "decode %d tokens %.1f tok/s (%.2f ms/token)\n",
+                  path, model_type_name(m), m->weight_bytes / 1073741824.0, backend_cuda_device_name(0), t_load,
+                  n_prompt, n_prompt / t_prefill, n_gen, n_gen / t_decode, 1000.0 * t_decode / n_gen);
+    free(prompt);
+    free(logits);
+    model_ctx_free(ctx);
+    model_free(m);
+    be->ops->free(be);
+}
+
+int main(void)
+{
+    enum { NV = sizeof variants / sizeof variants[0] };
+    struct CMUnitTest tests[NV + 2];
+    static char names[NV][64];
+    size_t n = 0;
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_matmul_formats);
+    for (size_t i = 0; i < NV; i++) {
+        snprintf(names[i], sizeof names[i], "cuda_forward_%s_%s", variants[i].arch, variants[i].file_suffix);
+        tests[n++] = (struct CMUnitTest){names[i], test_variant, NULL, NULL, (void *)&variants[i]};
+    }
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bench);
+    return _cmocka_run_group_tests("cuda", tests, n, NULL, NULL);
+}
+
+#else /* no CUDA in this build */
+
+static void test_no_cuda(void **state)
+{
+    (void)state;
+    print_message("built without HEARTH_CUDA: skipping the CUDA backend tests\n");
+    skip();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_no_cuda)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#endif
