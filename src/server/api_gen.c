@@ -36,6 +36,7 @@ struct job {
     int64_t created;
     int32_t *out_tokens;
     size_t out_cap;
+    long long load_ns;
     /* outcome */
     struct gen_stats stats;
     int rc;
@@ -189,7 +190,7 @@ static json_t *ollama_final(struct job *j, const char *text)
         const char *k;
         long long v;
     } m[] = {{"total_duration", total},
-             {"load_duration", j->lease.load_ns},
+             {"load_duration", j->load_ns},
              {"prompt_eval_count", st->prompt_tokens},
              {"prompt_eval_duration", st->prompt_ns},
              {"eval_count", st->eval_tokens},
@@ -443,6 +444,7 @@ static bool lease(struct job *j, const char *path, struct reply *r)
         return false;
     }
     j->leased = true;
+    j->load_ns = j->lease.load_ns;
     return true;
 }
 

@@ -259,6 +259,44 @@ out:
 
 /* ---- embeddings ---- */
 
+/* OpenAI's encoding_format "base64": the little-endian float32 bytes, base64-encoded. */
+static json_t *base64_floats(const float *v, int n, double norm)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t nb = (size_t)n * 4;
+    unsigned char *bytes = malloc(nb);
+    char *out = malloc((nb + 2) / 3 * 4 + 1);
+    if (!bytes || !out) {
+        free(bytes);
+        free(out);
+        return json_string("");
+    }
+    for (int i = 0; i < n; i++) {
+        float f = norm > 0 ? (float)(v[i] / norm) : 0.0f;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        for (int k = 0; k < 4; k++)
+            bytes[i * 4 + k] = (unsigned char)(u >> (8 * k));
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < nb; i += 3) {
+        uint32_t w = (uint32_t)bytes[i] << 16;
+        if (i + 1 < nb)
+            w |= (uint32_t)bytes[i + 1] << 8;
+        if (i + 2 < nb)
+            w |= bytes[i + 2];
+        out[o++] = tab[(w >> 18) & 63];
+        out[o++] = tab[(w >> 12) & 63];
+        out[o++] = i + 1 < nb ? tab[(w >> 6) & 63] : '=';
+        out[o++] = i + 2 < nb ? tab[w & 63] : '=';
+    }
+    out[o] = '\0';
+    json_t *s = json_string(out);
+    free(bytes);
+    free(out);
+    return s;
+}
+
 enum emb_kind { E_EMBED, E_LEGACY, E_OPENAI };
 
 static void emb_fail(struct reply *r, enum emb_kind k, int status, const char *msg)
@@ -308,8 +346,9 @@ static void embed_route(struct srv *s, const struct http_req *q, struct reply *r
         goto out;
     }
     const char *enc = json_string_value(json_object_get(body, "encoding_format"));
-    if (kind == E_OPENAI && enc && strcmp(enc, "float") != 0) {
-        emb_fail(r, kind, 400, "encoding_format: only \"float\" is supported");
+    bool b64 = enc && strcmp(enc, "base64") == 0;
+    if (kind == E_OPENAI && enc && strcmp(enc, "float") != 0 && !b64) {
+        emb_fail(r, kind, 400, "encoding_format must be \"float\" or \"base64\"");
         goto out;
     }
     json_t *inputs = json_array();
@@ -385,6 +424,10 @@ static void embed_route(struct srv *s, const struct http_req *q, struct reply *r
         json_t *v = json_array();
         for (int k = 0; k < keep; k++)
             json_array_append_new(v, json_real(norm > 0 ? vec[k] / norm : 0));
+        if (kind == E_OPENAI && b64) {
+            json_decref(v);
+            v = base64_floats(vec, keep, norm);
+        }
         if (kind == E_OPENAI)
             json_array_append_new(vectors, json_pack("{s:s,s:o,s:i}", "object", "embedding", "embedding", v, "index",
                                                      (int)i));
