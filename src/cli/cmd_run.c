@@ -9,13 +9,14 @@
 #include "cli/cli.h"
 #include "engine/generate.h"
 #include "model/model.h"
+#include "store/store.h"
 #include "tokenizer/tokenizer.h"
 
 #define MAX_STOPS 16
 
 static void usage(FILE *fp)
 {
-    fputs("usage: hearth run MODEL.gguf [PROMPT] [flags]\n"
+    fputs("usage: hearth run (MODEL.gguf | NAME) [PROMPT] [flags]\n"
           "\n"
           "Generates a completion of PROMPT (read from standard input when PROMPT is '-';\n"
           "from the BOS token alone when absent) and streams it to standard output.\n"
@@ -172,10 +173,11 @@ int cmd_run(int argc, char **argv)
     struct model_ctx *ctx = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    char *stdin_prompt = NULL;
+    char *stdin_prompt = NULL, *gguf_path = NULL;
     int status = EXIT_RUNTIME;
-    if (sample_params_validate(&req.sampling, &e) || backend_cpu_new((int)threads, &be, &e) ||
-        model_load(model_path, be, &m, &e) || model_ctx_new(m, &cp, &ctx, &e))
+    if (sample_params_validate(&req.sampling, &e) || store_gguf_path(model_path, &gguf_path, &e) ||
+        backend_cpu_new((int)threads, &be, &e) || model_load(gguf_path, be, &m, &e) ||
+        model_ctx_new(m, &cp, &ctx, &e))
         goto fail;
     const int64_t load_ns = clock_ns() - t_start;
     if (prompt && strcmp(prompt, "-") == 0) {
@@ -242,6 +244,7 @@ fail:
 done:
     free(ids);
     free(stdin_prompt);
+    free(gguf_path);
     model_ctx_free(ctx);
     model_free(m);
     if (be)

@@ -61,7 +61,7 @@ expect_status 0 "detokenize" -- "$H" detokenize "$S/models/stories260K.gguf" 403
 expect_status 2 "no model" -- "$H" run
 expect_stderr "missing MODEL" "no model"
 expect_status 1 "missing file" -- "$H" run "$TMP/nope.gguf"
-expect_stderr "nope.gguf: cannot open" "missing file"
+expect_stderr "nope.gguf. is neither a file nor a model name" "missing file"
 printf 'not a model' >"$TMP/text.gguf"
 expect_status 1 "not a GGUF" -- "$H" run "$TMP/text.gguf"
 expect_stderr "not a GGUF file" "not a GGUF"
