@@ -305,7 +305,7 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
                 pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
-        uint64_t est;
+        uint64_t est = 0;
         rc = estimate(s, path, num_ctx, &est, e);
         if (rc)
             break;
