@@ -12,6 +12,7 @@ packages=(
   libedit-dev      # the interactive prompt of `hearth run`
   docker-registry  # a real OCI registry for the pull/push tests
   curl             # byte-level API tests
+  tmux             # drives the interactive prompt in the REPL test
   clang-14 libclang-rt-14-dev # libFuzzer for the fuzz targets (scripts/fuzz.sh)
   nodejs npm       # reference renderers and API clients used by the tests
 )
