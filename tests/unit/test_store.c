@@ -153,7 +153,8 @@ static void test_blobs_atomic(void **state)
     struct store *s = fresh_store("blobs");
     struct err e = {0};
     char digest[72];
-    char *blobdir = path_in(store_root(s), "blobs");
+    char blobdir[4096];
+    snprintf(blobdir, sizeof blobdir, "%s/blobs", store_root(s));
     /* sha256("abc") */
     const char *abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     assert_int_equal(store_blob_import_mem(s, "abc", 3, digest, &e), 0);
@@ -200,7 +201,8 @@ static void test_manifests_refcount(void **state)
     TU_REQUIRE(src);
     struct store *s = fresh_store("refcount");
     struct err e = {0};
-    char *blobdir = path_in(store_root(s), "blobs");
+    char blobdir[4096];
+    snprintf(blobdir, sizeof blobdir, "%s/blobs", store_root(s));
     char fromcopy[4096];
     snprintf(fromcopy, sizeof fromcopy, "%s", src);
     struct store_create_req req = {.from = fromcopy, .system = "be brief", .params_json = "{\"temperature\":0.5}"};
