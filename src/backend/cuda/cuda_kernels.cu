@@ -28,7 +28,28 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     for (int b = 0; b < NB; b++)
         acc[b] = 0.0f;
     const int nch = cols >> 5;
-    for (int c = lane; c < nch; c += 32) {
+    int c = lane;
+    /* Two chunks per step: both chunks' weight loads are issued before either is used, which keeps
+     * twice the bytes in flight per warp (decode is bound by memory latency as much as bandwidth). */
+    for (; c + 32 < nch; c += 64) {
+        float w0[32], w1[32];
+        dequant32<T>(wr, c, w0);
+        dequant32<T>(wr, c + 32, w1);
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            const float4 *x0 = (const float4 *)(x + (size_t)b * cols + (size_t)c * 32);
+            const float4 *x1 = (const float4 *)(x + (size_t)b * cols + (size_t)(c + 32) * 32);
+            float s = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float4 v = __ldg(x0 + i), u = __ldg(x1 + i);
+                s += w0[4 * i] * v.x + w0[4 * i + 1] * v.y + w0[4 * i + 2] * v.z + w0[4 * i + 3] * v.w;
+                s += w1[4 * i] * u.x + w1[4 * i + 1] * u.y + w1[4 * i + 2] * u.z + w1[4 * i + 3] * u.w;
+            }
+            acc[b] += s;
+        }
+    }
+    if (c < nch) {
         float w[32];
         dequant32<T>(wr, c, w);
 #pragma unroll
@@ -315,7 +336,7 @@ void cuda_launch_kv_store(void *kc, void *vc, int f16, const float *k, const flo
  * online softmax each (running max, sum and weighted V), then the warps' partial results merge. Any
  * context length works without scratch memory. Lane l holds dimensions l, l+32, ... of the head. ---- */
 
-#define ATT_WARPS 4
+#define ATT_WARPS 16 /* many short online-softmax chains: decode has only n_heads blocks */
 #define ATT_MAX_T 8 /* head_dim <= 256 */
 
 template <int F16> __device__ __forceinline__ float att_load(const void *c, size_t i)

@@ -115,16 +115,17 @@ template <> __device__ __forceinline__ void dequant32<DT_Q5_0>(const uint8_t *ro
 {
     const uint8_t *b = row + (size_t)c * 22;
     const float d = cq_h2f(cq_ld16(b));
+    /* qh is unsigned: the quant is cast to int before the offset is taken off. */
     const uint32_t qh = cq_ld32_2(b + 2);
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         const uint16_t q = cq_ld16(b + 6 + 2 * j);
         const int q0 = q & 0xff, q1 = q >> 8;
         const int e0 = 2 * j, e1 = 2 * j + 1;
-        w[e0] = d * (float)(((q0 & 15) | ((qh >> e0) & 1) << 4) - 16);
-        w[e0 + 16] = d * (float)(((q0 >> 4) | ((qh >> (e0 + 16)) & 1) << 4) - 16);
-        w[e1] = d * (float)(((q1 & 15) | ((qh >> e1) & 1) << 4) - 16);
-        w[e1 + 16] = d * (float)(((q1 >> 4) | ((qh >> (e1 + 16)) & 1) << 4) - 16);
+        w[e0] = d * (float)((int)((q0 & 15) | ((qh >> e0) & 1) << 4) - 16);
+        w[e0 + 16] = d * (float)((int)((q0 >> 4) | ((qh >> (e0 + 16)) & 1) << 4) - 16);
+        w[e1] = d * (float)((int)((q1 & 15) | ((qh >> e1) & 1) << 4) - 16);
+        w[e1 + 16] = d * (float)((int)((q1 >> 4) | ((qh >> (e1 + 16)) & 1) << 4) - 16);
     }
 }
 
