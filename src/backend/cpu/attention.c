@@ -1,6 +1,8 @@
 /* attention.c — causal multi-head attention over the KV cache on the CPU (grouped-query: query head h
  * reads KV head h / (n_heads / n_kv_heads)). One (token, head) pair per task, split across threads;
- * a numerically stable softmax over the scores of positions 0..pos. */
+ * a numerically stable softmax over the scores of positions 0..pos. The dot products, softmax
+ * exponentials and weighted sums of V rows use the SIMD kernels of kernels.h straight on the cache's
+ * F16 (or F32) rows, with no conversion pass. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,52 +21,39 @@ struct attn_job {
     float scale;
 };
 
-static void load_row(enum kv_type type, const void *cache, size_t offset, int n, float *dst)
-{
-    if (type == KV_F32) {
-        memcpy(dst, (const float *)cache + offset, (size_t)n * sizeof(float));
-    } else {
-        const uint16_t *h = (const uint16_t *)cache + offset;
-        for (int i = 0; i < n; i++)
-            dst[i] = fp16_to_f32(h[i]);
-    }
-}
-
 static void attn_task(void *ctx, int t, int nt)
 {
     struct attn_job *j = ctx;
     struct cpu_backend *c = j->c;
+    const struct cpu_attn_kernels *ak = cpu_attn_kernels_for();
+    const vec_dot_fn dot = j->type == KV_F32 ? ak->dot_f32 : ak->dot_f16;
+    const axpy_fn axpy = j->type == KV_F32 ? ak->axpy_f32 : ak->axpy_f16;
+    const size_t elt = j->type == KV_F32 ? sizeof(float) : sizeof(uint16_t);
     const int hd = j->head_dim, group = j->n_heads / j->n_kv_heads;
-    const int kv_dim = j->n_kv_heads * hd;
+    const size_t kv_row = (size_t)j->n_kv_heads * hd * elt; /* bytes per position */
     float *scores = c->attn_scratch + (size_t)t * c->attn_scratch_per_thread;
-    float *krow = scores + c->attn_scratch_per_thread - 2 * (size_t)hd;
-    float *acc = krow + hd;
+    float *acc = scores + c->attn_scratch_per_thread - 2 * (size_t)hd;
     const int total = c->n_batch * j->n_heads;
-    for (int task = t; task < total; task += nt) {
+    /* Contiguous ranges of (token, head) pairs: neighbouring heads share a KV head, so its rows
+     * stay in this core's cache across the group. */
+    const int t0 = (int)((int64_t)total * t / nt), t1 = (int)((int64_t)total * (t + 1) / nt);
+    for (int task = t0; task < t1; task++) {
         const int i = task / j->n_heads, h = task % j->n_heads, kvh = h / group;
         const float *q = j->q + ((size_t)i * j->n_heads + h) * hd;
         const int n_pos = c->pos[i] + 1;
+        const uint8_t *kb = (const uint8_t *)j->k_cache + (size_t)kvh * hd * elt;
+        const uint8_t *vb = (const uint8_t *)j->v_cache + (size_t)kvh * hd * elt;
         float maxs = -INFINITY;
         for (int p = 0; p < n_pos; p++) {
-            load_row(j->type, j->k_cache, (size_t)p * kv_dim + (size_t)kvh * hd, hd, krow);
-            const float s = cpu_dot_f32_scalar(hd, q, krow) * j->scale;
+            const float s = dot(hd, kb + (size_t)p * kv_row, q) * j->scale;
             scores[p] = s;
             if (s > maxs)
                 maxs = s;
         }
-        float sum = 0;
-        for (int p = 0; p < n_pos; p++) {
-            scores[p] = expf(scores[p] - maxs);
-            sum += scores[p];
-        }
-        const float inv = 1.0f / sum;
+        const float inv = 1.0f / ak->softmax_exp(scores, n_pos, maxs);
         memset(acc, 0, (size_t)hd * sizeof *acc);
-        for (int p = 0; p < n_pos; p++) {
-            load_row(j->type, j->v_cache, (size_t)p * kv_dim + (size_t)kvh * hd, hd, krow);
-            const float wgt = scores[p] * inv;
-            for (int d = 0; d < hd; d++)
-                acc[d] += wgt * krow[d];
-        }
+        for (int p = 0; p < n_pos; p++)
+            axpy(hd, scores[p] * inv, vb + (size_t)p * kv_row, acc);
         memcpy(j->out + ((size_t)i * j->n_heads + h) * hd, acc, (size_t)hd * sizeof *acc);
     }
 }

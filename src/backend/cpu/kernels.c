@@ -35,3 +35,15 @@ const struct cpu_kernel *cpu_kernel_for(uint32_t weight_type)
     }
     return k ? k : cpu_kernel_scalar(weight_type);
 }
+
+const struct cpu_attn_kernels *cpu_attn_kernels_for(void)
+{
+    switch (cpu_isa_detect()) {
+    case CPU_ISA_AVX512:
+        return cpu_attn_kernels_avx512();
+    case CPU_ISA_AVX2:
+        return cpu_attn_kernels_avx2();
+    default:
+        return &cpu_attn_kernels_scalar;
+    }
+}

@@ -48,6 +48,21 @@ void cpu_quantize_q8_0(const float *x, void *dst, int64_t n);
 void cpu_quantize_q8_1(const float *x, void *dst, int64_t n);
 void cpu_quantize_q8_k(const float *x, void *dst, int64_t n);
 
+/* Attention helpers over a KV cache row of type DT_F16 or DT_F32:
+ *   y[i] += alpha * x[i] for n elements, and
+ *   s[i] = exp(s[i] - max) for n scores, returning their sum (the softmax numerators). */
+typedef void (*axpy_fn)(int64_t n, float alpha, const void *x, float *y);
+typedef float (*softmax_exp_fn)(float *s, int64_t n, float max);
+struct cpu_attn_kernels {
+    vec_dot_fn dot_f16, dot_f32; /* (n, cache row, float query) */
+    axpy_fn axpy_f16, axpy_f32;
+    softmax_exp_fn softmax_exp;
+};
+const struct cpu_attn_kernels *cpu_attn_kernels_for(void);
+extern const struct cpu_attn_kernels cpu_attn_kernels_scalar;
+const struct cpu_attn_kernels *cpu_attn_kernels_avx2(void);
+const struct cpu_attn_kernels *cpu_attn_kernels_avx512(void);
+
 /* SIMD kernel tables (NULL entries fall back to the scalar kernel). */
 const struct cpu_kernel *cpu_kernels_avx2(uint32_t weight_type);
 const struct cpu_kernel *cpu_kernels_avx512(uint32_t weight_type);

@@ -8,3 +8,5 @@ const struct cpu_kernel *cpu_kernels_avx2(uint32_t weight_type)
         return NULL;
     return &avx2_kernels[weight_type];
 }
+
+const struct cpu_attn_kernels *cpu_attn_kernels_avx2(void) { return &avx2_attn_kernels; }

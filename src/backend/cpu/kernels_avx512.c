@@ -8,3 +8,5 @@ const struct cpu_kernel *cpu_kernels_avx512(uint32_t weight_type)
         return NULL;
     return &avx512_kernels[weight_type];
 }
+
+const struct cpu_attn_kernels *cpu_attn_kernels_avx512(void) { return &avx512_attn_kernels; }

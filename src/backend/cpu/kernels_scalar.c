@@ -5,6 +5,8 @@
  * accumulation order may differ. */
 #include "backend/cpu/kernels.h"
 
+#include <math.h>
+
 #include "tensor/quant.h"
 #include "tensor/tensor.h"
 
@@ -308,6 +310,32 @@ static const struct cpu_kernel scalar_kernels[DT_MAX] = {
     [DT_Q5_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q5_k_q8_k_scalar},
     [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q6_k_q8_k_scalar},
 };
+
+static void axpy_f16(int64_t n, float alpha, const void *x, float *y)
+{
+    const uint16_t *h = x;
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * fp16_to_f32(h[i]);
+}
+
+static void axpy_f32(int64_t n, float alpha, const void *x, float *y)
+{
+    const float *f = x;
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * f[i];
+}
+
+static float softmax_exp(float *s, int64_t n, float max)
+{
+    float sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s[i] = expf(s[i] - max);
+        sum += s[i];
+    }
+    return sum;
+}
+
+const struct cpu_attn_kernels cpu_attn_kernels_scalar = {dot_f16, dot_f32, axpy_f16, axpy_f32, softmax_exp};
 
 const struct cpu_kernel *cpu_kernel_scalar(uint32_t weight_type)
 {

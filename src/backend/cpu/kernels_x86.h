@@ -6,6 +6,7 @@
  * Integer sums per block are exact, so results match the scalar kernels in kernels_scalar.c up to
  * the order of the float accumulation. Not a standalone header: include only from those two files. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
@@ -346,6 +347,71 @@ static void X86_NAME(quantize_q8_0)(const float *x, void *dst, int64_t n)
         y[b].d = f32_to_fp16(d);
     }
 }
+
+static void X86_NAME(axpy_f16)(int64_t n, float alpha, const void *xv, float *y)
+{
+    const uint16_t *x = xv;
+    const __m256 a = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                                                _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += alpha * x86_h2f(x[i]);
+}
+
+static void X86_NAME(axpy_f32)(int64_t n, float alpha, const void *xv, float *y)
+{
+    const float *x = xv;
+    const __m256 a = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+/* exp(x) for x <= 0 (softmax arguments): x = k ln2 + r with |r| <= ln2/2, a degree-6 polynomial for
+ * e^r (relative error ~2e-7), 2^k built in the exponent bits; very negative x flush to 0. */
+static inline __m256 x86_exp_neg(__m256 x)
+{
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static float X86_NAME(softmax_exp)(float *s, int64_t n, float max)
+{
+    const __m256 m = _mm256_set1_ps(max);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = x86_exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + i), m));
+        _mm256_storeu_ps(s + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = x86_hsum_ps(acc);
+    for (; i < n; i++) {
+        s[i] = expf(s[i] - max);
+        sum += s[i];
+    }
+    return sum;
+}
+
+static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
+    X86_NAME(dot_f16), X86_NAME(dot_f32), X86_NAME(axpy_f16), X86_NAME(axpy_f32), X86_NAME(softmax_exp),
+};
 
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32)},

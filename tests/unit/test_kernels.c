@@ -1,0 +1,380 @@
+/* test_kernels.c — the CPU backend's kernels: every SIMD dot product against its scalar twin on
+ * llama.cpp-quantized weights (../shared/reference/quant) and random activations, the matmul (odd
+ * row counts, 1..3 threads, 1 and 5 tokens) against a float reference built from the exact
+ * dequantized values gguf-py computed, the activation quantizer, and the attention helpers. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "gguf/gguf.h"
+#include "tensor/quant.h"
+#include "tensor/tensor.h"
+
+static uint64_t rng_state;
+
+static float rng_uniform(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (float)((double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0);
+}
+
+/* Activation-like data: mostly small, a few large outliers (as hidden states have). */
+static void fill_acts(float *x, int64_t n, uint64_t seed)
+{
+    rng_state = seed * 0x9e3779b97f4a7c15ull + 7;
+    for (int64_t i = 0; i < n; i++) {
+        float v = (rng_uniform() * 2.0f - 1.0f);
+        if (rng_uniform() < 0.02f)
+            v *= 20.0f;
+        x[i] = v;
+    }
+}
+
+/* The weight of one llama.cpp file (blk.0.ffn_down.weight: 256 rows of 512) with gguf-py's values. */
+struct ref_weight {
+    struct gguf_file *f;
+    const struct gguf_tensor *t;
+    float *values; /* rows * cols, exact dequantized values */
+    int64_t rows, cols;
+};
+
+static const char *const ref_files[] = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K",
+                                        "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K"};
+#define N_REF (sizeof ref_files / sizeof ref_files[0])
+/* Offset of ffn_down's values in the expected file: attn_q (256 x 256) comes first (manifest.json). */
+#define FFN_DOWN_OFFSET 65536
+
+static int load_ref(const char *name, struct ref_weight *rw)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "reference/quant/quant-%s.gguf", name);
+    const char *path = tu_testdata(rel);
+    if (!path)
+        return -1;
+    struct err e = {0};
+    memset(rw, 0, sizeof *rw);
+    if (gguf_open(path, &rw->f, &e) != 0)
+        fail_msg("%s", e.msg);
+    rw->t = gguf_find_tensor(rw->f, "blk.0.ffn_down.weight");
+    assert_non_null(rw->t);
+    rw->cols = rw->t->ne[0];
+    rw->rows = rw->t->ne[1];
+    snprintf(rel, sizeof rel, "reference/quant/quant-%s.expected.f32", name);
+    path = tu_testdata(rel);
+    if (!path)
+        fail_msg("expected values for %s missing", name);
+    size_t size = 0;
+    char *all = tu_read(path, &size);
+    const size_t n = (size_t)(rw->rows * rw->cols);
+    assert_int_equal(size, (FFN_DOWN_OFFSET + n) * sizeof(float));
+    rw->values = malloc(n * sizeof(float));
+    assert_non_null(rw->values);
+    memcpy(rw->values, all + FFN_DOWN_OFFSET * sizeof(float), n * sizeof(float));
+    free(all);
+    return 0;
+}
+
+static void free_ref(struct ref_weight *rw)
+{
+    gguf_close(rw->f);
+    free(rw->values);
+}
+
+/* The kernel tables this CPU can run, besides the scalar one. */
+static int simd_tables(const struct cpu_kernel *(*out[2])(uint32_t), const char *names[2])
+{
+    int n = 0;
+    if (cpu_isa_detect() >= CPU_ISA_AVX2) {
+        out[n] = cpu_kernels_avx2;
+        names[n++] = "avx2";
+    }
+    if (cpu_isa_detect() >= CPU_ISA_AVX512) {
+        out[n] = cpu_kernels_avx512;
+        names[n++] = "avx512";
+    }
+    return n;
+}
+
+/* Sum of |w_k * a_k| over a row: the scale rounding differences are measured against. */
+static double abs_dot(const float *w, const float *a, int64_t n)
+{
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += fabs((double)w[k] * a[k]);
+    return s;
+}
+
+/* Every SIMD kernel equals the scalar integer kernel on the same quantized activations, up to
+ * float summation order; the scalar kernel equals the float reference within the activation
+ * quantization bound. */
+static void test_simd_vs_scalar(void **state)
+{
+    (void)state;
+    const struct cpu_kernel *(*tables[2])(uint32_t);
+    const char *names[2];
+    const int n_tables = simd_tables(tables, names);
+    int tested = 0;
+    for (size_t f = 0; f < N_REF; f++) {
+        struct ref_weight rw;
+        if (load_ref(ref_files[f], &rw) != 0)
+            continue;
+        const uint32_t type = rw.t->type;
+        const struct cpu_kernel *sk = cpu_kernel_scalar(type);
+        assert_non_null(sk);
+        assert_non_null(sk->quantize);
+        const int64_t cols = rw.cols;
+        const size_t w_row = dtype_row_bytes(type, cols), a_row = dtype_row_bytes(sk->act_type, cols);
+        float *x = malloc((size_t)cols * sizeof *x);
+        void *qa = malloc(a_row);
+        float *deq = malloc((size_t)cols * sizeof *deq);
+        assert_true(x && qa && deq);
+        for (int trial = 0; trial < 3; trial++) {
+            fill_acts(x, cols, 100 + (uint64_t)trial + 10 * f);
+            sk->quantize(x, qa, cols);
+            if (sk->act_type == DT_Q8_1)
+                quant_dequantize_q8_1(qa, deq, cols);
+            else if (sk->act_type == DT_Q8_K)
+                quant_dequantize_q8_k(qa, deq, cols);
+            else
+                quant_dequantize_q8_0(qa, deq, cols);
+            /* Q8_1's block sums are stored in fp16, so the offset term is only that exact. */
+            const double rel = sk->act_type == DT_Q8_1 ? 2e-3 : 1e-5;
+            for (int64_t r = 0; r < rw.rows; r++) {
+                const void *wr = (const uint8_t *)rw.t->data + (size_t)r * w_row;
+                const float *wv = rw.values + r * cols;
+                const float ref = sk->vec_dot(cols, wr, qa);
+                /* The integer kernel computes exactly sum(w * dequantized activation). */
+                double exact = 0;
+                for (int64_t k = 0; k < cols; k++)
+                    exact += (double)wv[k] * deq[k];
+                const double mag = abs_dot(wv, deq, cols);
+                if (fabs(ref - exact) > rel * mag + 1e-6)
+                    fail_msg("%s row %lld: scalar kernel %g, float reference %g", ref_files[f], (long long)r,
+                             (double)ref, exact);
+                for (int t = 0; t < n_tables; t++) {
+                    const struct cpu_kernel *k = tables[t](type);
+                    if (!k)
+                        continue;
+                    assert_int_equal(k->act_type, sk->act_type);
+                    const float got = k->vec_dot(cols, wr, qa);
+                    if (fabs(got - ref) > 1e-5 * mag + 1e-6)
+                        fail_msg("%s %s row %lld: %g, scalar %g", names[t], ref_files[f], (long long)r, (double)got,
+                                 (double)ref);
+                    tested++;
+                }
+            }
+        }
+        free(x);
+        free(qa);
+        free(deq);
+        free_ref(&rw);
+    }
+    if (n_tables > 0 && tested == 0)
+        skip();
+}
+
+/* The SIMD Q8_0 activation quantizer writes the same bytes as the reference quantizer. */
+static void test_quantize_q8_0(void **state)
+{
+    (void)state;
+    const struct cpu_kernel *(*tables[2])(uint32_t);
+    const char *names[2];
+    const int n_tables = simd_tables(tables, names);
+    if (n_tables == 0)
+        skip();
+    enum { N = 4096 };
+    float *x = malloc(N * sizeof *x);
+    struct block_q8_0 *a = malloc(N / 32 * sizeof *a), *b = malloc(N / 32 * sizeof *b);
+    assert_true(x && a && b);
+    fill_acts(x, N, 5);
+    memset(x, 0, 32 * sizeof *x); /* an all-zero block */
+    quant_quantize_q8_0(x, a, N);
+    for (int t = 0; t < n_tables; t++) {
+        tables[t](DT_Q8_0)->quantize(x, b, N);
+        for (int blk = 0; blk < N / 32; blk++) {
+            assert_int_equal(a[blk].d, b[blk].d);
+            for (int j = 0; j < 32; j++)
+                if (a[blk].qs[j] != b[blk].qs[j])
+                    fail_msg("%s block %d element %d: %d vs %d", names[t], blk, j, b[blk].qs[j], a[blk].qs[j]);
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
+/* Bound on |matmul - float reference| for one output: each activation is off by at most ~0.56 of
+ * its block's step (half a step plus the fp16 rounding of the scale), times |w|. */
+static double act_bound(uint32_t act_type, const float *w, const float *x, int64_t n)
+{
+    if (act_type == DT_F32)
+        return 2e-6 * abs_dot(w, x, n);
+    const int64_t bs = act_type == DT_Q8_K ? 256 : 32;
+    double bound = 0;
+    for (int64_t b = 0; b < n; b += bs) {
+        float amax = 0;
+        double wsum = 0;
+        for (int64_t k = b; k < b + bs; k++) {
+            if (fabsf(x[k]) > amax)
+                amax = fabsf(x[k]);
+            wsum += fabs(w[k]);
+        }
+        bound += 0.57 * amax / 127.0 * wsum;
+    }
+    return bound + 1e-5 * abs_dot(w, x, n);
+}
+
+static void check_matmul(const char *label, const struct bweight *w, const float *values, uint32_t act_type)
+{
+    static const int threads[] = {1, 2, 3};
+    static const int batches[] = {1, 5};
+    const int64_t cols = w->cols, rows = w->rows;
+    float *x = malloc((size_t)5 * cols * sizeof *x), *y = malloc((size_t)5 * rows * sizeof *y);
+    float *bias = malloc((size_t)rows * sizeof *bias);
+    assert_true(x && y && bias);
+    fill_acts(x, 5 * cols, 77);
+    for (int64_t r = 0; r < rows; r++)
+        bias[r] = 0.25f * (float)(r % 7) - 0.5f;
+    struct bweight bw = {.name = "bias", .type = DT_F32, .rows = 1, .cols = rows, .host = bias};
+    for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+        struct backend *be = NULL;
+        struct err e = {0};
+        assert_int_equal(backend_cpu_new(threads[ti], &be, &e), 0);
+        assert_int_equal(be->ops->reserve(be, 5, cols, 16, 64, &e), 0);
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            const int n = batches[bi];
+            memset(y, 0, (size_t)n * rows * sizeof *y);
+            be->ops->matmul(be, w, bi ? &bw : NULL, x, y, n);
+            for (int i = 0; i < n; i++)
+                for (int64_t r = 0; r < rows; r++) {
+                    const float *wv = values + r * cols, *xi = x + (size_t)i * cols;
+                    double ref = bi ? bias[r] : 0;
+                    for (int64_t k = 0; k < cols; k++)
+                        ref += (double)wv[k] * xi[k];
+                    const double tol = act_bound(act_type, wv, xi, cols);
+                    const float got = y[(size_t)i * rows + r];
+                    if (!(fabs(got - ref) <= tol))
+                        fail_msg("%s, %d threads, token %d of %d, row %lld: %g, reference %g (bound %g)", label,
+                                 threads[ti], i, n, (long long)r, (double)got, ref, tol);
+                }
+        }
+        be->ops->free(be);
+    }
+    free(x);
+    free(y);
+    free(bias);
+}
+
+/* The backend's matmul on every llama.cpp format, over an odd number of rows (37) so thread
+ * splits are uneven, against the float product of gguf-py's dequantized values. */
+static void test_matmul_reference(void **state)
+{
+    (void)state;
+    int tested = 0;
+    for (size_t f = 0; f < N_REF; f++) {
+        struct ref_weight rw;
+        if (load_ref(ref_files[f], &rw) != 0)
+            continue;
+        struct bweight w = {.name = rw.t->name, .type = rw.t->type, .rows = 37, .cols = rw.cols, .host = rw.t->data};
+        check_matmul(ref_files[f], &w, rw.values, cpu_kernel_for(w.type)->act_type);
+        free_ref(&rw);
+        tested++;
+    }
+    if (!tested)
+        skip();
+}
+
+/* F16 and F32 weights (the F32 source converted): matmul against the float product. */
+static void test_matmul_float(void **state)
+{
+    (void)state;
+    const char *path = tu_testdata("reference/quant/source-f32.gguf");
+    TU_REQUIRE(path);
+    struct gguf_file *f = NULL;
+    struct err e = {0};
+    if (gguf_open(path, &f, &e) != 0)
+        fail_msg("%s", e.msg);
+    const struct gguf_tensor *t = gguf_find_tensor(f, "blk.0.ffn_down.weight");
+    assert_non_null(t);
+    assert_int_equal(t->type, DT_F32);
+    const int64_t cols = t->ne[0], rows = 41;
+    uint16_t *h = malloc((size_t)rows * cols * sizeof *h);
+    float *hv = malloc((size_t)rows * cols * sizeof *hv);
+    assert_true(h && hv);
+    assert_int_equal(dtype_quantize(DT_F16, t->data, h, rows * cols, &e), 0);
+    assert_int_equal(dtype_dequantize(DT_F16, h, hv, rows * cols, &e), 0);
+    struct bweight w16 = {.name = "f16", .type = DT_F16, .rows = rows, .cols = cols, .host = h};
+    check_matmul("F16", &w16, hv, DT_F32);
+    struct bweight w32 = {.name = "f32", .type = DT_F32, .rows = rows, .cols = cols, .host = t->data};
+    check_matmul("F32", &w32, t->data, DT_F32);
+    free(h);
+    free(hv);
+    gguf_close(f);
+}
+
+/* Attention helpers: SIMD dot/axpy over F16 and F32 rows and the softmax exponentials against the
+ * scalar versions, on lengths that are not multiples of the vector width. */
+static void test_attention_kernels(void **state)
+{
+    (void)state;
+    const struct cpu_attn_kernels *sets[2];
+    int n_sets = 0;
+    if (cpu_isa_detect() >= CPU_ISA_AVX2)
+        sets[n_sets++] = cpu_attn_kernels_avx2();
+    if (cpu_isa_detect() >= CPU_ISA_AVX512)
+        sets[n_sets++] = cpu_attn_kernels_avx512();
+    if (n_sets == 0)
+        skip();
+    const struct cpu_attn_kernels *s = &cpu_attn_kernels_scalar;
+    enum { N = 203 };
+    float q[N], v[N], y0[N], y1[N], sc0[N], sc1[N];
+    uint16_t h[N];
+    fill_acts(q, N, 1);
+    fill_acts(v, N, 2);
+    for (int i = 0; i < N; i++)
+        h[i] = f32_to_fp16(v[i]);
+    for (int k = 0; k < n_sets; k++) {
+        for (int n = 1; n <= N; n += 29) {
+            const double mag = abs_dot(q, v, n);
+            assert_true(fabsf(sets[k]->dot_f32(n, v, q) - s->dot_f32(n, v, q)) <= 1e-5 * mag + 1e-6);
+            assert_true(fabsf(sets[k]->dot_f16(n, h, q) - s->dot_f16(n, h, q)) <= 1e-5 * mag + 1e-6);
+            memcpy(y0, q, sizeof y0);
+            memcpy(y1, q, sizeof y1);
+            sets[k]->axpy_f16(n, 0.37f, h, y0);
+            s->axpy_f16(n, 0.37f, h, y1);
+            for (int i = 0; i < N; i++)
+                assert_true(fabsf(y0[i] - y1[i]) <= 1e-6f * (1 + fabsf(y1[i])));
+            memcpy(y0, q, sizeof y0);
+            memcpy(y1, q, sizeof y1);
+            sets[k]->axpy_f32(n, -1.5f, v, y0);
+            s->axpy_f32(n, -1.5f, v, y1);
+            for (int i = 0; i < N; i++)
+                assert_true(fabsf(y0[i] - y1[i]) <= 1e-6f * (1 + fabsf(y1[i])));
+            /* Scores spanning e^0 down to underflow. */
+            for (int i = 0; i < n; i++)
+                sc0[i] = sc1[i] = -(float)i * 0.9f + (i % 3 ? 0.0f : 0.3f);
+            const float sum0 = sets[k]->softmax_exp(sc0, n, 0.3f), sum1 = s->softmax_exp(sc1, n, 0.3f);
+            for (int i = 0; i < n; i++)
+                if (!(fabsf(sc0[i] - sc1[i]) <= 1e-6f * sc1[i] + 1e-37f))
+                    fail_msg("exp(%g): %g vs %g", (double)(sc1[i] - 0.3f), (double)sc0[i], (double)sc1[i]);
+            assert_true(fabsf(sum0 - sum1) <= 1e-6f * sum1);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simd_vs_scalar),   cmocka_unit_test(test_quantize_q8_0),
+        cmocka_unit_test(test_matmul_reference), cmocka_unit_test(test_matmul_float),
+        cmocka_unit_test(test_attention_kernels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
