@@ -38,6 +38,7 @@ int backend_new_auto(int n_threads, bool want_gpu, struct backend **out, const c
             return 0;
         snprintf(why, sizeof why, "GPU not used: %s; running on the CPU", ge.msg);
 #else
+        (void)device;
         snprintf(why, sizeof why, "GPU not used: this build of hearth has no CUDA backend (configure with "
                                   "-DHEARTH_CUDA=ON); running on the CPU");
 #endif
