@@ -9,16 +9,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend/backend_select.h"
 #include "cli/cli.h"
 #include "engine/bench.h"
 
 static const char usage_text[] =
-    "usage: hearth bench MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N] [--json]\n"
+    "usage: hearth bench MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N] [--backend B] [--json]\n"
     "  --prompt N      prompt tokens per run, random ids from the vocabulary (default 512)\n"
     "  --gen N         tokens generated per run, greedy, not stopping at EOS (default 128)\n"
     "  --repeat N      runs per model; the table shows medians (default 3)\n"
     "  --threads N     CPU threads for the models and the bandwidth probe (default: physical cores)\n"
     "  --seed N        seed of the random prompt (default 1)\n"
+    "  --backend B     cpu, gpu or all (default all: the CPU, and the GPU when built with CUDA)\n"
     "  --json          print JSON instead of a markdown table\n"
     "Roofline %: decode speed as a share of memory bandwidth / weight bytes read per token.\n";
 
@@ -61,9 +63,11 @@ static void print_row(const char *path, const struct bench_result *r)
     fmt_bytes((uint64_t)r->peak_rss_bytes, rss, sizeof rss);
     fmt_ms(r->first_token_ms, first, sizeof first);
     fmt_ms(r->load_ms, load, sizeof load);
-    printf("| %s (%s) | %s, %d threads | %s | %.2f | %.2f | %s | %s | %s | %.0f%% of %.1f tok/s |\n",
-           base_name(path), r->type, r->backend, r->n_threads, size, r->prefill_tps, r->decode_tps, first, load,
-           rss, r->roofline_pct, r->roofline_tps);
+    char roof[48] = "n/a";
+    if (r->roofline_tps > 0)
+        snprintf(roof, sizeof roof, "%.0f%% of %.1f tok/s", r->roofline_pct, r->roofline_tps);
+    printf("| %s (%s) | %s, %d threads | %s | %.2f | %.2f | %s | %s | %s | %s |\n", base_name(path), r->type,
+           r->backend, r->n_threads, size, r->prefill_tps, r->decode_tps, first, load, rss, roof);
     fflush(stdout);
 }
 
@@ -82,6 +86,7 @@ int cmd_bench(int argc, char **argv)
 {
     long n_prompt = 512, n_gen = 128, n_repeat = 3, threads = 0, seed = 1;
     bool json = false;
+    const char *backends = "all";
     const char **paths = calloc((size_t)argc, sizeof *paths);
     int n_paths = 0;
     if (!paths) {
@@ -108,6 +113,13 @@ int cmd_bench(int argc, char **argv)
         } else if ((v = opt_value(argc, argv, &i, "--threads"))) {
             if (!opt_int("bench", "--threads", v, 1, 512, &threads))
                 goto usage;
+        } else if ((v = opt_value(argc, argv, &i, "--backend"))) {
+            if (strcmp(v, "cpu") == 0 || strcmp(v, "gpu") == 0 || strcmp(v, "all") == 0) {
+                backends = v;
+            } else {
+                fprintf(stderr, "hearth bench: --backend: '%s' is not cpu, gpu or all\n", v);
+                goto usage;
+            }
         } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
             if (!opt_int("bench", "--seed", v, 0, 0x7fffffff, &seed))
                 goto usage;
@@ -149,19 +161,26 @@ int cmd_bench(int argc, char **argv)
     int status = 0;
     if (!json)
         print_header();
+    /* Rows: the CPU unless only the GPU is asked for; the GPU when asked for, or by default when
+     * this build has CUDA. */
+    const bool want_cpu = strcmp(backends, "gpu") != 0;
+    const bool want_gpu = strcmp(backends, "gpu") == 0 || (strcmp(backends, "all") == 0 && backend_have_cuda());
     for (int i = 0; i < n_paths; i++) {
-        struct bench_result r;
-        err_clear(&e);
-        if (bench_model_isolated(paths[i], &p, &r, &e)) {
-            fprintf(stderr, "hearth bench: %s\n", e.msg);
-            status = EXIT_RUNTIME;
-            continue;
+        for (int g = want_cpu ? 0 : 1; g <= (want_gpu ? 1 : 0); g++) {
+            struct bench_result r;
+            err_clear(&e);
+            p.gpu = g == 1;
+            if (bench_model_isolated(paths[i], &p, &r, &e)) {
+                fprintf(stderr, "hearth bench: %s\n", e.msg);
+                status = EXIT_RUNTIME;
+                continue;
+            }
+            bench_roofline(&r, membw, p.gpu);
+            if (json)
+                json_array_append_new(rows, row_json(paths[i], &r));
+            else
+                print_row(paths[i], &r);
         }
-        bench_roofline(&r, membw);
-        if (json)
-            json_array_append_new(rows, row_json(paths[i], &r));
-        else
-            print_row(paths[i], &r);
     }
     if (json) {
         json_t *doc = json_pack("{s:i, s:i, s:i, s:I, s:f, s:o}", "prompt_tokens", p.n_prompt, "gen_tokens",

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/backend_select.h"
 #include "base/clock.h"
 #include "base/threadpool.h"
 #include "model/model.h"
@@ -221,10 +222,18 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
         return err_set(e, ERR_INVALID, "bench: prompt, generation and repeat counts must be at least 1");
     memset(r, 0, sizeof *r);
     struct backend *be = NULL;
-    int rc = backend_cpu_new(p->n_threads, &be, e);
+    const char *note = "";
+    int rc = p->gpu ? backend_new_auto(p->n_threads, true, &be, &note, e) : backend_cpu_new(p->n_threads, &be, e);
     if (rc)
         return rc;
-    snprintf(r->backend, sizeof r->backend, "%s (%s)", be->ops->name, backend_cpu_isa());
+    if (note && *note) { /* asked for the GPU, got the CPU */
+        be->ops->free(be);
+        return err_set(e, ERR_UNSUPPORTED, "%s: %s", path, note);
+    }
+    if (p->gpu)
+        snprintf(r->backend, sizeof r->backend, "%s", be->ops->name);
+    else
+        snprintf(r->backend, sizeof r->backend, "%s (%s)", be->ops->name, backend_cpu_isa());
     r->n_threads = be->n_threads;
     double *v = calloc((size_t)p->n_repeat * 4, sizeof *v);
     int32_t *prompt = NULL;
@@ -254,8 +263,10 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
     return rc;
 }
 
-void bench_roofline(struct bench_result *r, double membw_gbs)
+void bench_roofline(struct bench_result *r, double membw_gbs, bool gpu)
 {
+    if (gpu)
+        return;
     r->membw_gbs = membw_gbs;
     r->roofline_tps = r->decode_bytes ? membw_gbs * 1e9 / (double)r->decode_bytes : 0;
     r->roofline_pct = r->roofline_tps > 0 ? 100.0 * r->decode_tps / r->roofline_tps : 0;

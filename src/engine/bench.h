@@ -8,6 +8,7 @@
 #ifndef HEARTH_ENGINE_BENCH_H
 #define HEARTH_ENGINE_BENCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,7 @@ struct bench_params {
     int n_repeat;  /* runs per model; figures are medians over them (>= 1) */
     int n_threads; /* CPU threads; <= 0: one per physical core */
     uint64_t seed; /* prompt ids: same seed, same prompt */
+    bool gpu;      /* the CUDA backend (backend_new_auto) instead of the CPU one */
 };
 
 struct bench_result {
@@ -50,7 +52,8 @@ uint64_t bench_decode_bytes(const struct model *m);
  * their slices of a buffer of `bytes` (0: 1 GiB, far beyond any cache); the best of several passes. */
 int bench_membw(int n_threads, size_t bytes, double *gbs, struct err *e);
 
-/* Loads path on the CPU backend and measures it (see struct bench_params). Fills r except the
+/* Loads path on the CPU backend (the GPU one with p->gpu; ERR_UNSUPPORTED when there is none) and
+ * measures it (see struct bench_params). Fills r except the
  * roofline fields; peak_rss_bytes is this process's high-water mark. */
 int bench_model(const char *path, const struct bench_params *p, struct bench_result *r, struct err *e);
 
@@ -60,7 +63,8 @@ int bench_membw_isolated(int n_threads, size_t bytes, double *gbs, struct err *e
 int bench_model_isolated(const char *path, const struct bench_params *p, struct bench_result *r,
                          struct err *e);
 
-/* Sets r's roofline fields from a measured bandwidth. */
-void bench_roofline(struct bench_result *r, double membw_gbs);
+/* Sets r's roofline fields from a measured host-memory bandwidth (left 0 for a GPU row: its weights
+ * are read from device memory, which the probe does not measure). */
+void bench_roofline(struct bench_result *r, double membw_gbs, bool gpu);
 
 #endif

@@ -86,6 +86,8 @@ expect_stderr "\-\-gen" "zero tokens"
 expect_status 2 "not a number" -- "$H" bench "$M" --prompt lots
 expect_stderr "\-\-prompt" "not a number"
 expect_status 2 "missing value" -- "$H" bench "$M" --threads
+expect_status 2 "bad backend" -- "$H" bench "$M" --backend tpu
+expect_stderr "\-\-backend: 'tpu'" "bad backend"
 expect_status 0 "help" -- "$H" bench --help
 expect_stdout "usage: hearth bench" "help"
 
