@@ -49,12 +49,27 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
     if (rc)
         goto out;
 
-    c->n_past = 0;
+    /* Reuse the cached prefix, but always evaluate at least the last prompt token: its logits
+     * are what the first sample needs. */
+    size_t reuse = 0;
+    if (r->kv_tokens && r->n_kv_tokens && *r->n_kv_tokens == (size_t)c->n_past) {
+        size_t lim = *r->n_kv_tokens < r->n_prompt - 1 ? *r->n_kv_tokens : r->n_prompt - 1;
+        while (reuse < lim && r->kv_tokens[reuse] == r->prompt[reuse])
+            reuse++;
+    }
+    model_ctx_truncate(c, (int)reuse);
+    if (r->n_kv_tokens)
+        *r->n_kv_tokens = reuse;
+    st->cached_tokens = (int)reuse;
     for (size_t i = 0; i < r->n_prompt; i++)
         sampler_accept(smp, r->prompt[i]);
-    rc = locked_forward(c, r, r->prompt, (int)r->n_prompt, logits, e);
+    rc = locked_forward(c, r, r->prompt + reuse, (int)(r->n_prompt - reuse), logits, e);
     if (rc)
         goto out;
+    if (r->kv_tokens && r->n_kv_tokens) {
+        memcpy(r->kv_tokens + reuse, r->prompt + reuse, (r->n_prompt - reuse) * sizeof *r->prompt);
+        *r->n_kv_tokens = r->n_prompt;
+    }
     const int64_t t_prefilled = clock_ns();
     st->prompt_ns = t_prefilled - t0;
     st->prompt_tokens = (int)r->n_prompt;
@@ -93,6 +108,8 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
         rc = locked_forward(c, r, &tok, 1, logits, e);
         if (rc)
             goto out;
+        if (r->kv_tokens && r->n_kv_tokens && *r->n_kv_tokens < (size_t)c->n_ctx)
+            r->kv_tokens[(*r->n_kv_tokens)++] = tok;
     }
     if (cancelled) {
         st->done_reason = "cancel";
@@ -109,6 +126,8 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
     if (!st->first_token_ns)
         st->first_token_ns = st->total_ns;
 out:
+    if (rc && r->n_kv_tokens)
+        *r->n_kv_tokens = 0; /* the cache's contents are unknown after a failed pass */
     stop_matcher_free(stop);
     sampler_free(smp);
     free(logits);

@@ -27,6 +27,12 @@ struct gen_request {
     /* Optional: the generated token ids are stored here (up to out_cap of them). */
     int32_t *out_tokens;
     size_t out_cap;
+    /* Optional prefix reuse: the tokens whose keys/values the context already holds (room for
+     * n_ctx of them) and their count. The longest common prefix with the prompt is kept in the
+     * cache and only the rest is evaluated; on return they describe the cache again. A context
+     * used without these must have *n_kv_tokens reset to 0 by its owner. */
+    int32_t *kv_tokens;
+    size_t *n_kv_tokens;
 };
 
 struct gen_stats {
@@ -36,6 +42,7 @@ struct gen_stats {
     int64_t total_ns;
     int prompt_tokens;
     int eval_tokens;
+    int cached_tokens; /* prompt tokens whose keys/values were reused from the previous request */
     const char *done_reason; /* "stop" or "length" (or "cancel") */
 };
 

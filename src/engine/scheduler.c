@@ -15,6 +15,9 @@
 
 struct sched_entry {
     char *path;
+    char *name, *digest; /* as asked for, for /api/ps; may be NULL */
+    int32_t **hist;      /* per slot: the tokens its KV cache holds */
+    size_t *n_hist;
     struct model *m;
     struct backend *be;
     struct chat_template tpl;
@@ -56,8 +59,14 @@ static int64_t add_sat(int64_t a, long long b)
     return b >= INT64_MAX - a ? INT64_MAX : a + b;
 }
 
-static void entry_free(struct sched_entry *en)
+static void entry_free(struct sched_entry *en, int n_slots)
 {
+    for (int i = 0; en->hist && i < n_slots; i++)
+        free(en->hist[i]);
+    free(en->hist);
+    free(en->n_hist);
+    free(en->name);
+    free(en->digest);
     free(en->path);
     free(en->ctx);
     free(en->busy);
@@ -79,7 +88,7 @@ static void entry_unload(struct sched *s, struct sched_entry *en)
     if (en->be)
         en->be->ops->free(en->be);
     pthread_mutex_destroy(&en->fwd);
-    entry_free(en);
+    entry_free(en, s->cfg.num_parallel);
     pthread_cond_broadcast(&s->cv);
 }
 
@@ -231,11 +240,13 @@ static int load_entry(struct sched *s, const char *path, uint64_t est, struct sc
     en->path = strdup(path);
     en->ctx = calloc((size_t)s->cfg.num_parallel, sizeof *en->ctx);
     en->busy = calloc((size_t)s->cfg.num_parallel, sizeof *en->busy);
+    en->hist = calloc((size_t)s->cfg.num_parallel, sizeof *en->hist);
+    en->n_hist = calloc((size_t)s->cfg.num_parallel, sizeof *en->n_hist);
     pthread_mutex_init(&en->fwd, NULL);
     en->est_bytes = est;
     en->expires_mono = INT64_MAX;
     int rc = 0;
-    if (!en->path || !en->ctx || !en->busy)
+    if (!en->path || !en->ctx || !en->busy || !en->hist || !en->n_hist)
         rc = err_set(e, ERR_NOMEM, "out of memory");
     if (!rc)
         rc = backend_cpu_new(s->cfg.n_threads, &en->be, e);
@@ -249,7 +260,7 @@ static int load_entry(struct sched *s, const char *path, uint64_t est, struct sc
         if (en->be)
             en->be->ops->free(en->be);
         pthread_mutex_destroy(&en->fwd);
-        entry_free(en);
+        entry_free(en, s->cfg.num_parallel);
         return rc;
     }
     *out = en;
@@ -346,8 +357,13 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
         pthread_mutex_lock(&en->fwd);
         model_ctx_free(en->ctx[l->slot]);
         en->ctx[l->slot] = NULL;
+        free(en->hist[l->slot]);
+        en->n_hist[l->slot] = 0;
         struct ctx_params cp = {.n_ctx = want};
         rc = model_ctx_new(en->m, &cp, &en->ctx[l->slot], e);
+        en->hist[l->slot] = rc ? NULL : malloc((size_t)want * sizeof **en->hist);
+        if (!rc && !en->hist[l->slot])
+            rc = err_set(e, ERR_NOMEM, "out of memory");
         pthread_mutex_unlock(&en->fwd);
         if (rc) {
             sched_release(s, l, -1);
@@ -359,6 +375,8 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
     l->ctx = en->ctx[l->slot];
     l->tpl = &en->tpl;
     l->forward_lock = &en->fwd;
+    l->kv_tokens = en->hist[l->slot];
+    l->n_kv_tokens = &en->n_hist[l->slot];
     l->load_ns = clock_ns() - t0;
     return 0;
 }
@@ -398,6 +416,24 @@ bool sched_unload(struct sched *s, const char *path)
     return en != NULL;
 }
 
+void sched_label(struct sched *s, const char *path, const char *name, const char *digest)
+{
+    pthread_mutex_lock(&s->mu);
+    struct sched_entry *en = find(s, path);
+    if (en && name) {
+        char *n = strdup(name), *d = digest ? strdup(digest) : NULL;
+        if (n) {
+            free(en->name);
+            free(en->digest);
+            en->name = n;
+            en->digest = d;
+        } else {
+            free(d);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 json_t *sched_list(struct sched *s)
 {
     json_t *arr = json_array();
@@ -409,6 +445,8 @@ json_t *sched_list(struct sched *s)
             exp = add_sat(now_mono, en->keep_alive_ns ? en->keep_alive_ns : s->cfg.keep_alive_ns);
         json_t *o = json_object();
         json_object_set_new(o, "path", json_string(en->path));
+        json_object_set_new(o, "name", json_string(en->name ? en->name : en->path));
+        json_object_set_new(o, "digest", json_string(en->digest ? en->digest : ""));
         json_object_set_new(o, "size", json_integer((json_int_t)en->est_bytes));
         json_object_set_new(o, "expires_at",
                             json_integer(exp == INT64_MAX ? 0 : (json_int_t)(now_wall + (exp - now_mono))));

@@ -37,6 +37,9 @@ struct sched_lease {
     const struct chat_template *tpl;
     pthread_mutex_t *forward_lock; /* hold around forward passes (generate does with gen_request) */
     int slot;
+    /* The slot's KV-cache token history for prefix reuse (gen_request.kv_tokens/n_kv_tokens). */
+    int32_t *kv_tokens;
+    size_t *n_kv_tokens;
     long long load_ns; /* time spent waiting for and loading the model */
 };
 
@@ -54,7 +57,10 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
 void sched_release(struct sched *s, struct sched_lease *l, long long keep_alive_ns);
 /* Unloads the model now if idle, else once its requests finish. True if it was loaded. */
 bool sched_unload(struct sched *s, const char *path);
-/* /api/ps entries: [{path, size, expires_at (unix ns, 0 = forever), context_length}]. */
+/* Records the name a loaded model was asked for by (and its store digest, may be NULL), for
+ * /api/ps; the latest name wins. */
+void sched_label(struct sched *s, const char *path, const char *name, const char *digest);
+/* /api/ps entries: [{path, name, digest, size, expires_at (unix ns, 0 = forever), context_length}]. */
 json_t *sched_list(struct sched *s);
 /* The server default context length. */
 int sched_default_ctx(const struct sched *s);

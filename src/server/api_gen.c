@@ -12,6 +12,7 @@
 #include "engine/generate.h"
 #include "engine/options.h"
 #include "model/model.h"
+#include "store/store.h"
 #include "server/server_internal.h"
 #include "tokenizer/tokenizer.h"
 
@@ -27,6 +28,10 @@ struct job {
     int32_t *prompt;
     size_t n_prompt;
     struct gen_options opt;
+    char *ps_name;        /* the store's name of the model (for /api/ps), or NULL */
+    char ps_digest[65];
+    char *mf_system;      /* the Modelfile's SYSTEM, used when the request has none */
+    json_t *mf_messages;  /* the Modelfile's MESSAGEs, put before a chat's own */
     bool stream, include_usage, want_context;
     int64_t t_start;
     char *text;
@@ -57,6 +62,9 @@ static void job_free(void *p)
     free(j->prompt);
     free(j->text);
     free(j->out_tokens);
+    free(j->mf_system);
+    free(j->ps_name);
+    json_decref(j->mf_messages);
     options_free(&j->opt);
     free(j);
 }
@@ -244,6 +252,8 @@ static void run_generation(struct job *j)
         .forward_lock = j->lease.forward_lock,
         .out_tokens = j->out_tokens,
         .out_cap = j->out_cap,
+        .kv_tokens = j->lease.kv_tokens,
+        .n_kv_tokens = j->lease.n_kv_tokens,
     };
     j->rc = generate(j->lease.ctx, &req, emit, j, &j->stats, &j->err);
     /* Release before the final chunk is written so a client that sends its next request as soon
@@ -445,6 +455,7 @@ static bool lease(struct job *j, const char *path, struct reply *r)
     }
     j->leased = true;
     j->load_ns = j->lease.load_ns;
+    sched_label(j->s->sched, path, j->ps_name ? j->ps_name : j->model, j->ps_name ? j->ps_digest : NULL);
     return true;
 }
 
@@ -463,7 +474,8 @@ static struct job *begin(struct srv *s, const json_t *body, enum kind kind, char
         return NULL;
     }
     struct err e = {0};
-    if (resolve_model(s, name, path, &e)) {
+    struct store_model sm;
+    if (resolve_model_store(s, name, path, &sm, &e)) {
         if (openai)
             fail(r, true, 404, "model \"%s\" not found, try pulling it first", name);
         else
@@ -472,10 +484,37 @@ static struct job *begin(struct srv *s, const json_t *body, enum kind kind, char
     }
     struct job *j = job_new(s, kind, name);
     if (!j) {
+        store_model_free(&sm);
         free(*path);
         fail(r, openai, 500, "out of memory");
         return NULL;
     }
+    /* Precedence: request options > the Modelfile's PARAMETERs > built-in defaults, so the
+     * Modelfile's go on first. */
+    if (sm.params_json) {
+        json_t *mp = json_loads(sm.params_json, 0, NULL);
+        int rc = options_apply_json(&j->opt, mp, &e);
+        json_decref(mp);
+        if (rc) {
+            fail(r, openai, 500, "model '%s' has invalid stored parameters: %s", name, e.msg);
+            store_model_free(&sm);
+            goto bad;
+        }
+    }
+    if (sm.system && *sm.system)
+        j->mf_system = strdup(sm.system);
+    if (sm.name) {
+        j->ps_name = strdup(sm.name);
+        memcpy(j->ps_digest, sm.digest, sizeof j->ps_digest);
+    }
+    if (sm.messages_json) {
+        j->mf_messages = json_loads(sm.messages_json, 0, NULL);
+        if (!json_is_array(j->mf_messages) || json_array_size(j->mf_messages) == 0) {
+            json_decref(j->mf_messages);
+            j->mf_messages = NULL;
+        }
+    }
+    store_model_free(&sm);
     if (!get_bool(body, "stream", !openai, &j->stream, openai, r))
         goto bad;
     if (openai) {
@@ -553,7 +592,30 @@ static bool render(struct job *j, json_t *messages, const json_t *tools, char **
                    struct reply *r)
 {
     struct err e = {0};
-    if (chat_render(j->lease.tpl, messages, tools, text, templated, &e)) {
+    json_t *all = json_incref(messages);
+    if (j->kind == K_CHAT || j->kind == K_OAI_CHAT) {
+        /* The Modelfile's SYSTEM unless the chat brings its own, then its MESSAGEs, then the chat. */
+        bool has_system = false;
+        size_t i;
+        json_t *m;
+        json_array_foreach(messages, i, m) {
+            const char *role = json_string_value(json_object_get(m, "role"));
+            if (role && strcmp(role, "system") == 0)
+                has_system = true;
+        }
+        if ((j->mf_system && !has_system) || j->mf_messages) {
+            json_decref(all);
+            all = json_array();
+            if (j->mf_system && !has_system)
+                json_array_append_new(all, json_pack("{s:s,s:s}", "role", "system", "content", j->mf_system));
+            if (j->mf_messages)
+                json_array_extend(all, j->mf_messages);
+            json_array_extend(all, messages);
+        }
+    }
+    int rc = chat_render(j->lease.tpl, all, tools, text, templated, &e);
+    json_decref(all);
+    if (rc) {
         fail(r, is_openai(j->kind), 400, "%s", e.msg);
         return false;
     }
@@ -615,6 +677,8 @@ void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
         json_t *msgs = json_array();
         if (json_is_string(sys) && *json_string_value(sys))
             json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
+        else if (j->mf_system)
+            json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", j->mf_system));
         json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
         bool ok = render(j, msgs, NULL, &text, &templated, r);
         json_decref(msgs);

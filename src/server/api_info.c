@@ -14,7 +14,9 @@
 #include "model/embed.h"
 #include "model/model.h"
 #include "server/server_internal.h"
+#include "store/store.h"
 #include "tokenizer/tokenizer.h"
+#include <strings.h>
 
 static const char *file_type_name(uint32_t ft)
 {
@@ -166,11 +168,47 @@ static void tag_one(void *user, const char *name, const char *path)
     gguf_close(f);
 }
 
+static json_t *store_details(const char *parent, const char *family, const char *psize, const char *quant)
+{
+    json_t *fams = family ? json_pack("[s]", family) : json_null();
+    return json_pack("{s:s,s:s,s:s,s:o,s:s,s:s}", "parent_model", parent ? parent : "", "format", "gguf", "family",
+                     family ? family : "", "families", fams, "parameter_size", psize ? psize : "",
+                     "quantization_level", quant ? quant : "");
+}
+
+/* Flat-directory files whose name a store model already has are not listed twice. */
+static void tag_flat(void *user, const char *name, const char *path)
+{
+    json_t *arr = user;
+    size_t i;
+    json_t *it;
+    json_array_foreach(arr, i, it) {
+        if (strcasecmp(json_string_value(json_object_get(it, "name")), name) == 0)
+            return;
+    }
+    tag_one(user, name, path);
+}
+
 void api_tags(struct srv *s, const struct http_req *q, struct reply *r)
 {
     (void)q;
     json_t *arr = json_array();
-    each_model(s, tag_one, arr);
+    struct store_entry *ents = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    if (s->store && store_list(s->store, &ents, &n, &e) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            char ts[48];
+            fmt_time(ents[i].modified_ns, ts, sizeof ts);
+            json_array_append_new(
+                arr, json_pack("{s:s,s:s,s:s,s:I,s:s,s:o}", "name", ents[i].name, "model", ents[i].name, "modified_at",
+                               ts, "size", (json_int_t)ents[i].size, "digest", ents[i].digest, "details",
+                               store_details(NULL, ents[i].family, ents[i].parameter_size,
+                                             ents[i].quantization_level)));
+        }
+        store_list_free(ents, n);
+    }
+    each_model(s, tag_flat, arr);
     reply_json(r, 200, json_pack("{s:o}", "models", arr));
 }
 
@@ -189,8 +227,9 @@ void api_ps(struct srv *s, const struct http_req *q, struct reply *r)
         char ts[48];
         /* Forever prints as a date far in the future, as Ollama's max duration does. */
         fmt_time(exp ? exp : (int64_t)4102444800LL * 1000000000LL, ts, sizeof ts);
-        json_array_append_new(out, json_pack("{s:s,s:s,s:O,s:s,s:o,s:s,s:i,s:O}", "name", path, "model", path, "size",
-                                             json_object_get(it, "size"), "digest", "", "details", details(f),
+        json_array_append_new(out, json_pack("{s:O,s:O,s:O,s:O,s:o,s:s,s:i,s:O}", "name", json_object_get(it, "name"),
+                                             "model", json_object_get(it, "name"), "size", json_object_get(it, "size"),
+                                             "digest", json_object_get(it, "digest"), "details", details(f),
                                              "expires_at", ts, "size_vram", 0, "context_length",
                                              json_object_get(it, "context_length")));
         gguf_close(f);
@@ -212,8 +251,12 @@ void api_show(struct srv *s, const struct http_req *q, struct reply *r)
     char *path = NULL;
     struct err e = {0};
     struct gguf_file *f = NULL;
-    if (resolve_model(s, name, &path, &e)) {
-        reply_error(r, 404, "model '%s' not found", name);
+    struct store_model sm = {0};
+    if (resolve_model_store(s, name, &path, &sm, &e)) {
+        if (e.code == ERR_NOTFOUND)
+            reply_error(r, 404, "model '%s' not found", name);
+        else
+            reply_error(r, http_status_for(e.code), "%s", e.msg);
         goto out;
     }
     if (gguf_open(path, &f, &e)) {
@@ -239,6 +282,38 @@ void api_show(struct srv *s, const struct http_req *q, struct reply *r)
                           details(f), "model_info", info, "capabilities", "completion", "modified_at", ts);
     json_object_set_new(o, "template", json_string(tpl ? tpl : "{{ .Prompt }}"));
     free(tpl);
+    if (sm.name) {
+        /* A store model: what its Modelfile layers say wins over the GGUF's own metadata. */
+        char *mf = store_model_modelfile(&sm), *params = store_params_text(sm.params_json);
+        if (mf)
+            json_object_set_new(o, "modelfile", json_string(mf));
+        if (params)
+            json_object_set_new(o, "parameters", json_string(params));
+        free(mf);
+        free(params);
+        if (sm.template_text)
+            json_object_set_new(o, "template", json_string(sm.template_text));
+        if (sm.system)
+            json_object_set_new(o, "system", json_string(sm.system));
+        if (sm.license)
+            json_object_set_new(o, "license", json_string(sm.license));
+        json_t *msgs = json_loads(sm.messages_json, 0, NULL);
+        if (json_array_size(msgs))
+            json_object_set_new(o, "messages", msgs);
+        else
+            json_decref(msgs);
+        json_t *det = json_object_get(o, "details");
+        if (sm.parent)
+            json_object_set_new(det, "parent_model", json_string(sm.parent));
+        if (sm.family)
+            json_object_set_new(det, "family", json_string(sm.family));
+        if (sm.parameter_size)
+            json_object_set_new(det, "parameter_size", json_string(sm.parameter_size));
+        if (sm.quantization_level)
+            json_object_set_new(det, "quantization_level", json_string(sm.quantization_level));
+        fmt_time(sm.modified_ns, ts, sizeof ts);
+        json_object_set_new(o, "modified_at", json_string(ts));
+    }
     if (verbose) {
         json_t *tensors = json_array();
         for (uint64_t i = 0; i < f->n_tensors; i++) {
@@ -252,6 +327,7 @@ void api_show(struct srv *s, const struct http_req *q, struct reply *r)
     }
     reply_json(r, 200, o);
 out:
+    store_model_free(&sm);
     gguf_close(f);
     free(path);
     json_decref(body);
@@ -382,6 +458,8 @@ static void embed_route(struct srv *s, const struct http_req *q, struct reply *r
         emb_fail(r, kind, http_status_for(rc) == 400 ? 500 : http_status_for(rc), e.msg);
         goto out;
     }
+    /* Embedding overwrites the slot's KV cache: nothing of it is reusable by the next request. */
+    *l.n_kv_tokens = 0;
     const int d = l.m->hp.n_embd;
     vec = malloc((size_t)d * sizeof *vec);
     vectors = json_array();

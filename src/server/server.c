@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "engine/options.h"
+#include "store/store.h"
 
 /* ---- replies ---- */
 
@@ -133,16 +135,9 @@ static bool is_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int resolve_model(const struct srv *s, const char *name, char **path, struct err *e)
+static int resolve_flat(const struct srv *s, const char *name, char **path, struct err *e)
 {
-    *path = NULL;
-    if (!name || !*name)
-        return err_set(e, ERR_NOTFOUND, "model '' not found");
     char buf[4096];
-    if (is_file(name)) {
-        *path = realpath(name, NULL);
-        return *path ? 0 : err_set(e, ERR_NOMEM, "out of memory");
-    }
     const char *dir = s->cfg.models_dir;
     if (dir && !strchr(name, '/') && strlen(name) < 1000) {
         const char *forms[3] = {"%s/%s", "%s/%s.gguf", NULL};
@@ -163,6 +158,49 @@ int resolve_model(const struct srv *s, const char *name, char **path, struct err
         }
     }
     return err_set(e, ERR_NOTFOUND, "model '%s' not found", name);
+}
+
+int resolve_model_store(const struct srv *s, const char *name, char **path, struct store_model *sm, struct err *e)
+{
+    *path = NULL;
+    memset(sm, 0, sizeof *sm);
+    if (!name || !*name)
+        return err_set(e, ERR_NOTFOUND, "model '' not found");
+    if (is_file(name)) {
+        *path = realpath(name, NULL);
+        return *path ? 0 : err_set(e, ERR_NOMEM, "out of memory");
+    }
+    /* A store model wins over a same-named file in the flat directory, as the store is what
+     * `hearth list` shows. */
+    if (s->store) {
+        struct err se = {0};
+        int rc = store_resolve(s->store, name, sm, &se);
+        if (rc == 0) {
+            if (!sm->model_path) {
+                store_model_free(sm);
+                memset(sm, 0, sizeof *sm);
+                return err_set(e, ERR_FORMAT, "model '%s' has no weights (its manifest lacks a model layer)", name);
+            }
+            *path = strdup(sm->model_path);
+            if (!*path) {
+                store_model_free(sm);
+                memset(sm, 0, sizeof *sm);
+                return err_set(e, ERR_NOMEM, "out of memory");
+            }
+            return 0;
+        }
+        memset(sm, 0, sizeof *sm);
+    }
+    return resolve_flat(s, name, path, e);
+}
+
+int resolve_model(const struct srv *s, const char *name, char **path, struct err *e)
+{
+    struct store_model sm;
+    int rc = resolve_model_store(s, name, path, &sm, e);
+    if (rc == 0)
+        store_model_free(&sm);
+    return rc;
 }
 
 /* ---- streams ---- */
@@ -316,12 +354,112 @@ struct conn_state {
     char *body;
     size_t len, cap;
     bool too_big;
+    bool forbidden;                /* failed the Origin/Host check */
+    struct store_blob_writer *bw;  /* POST /api/blobs/:digest streams here instead of into body */
+    int blob_rc;
+    struct err blob_err;
 };
+
+/* ---- Origin and Host checks (as Ollama: browsers on other sites may not drive a local server) ---- */
+
+static bool host_part_is_local(const char *h, size_t n)
+{
+    char buf[300];
+    if (n == 0 || n >= sizeof buf)
+        return n == 0;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    for (char *p = buf; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (strcmp(buf, "localhost") == 0)
+        return true;
+    static const char *const suffixes[] = {".localhost", ".local", ".internal"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t sl = strlen(suffixes[i]);
+        if (n > sl && strcmp(buf + n - sl, suffixes[i]) == 0)
+            return true;
+    }
+    char self[256];
+    if (gethostname(self, sizeof self) == 0 && strcasecmp(self, buf) == 0)
+        return true;
+    struct in_addr a;
+    if (inet_pton(AF_INET, buf, &a) == 1) {
+        uint32_t v = ntohl(a.s_addr);
+        return (v >> 24) == 127 || (v >> 24) == 10 || (v >> 20) == 0xAC1 || (v >> 16) == 0xC0A8 || v == 0;
+    }
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, buf, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_UNSPECIFIED(&a6) || (a6.s6_addr[0] & 0xfe) == 0xfc;
+    return false;
+}
+
+/* Host header "name[:port]" or "[v6]:port". */
+static bool host_allowed(const struct srv *s, const char *host)
+{
+    /* Bound to a non-loopback address the server is meant to be reached by other names. */
+    if (strcmp(s->cfg.host, "127.0.0.1") != 0 && strcmp(s->cfg.host, "localhost") != 0)
+        return true;
+    if (!host)
+        return true;
+    if (host[0] == '[') {
+        const char *end = strchr(host, ']');
+        return end && host_part_is_local(host + 1, (size_t)(end - host - 1));
+    }
+    const char *colon = strrchr(host, ':');
+    return host_part_is_local(host, colon ? (size_t)(colon - host) : strlen(host));
+}
+
+/* Matches origin against one pattern of HEARTH_ORIGINS/OLLAMA_ORIGINS, where '*' matches any run. */
+static bool glob_match(const char *pat, const char *str)
+{
+    if (*pat == '\0')
+        return *str == '\0';
+    if (*pat == '*')
+        return glob_match(pat + 1, str) || (*str && glob_match(pat, str + 1));
+    return tolower((unsigned char)*pat) == tolower((unsigned char)*str) && glob_match(pat + 1, str + 1);
+}
+
+static bool origin_allowed(const char *origin)
+{
+    static const char *const builtin[] = {
+        "http://localhost",   "https://localhost",   "http://localhost:*",   "https://localhost:*",
+        "http://127.0.0.1",   "https://127.0.0.1",   "http://127.0.0.1:*",   "https://127.0.0.1:*",
+        "http://0.0.0.0",     "https://0.0.0.0",     "http://0.0.0.0:*",     "https://0.0.0.0:*",
+        "app://*",            "file://*",            "tauri://*",            "vscode-webview://*",
+        "vscode-file://*",
+    };
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
+        if (glob_match(builtin[i], origin))
+            return true;
+    const char *envs[2] = {getenv("HEARTH_ORIGINS"), getenv("OLLAMA_ORIGINS")};
+    for (int k = 0; k < 2; k++) {
+        const char *v = envs[k];
+        while (v && *v) {
+            const char *comma = strchr(v, ',');
+            size_t n = comma ? (size_t)(comma - v) : strlen(v);
+            char pat[512];
+            while (n && (*v == ' ')) {
+                v++;
+                n--;
+            }
+            while (n && v[n - 1] == ' ')
+                n--;
+            if (n < sizeof pat) {
+                memcpy(pat, v, n);
+                pat[n] = '\0';
+                if (n && glob_match(pat, origin))
+                    return true;
+            }
+            v = comma ? comma + 1 : NULL;
+        }
+    }
+    return false;
+}
 
 static void add_common_headers(struct MHD_Response *resp, struct MHD_Connection *conn)
 {
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-    if (origin) {
+    if (origin && origin_allowed(origin)) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
         MHD_add_response_header(resp, "Vary", "Origin");
     }
@@ -388,6 +526,11 @@ static const struct route routes[] = {
     {"POST", "/v1/completions", oai_completions},
     {"POST", "/v1/embeddings", oai_embeddings},
     {"GET", "/v1/models", oai_models},
+    {"POST", "/api/copy", api_copy},
+    {"DELETE", "/api/delete", api_delete},
+    {"POST", "/api/create", api_create},
+    {"POST", "/api/pull", api_pull},
+    {"POST", "/api/push", api_push},
 };
 
 static void dispatch(struct srv *s, const struct http_req *q, struct reply *r)
@@ -402,6 +545,10 @@ static void dispatch(struct srv *s, const struct http_req *q, struct reply *r)
             routes[i].fn(s, q, r);
             return;
         }
+    }
+    if (strncmp(q->path, "/api/blobs/", 11) == 0 && q->path[11] && strcmp(q->method, "HEAD") == 0) {
+        api_blob_head(s, q->path + 11, r);
+        return;
     }
     if (strncmp(q->path, "/v1/models/", 11) == 0 && q->path[11]) {
         if (strcmp(m, "GET") == 0) {
@@ -427,9 +574,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!cs)
             return MHD_NO;
         *con_cls = cs;
+        const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+        const char *hosth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+        if ((origin && !origin_allowed(origin)) || !host_allowed(s, hosth)) {
+            cs->forbidden = true;
+            return MHD_YES;
+        }
+        if (strcmp(method, "POST") == 0 && strncmp(url, "/api/blobs/", 11) == 0) {
+            /* Blob uploads are model weights (gigabytes): they stream to the store, not to memory. */
+            char hex[65];
+            if (!s->store)
+                cs->blob_rc = err_set(&cs->blob_err, ERR_IO, "the model store is not available");
+            else if (!(cs->blob_rc = store_digest_parse(url + 11, hex, &cs->blob_err)))
+                cs->blob_rc = store_blob_writer_open(s->store, &cs->bw, &cs->blob_err);
+            return MHD_YES;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body)
             cs->too_big = true;
+        return MHD_YES;
+    }
+    if (*upload_size && (cs->forbidden || cs->bw || cs->blob_rc)) {
+        if (cs->bw && !cs->blob_rc &&
+            (cs->blob_rc = store_blob_writer_write(cs->bw, upload, *upload_size, &cs->blob_err))) {
+            store_blob_writer_abort(cs->bw);
+            cs->bw = NULL;
+        }
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -453,7 +624,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     struct reply r = {0};
-    if (cs->too_big) {
+    if (cs->forbidden) {
+        reply_text(&r, 403, "text/plain; charset=utf-8", "403 Forbidden");
+    } else if (cs->blob_rc) {
+        reply_error(&r, http_status_for(cs->blob_rc), "%s", cs->blob_err.msg);
+    } else if (cs->bw) {
+        char got[72];
+        int rc = store_blob_writer_finish(cs->bw, url + 11, got, &cs->blob_err);
+        cs->bw = NULL;
+        if (rc)
+            reply_error(&r, http_status_for(rc), "%s", cs->blob_err.msg);
+        else
+            reply_text(&r, 201, "text/plain; charset=utf-8", "");
+    } else if (cs->too_big) {
         reply_error(&r, 413, "request body too large: the limit is %zu bytes (HEARTH_MAX_BODY)", s->cfg.max_body);
     } else if (strcmp(method, "OPTIONS") == 0) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -480,6 +663,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)t;
     struct conn_state *cs = *con_cls;
     if (cs) {
+        if (cs->bw)
+            store_blob_writer_abort(cs->bw);
         free(cs->body);
         free(cs);
         *con_cls = NULL;
@@ -585,12 +770,18 @@ int server_run(const struct server_config *cfg, struct err *e)
 
     if (sched_new(&cfg->sched, &s.sched, e))
         return ERR_NOMEM;
+    struct err se = {0};
+    if (store_open(NULL, &s.store, &se)) {
+        fprintf(stderr, "hearth: warning: the model store is unavailable (%s); only GGUF paths will work\n", se.msg);
+        s.store = NULL;
+    }
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         &s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
     if (!d) {
         sched_free(s.sched);
+        store_close(s.store);
         return err_set(e, ERR_IO, "cannot listen on %s:%d (is another server using the port?)", cfg->host,
                        cfg->port);
     }
@@ -611,6 +802,7 @@ int server_run(const struct server_config *cfg, struct err *e)
     pthread_mutex_unlock(&s.mu);
     MHD_stop_daemon(d);
     sched_free(s.sched);
+    store_close(s.store);
     pthread_cond_destroy(&s.cv);
     pthread_mutex_destroy(&s.mu);
     fprintf(stderr, "hearth: stopped\n");

@@ -14,9 +14,13 @@
 #include "engine/scheduler.h"
 #include "server/server.h"
 
+struct store;
+struct store_model;
+
 struct srv {
     struct server_config cfg;
     struct sched *sched;
+    struct store *store; /* the model store (HEARTH_MODELS or ~/.hearth/models); NULL if it cannot open */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int active_streams;
@@ -59,8 +63,12 @@ int stream_write(struct stream *st, const char *data, size_t len);
 /* Request body as a JSON object. On failure fills r with 400 (missing body / parse error). */
 json_t *parse_body(const struct http_req *q, struct reply *r, bool openai);
 
-/* Resolves a model name to a .gguf path (malloc'd). */
+/* Resolves a model name to a .gguf path (malloc'd): an existing file path, a model of the store,
+ * or NAME(.gguf) in the flat HEARTH_MODELS directory. */
 int resolve_model(const struct srv *s, const char *name, char **path, struct err *e);
+/* The same, also filling *sm (zeroed when the model is not a store model) so that the Modelfile's
+ * SYSTEM, PARAMETERs and MESSAGEs can be applied. store_model_free(sm) afterwards. */
+int resolve_model_store(const struct srv *s, const char *name, char **path, struct store_model *sm, struct err *e);
 /* RFC 3339 UTC timestamp with nanoseconds into buf (>= 40 bytes). */
 void fmt_time(int64_t unix_ns, char *buf, size_t cap);
 int64_t now_unix_ns(void);
@@ -73,6 +81,13 @@ void api_ps(struct srv *s, const struct http_req *q, struct reply *r);
 void api_show(struct srv *s, const struct http_req *q, struct reply *r);
 void api_embed(struct srv *s, const struct http_req *q, struct reply *r);
 void api_embeddings(struct srv *s, const struct http_req *q, struct reply *r);
+void api_copy(struct srv *s, const struct http_req *q, struct reply *r);
+void api_delete(struct srv *s, const struct http_req *q, struct reply *r);
+void api_create(struct srv *s, const struct http_req *q, struct reply *r);
+void api_pull(struct srv *s, const struct http_req *q, struct reply *r);
+void api_push(struct srv *s, const struct http_req *q, struct reply *r);
+/* HEAD /api/blobs/:digest: 200 if the blob is in the store, else 404. */
+void api_blob_head(struct srv *s, const char *digest, struct reply *r);
 void oai_chat(struct srv *s, const struct http_req *q, struct reply *r);
 void oai_completions(struct srv *s, const struct http_req *q, struct reply *r);
 void oai_models(struct srv *s, const struct http_req *q, struct reply *r);

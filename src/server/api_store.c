@@ -1,0 +1,363 @@
+/* api_store.c — the routes that change the model store: /api/copy, DELETE /api/delete,
+ * HEAD /api/blobs/:digest (POST uploads stream in server.c), /api/create in Ollama's JSON form with
+ * streamed status objects, and /api/pull and /api/push. Loaded copies of a deleted model are
+ * unloaded first so no slot keeps using weights whose blob is gone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/options.h"
+#include "server/server_internal.h"
+#include "store/store.h"
+
+static bool need_store(const struct srv *s, struct reply *r)
+{
+    if (s->store)
+        return true;
+    reply_error(r, 500, "the model store is not available (check HEARTH_MODELS and its permissions)");
+    return false;
+}
+
+/* Ollama accepts "model" and the older "name" for the same field. */
+static const char *model_field(const json_t *body, const char *key, const char *alt)
+{
+    json_t *v = json_object_get(body, key);
+    if (!json_is_string(v) && alt)
+        v = json_object_get(body, alt);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+void api_copy(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, false);
+    if (!body)
+        return;
+    const char *src = model_field(body, "source", NULL), *dst = model_field(body, "destination", NULL);
+    struct err e = {0};
+    if (!src || !*src || !dst || !*dst) {
+        reply_error(r, 400, "\"source\" and \"destination\" are required");
+    } else if (need_store(s, r)) {
+        int rc = store_copy(s->store, src, dst, &e);
+        if (rc)
+            reply_error(r, http_status_for(rc), "%s", e.msg);
+        else
+            reply_text(r, 200, "application/json; charset=utf-8", "");
+    }
+    json_decref(body);
+}
+
+void api_delete(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, false);
+    if (!body)
+        return;
+    const char *name = model_field(body, "model", "name");
+    struct err e = {0};
+    if (!name || !*name) {
+        reply_error(r, 400, "model is required");
+    } else if (need_store(s, r)) {
+        struct store_model m;
+        if (store_resolve(s->store, name, &m, &e) == 0) {
+            /* The weights blob may be shared with another name; unloading is harmless then (the
+             * next request reloads) and required otherwise. */
+            if (m.model_path)
+                sched_unload(s->sched, m.model_path);
+            store_model_free(&m);
+        }
+        int rc = store_delete(s->store, name, &e);
+        if (rc)
+            reply_error(r, http_status_for(rc), "%s", e.msg);
+        else
+            reply_text(r, 200, "application/json; charset=utf-8", "");
+    }
+    json_decref(body);
+}
+
+void api_blob_head(struct srv *s, const char *digest, struct reply *r)
+{
+    char hex[65];
+    struct err e = {0};
+    if (store_digest_parse(digest, hex, &e)) {
+        reply_error(r, 400, "%s", e.msg);
+        return;
+    }
+    if (s->store && store_blob_exists(s->store, digest))
+        reply_text(r, 200, "text/plain; charset=utf-8", "");
+    else
+        reply_text(r, 404, "text/plain; charset=utf-8", "");
+}
+
+/* ---- create ---- */
+
+struct create_job {
+    struct srv *s;
+    char *name;
+    char *from, *from_digest, *template_text, *system, *params_json, *messages_json, *quantize;
+    char **licenses;
+    size_t n_licenses;
+    struct stream *st; /* NULL when not streamed */
+    bool client_gone;
+};
+
+static void create_job_free(void *p)
+{
+    struct create_job *j = p;
+    if (!j)
+        return;
+    free(j->name);
+    free(j->from);
+    free(j->from_digest);
+    free(j->template_text);
+    free(j->system);
+    free(j->params_json);
+    free(j->messages_json);
+    free(j->quantize);
+    for (size_t i = 0; i < j->n_licenses; i++)
+        free(j->licenses[i]);
+    free(j->licenses);
+    free(j);
+}
+
+static void write_line(struct create_job *j, json_t *o)
+{
+    char *t = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!t)
+        return;
+    if (j->st && !j->client_gone) {
+        size_t n = strlen(t);
+        if (stream_write(j->st, t, n) || stream_write(j->st, "\n", 1))
+            j->client_gone = true;
+    }
+    free(t);
+}
+
+static void create_progress(void *ctx, const char *status, uint64_t done, uint64_t total)
+{
+    struct create_job *j = ctx;
+    if (!j->st)
+        return;
+    json_t *o = json_pack("{s:s}", "status", status);
+    if (total > 0) {
+        json_object_set_new(o, "total", json_integer((json_int_t)total));
+        json_object_set_new(o, "completed", json_integer((json_int_t)done));
+    }
+    write_line(j, o);
+}
+
+static int create_run(struct create_job *j, struct err *e)
+{
+    struct store_create_req req = {
+        .from = j->from,
+        .from_digest = j->from_digest,
+        .template_text = j->template_text,
+        .system = j->system,
+        .params_json = j->params_json,
+        .messages_json = j->messages_json,
+        .licenses = (const char *const *)j->licenses,
+        .n_licenses = j->n_licenses,
+        .quantize = j->quantize,
+        .progress = create_progress,
+        .progress_ctx = j,
+    };
+    /* Re-creating a loaded model replaces its weights blob: unload the old one first. */
+    struct store_model old;
+    struct err ignore = {0};
+    if (store_resolve(j->s->store, j->name, &old, &ignore) == 0) {
+        if (old.model_path)
+            sched_unload(j->s->sched, old.model_path);
+        store_model_free(&old);
+    }
+    return store_create(j->s->store, j->name, &req, e);
+}
+
+static void create_stream(struct stream *st, void *p)
+{
+    struct create_job *j = p;
+    j->st = st;
+    struct err e = {0};
+    if (create_run(j, &e))
+        write_line(j, json_pack("{s:s}", "error", e.msg));
+    /* store_create reports "success" itself through the progress callback. */
+}
+
+static char *dup_opt_string(const json_t *body, const char *key, bool *bad)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = true;
+        return NULL;
+    }
+    return strdup(json_string_value(v));
+}
+
+/* Fills j from Ollama's JSON create request; on failure fills r (400) and returns false. */
+static bool create_parse(struct srv *s, const json_t *body, struct create_job *j, struct reply *r)
+{
+    const char *name = model_field(body, "model", "name");
+    if (!name || !*name) {
+        reply_error(r, 400, "model is required");
+        return false;
+    }
+    struct store_name sn;
+    struct err e = {0};
+    if (store_name_parse(name, &sn, &e)) {
+        reply_error(r, 400, "invalid model name '%s': %s", name, e.msg);
+        return false;
+    }
+    j->name = strdup(name);
+    bool bad = false;
+    j->from = dup_opt_string(body, "from", &bad);
+    j->template_text = dup_opt_string(body, "template", &bad);
+    j->system = dup_opt_string(body, "system", &bad);
+    j->quantize = dup_opt_string(body, "quantize", &bad);
+    if (bad) {
+        reply_error(r, 400, "\"from\", \"template\", \"system\" and \"quantize\" must be strings");
+        return false;
+    }
+    if (j->quantize) {
+        enum store_ftype ft;
+        if (store_ftype_parse(j->quantize, &ft, &e)) {
+            reply_error(r, 400, "quantize: %s", e.msg);
+            return false;
+        }
+    }
+    json_t *files = json_object_get(body, "files");
+    if (files && !json_is_null(files)) {
+        if (!json_is_object(files)) {
+            reply_error(r, 400, "\"files\" must be an object of file names to \"sha256:<hex>\" digests");
+            return false;
+        }
+        const char *fname;
+        json_t *dv;
+        json_object_foreach(files, fname, dv) {
+            size_t n = strlen(fname);
+            const char *d = json_string_value(dv);
+            if (!d) {
+                reply_error(r, 400, "files[\"%s\"] must be a digest string", fname);
+                return false;
+            }
+            char hex[65];
+            if (store_digest_parse(d, hex, &e)) {
+                reply_error(r, 400, "files[\"%s\"]: %s", fname, e.msg);
+                return false;
+            }
+            if (!store_blob_exists(s->store, d)) {
+                reply_error(r, 400, "files[\"%s\"]: blob %s is not in the store; upload it first with POST /api/blobs/%s",
+                            fname, d, d);
+                return false;
+            }
+            /* Only GGUF weights are used; adapters and safetensors are not supported. */
+            if (n > 5 && strcmp(fname + n - 5, ".gguf") == 0 && !j->from_digest)
+                j->from_digest = strdup(d);
+            else if (!(n > 5 && strcmp(fname + n - 5, ".gguf") == 0)) {
+                reply_error(r, 400, "files[\"%s\"]: only .gguf model files are supported", fname);
+                return false;
+            }
+        }
+    }
+    if (!j->from && !j->from_digest) {
+        reply_error(r, 400, "neither 'from' or 'files' was specified");
+        return false;
+    }
+    json_t *params = json_object_get(body, "parameters");
+    if (params && !json_is_null(params)) {
+        if (!json_is_object(params)) {
+            reply_error(r, 400, "\"parameters\" must be an object");
+            return false;
+        }
+        /* Type-check with the same rules a request's options get, so a bad value fails now. */
+        struct gen_options o;
+        options_default(&o);
+        int rc = options_apply_json(&o, params, &e);
+        options_free(&o);
+        if (rc) {
+            reply_error(r, 400, "parameters: %s", e.msg);
+            return false;
+        }
+        j->params_json = json_dumps(params, JSON_COMPACT);
+    }
+    json_t *msgs = json_object_get(body, "messages");
+    if (msgs && !json_is_null(msgs)) {
+        json_t *copy = json_deep_copy(msgs);
+        int rc = json_is_array(copy) ? chat_validate_messages(copy, &e)
+                                     : err_set(&e, ERR_INVALID, "\"messages\" must be an array");
+        if (!rc)
+            j->messages_json = json_dumps(copy, JSON_COMPACT);
+        json_decref(copy);
+        if (rc) {
+            reply_error(r, 400, "%s", e.msg);
+            return false;
+        }
+    }
+    json_t *lic = json_object_get(body, "license");
+    if (json_is_string(lic) || json_is_array(lic)) {
+        size_t n = json_is_string(lic) ? 1 : json_array_size(lic);
+        j->licenses = calloc(n ? n : 1, sizeof *j->licenses);
+        for (size_t i = 0; j->licenses && i < n; i++) {
+            const char *t = json_is_string(lic) ? json_string_value(lic) : json_string_value(json_array_get(lic, i));
+            if (t && (j->licenses[j->n_licenses] = strdup(t)))
+                j->n_licenses++;
+        }
+    }
+    return true;
+}
+
+void api_create(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    json_t *body = parse_body(q, r, false);
+    if (!body)
+        return;
+    if (!need_store(s, r)) {
+        json_decref(body);
+        return;
+    }
+    struct create_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        reply_error(r, 500, "out of memory");
+        json_decref(body);
+        return;
+    }
+    j->s = s;
+    json_t *sv = json_object_get(body, "stream");
+    bool stream = !json_is_false(sv);
+    if (!create_parse(s, body, j, r)) {
+        create_job_free(j);
+    } else if (stream) {
+        stream_start(s, r, 200, "application/x-ndjson", create_stream, j, create_job_free);
+    } else {
+        struct err e = {0};
+        int rc = create_run(j, &e);
+        if (rc)
+            reply_error(r, http_status_for(rc) == 500 && rc == ERR_FORMAT ? 400 : http_status_for(rc), "%s", e.msg);
+        else
+            reply_json(r, 200, json_pack("{s:s}", "status", "success"));
+        create_job_free(j);
+    }
+    json_decref(body);
+}
+
+/* ---- pull and push ---- */
+
+void api_pull(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    (void)s;
+    json_t *body = parse_body(q, r, false);
+    if (!body)
+        return;
+    reply_error(r, 501, "pulling from a registry is not available in this build yet; copy a GGUF file and use "
+                        "`hearth create` (or POST /api/blobs and /api/create) instead");
+    json_decref(body);
+}
+
+void api_push(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    (void)s;
+    json_t *body = parse_body(q, r, false);
+    if (!body)
+        return;
+    reply_error(r, 501, "pushing to a registry is not available in this build yet");
+    json_decref(body);
+}
