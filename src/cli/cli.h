@@ -19,6 +19,8 @@ int cmd_list(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 
 /* Exit statuses: 0 ok, 1 runtime failure (bad model file, out of memory), 2 misuse (bad flags). */
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };

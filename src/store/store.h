@@ -227,4 +227,26 @@ uint32_t store_ftype_llama(enum store_ftype ft);
 int store_quantize_file(const char *in, const char *out, enum store_ftype ft, int n_threads,
                         store_progress_fn progress, void *progress_ctx, struct err *e);
 
+/* ---- registry: pull and push (registry HTTP API v2, as Ollama's registry speaks it) ---- */
+
+/* Progress of pull/push, shaped like Ollama's progress objects: status ("pulling manifest",
+ * "pulling <12 hex>", "verifying sha256 digest", "writing manifest", "pushing <12 hex>",
+ * "pushing manifest", "success", ...), and for layer transfers the layer's digest with total and
+ * completed bytes (digest NULL and total 0 otherwise). Called from the calling thread. */
+typedef void (*store_xfer_fn)(void *ctx, const char *status, const char *digest, uint64_t total,
+                              uint64_t completed);
+
+struct store_xfer_opts {
+    bool insecure;          /* allow plain http to the registry (and http:// names) */
+    store_xfer_fn progress; /* may be NULL */
+    void *progress_ctx;
+};
+
+/* Downloads name's manifest and every blob the store lacks (parallel ranged parts, resumable: see
+ * registry.c), verifies each blob's sha256, then writes the manifest exactly as served. A missing
+ * model is ERR_NOTFOUND "pull model manifest: file does not exist". */
+int store_pull(struct store *s, const char *name, const struct store_xfer_opts *o, struct err *e);
+/* Uploads a stored model's blobs the registry lacks, then its manifest. */
+int store_push(struct store *s, const char *name, const struct store_xfer_opts *o, struct err *e);
+
 #endif
