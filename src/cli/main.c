@@ -25,6 +25,8 @@ static const struct command commands[] = {
     {"cp", cmd_cp, "Copy a model in the store"},
     {"rm", cmd_rm, "Remove models from the store"},
     {"quantize", cmd_quantize, "Quantize a GGUF model file"},
+    {"ps", cmd_ps, "List the models a running server has loaded"},
+    {"stop", cmd_stop, "Unload a running model from the server"},
     {"pull", cmd_pull, "Download a model from a registry"},
     {"push", cmd_push, "Upload a model to a registry"},
 };

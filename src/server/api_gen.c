@@ -506,6 +506,11 @@ static struct job *begin(struct srv *s, const json_t *body, enum kind kind, char
     if (sm.name) {
         j->ps_name = strdup(sm.name);
         memcpy(j->ps_digest, sm.digest, sizeof j->ps_digest);
+    } else if (strcmp(*path, name) != 0 && !strchr(name, '/') && !strchr(name, ':') && strlen(name) < 400) {
+        /* A file of the flat models directory asked for by its stem: shown as Ollama shows names. */
+        char buf[420];
+        snprintf(buf, sizeof buf, "%s:latest", name);
+        j->ps_name = strdup(buf);
     }
     if (sm.messages_json) {
         j->mf_messages = json_loads(sm.messages_json, 0, NULL);

@@ -1,0 +1,34 @@
+/* client.h — the CLI's HTTP client for a running `hearth serve` (libcurl): the server address from
+ * HEARTH_HOST, JSON requests, NDJSON streams, and starting a server in the background on demand. */
+#ifndef HEARTH_CLI_CLIENT_H
+#define HEARTH_CLI_CLIENT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "base/err.h"
+
+/* "http://host:port" from HEARTH_HOST (default 127.0.0.1:11434; 0.0.0.0 is reached as 127.0.0.1). */
+void client_base_url(char *buf, size_t cap);
+
+/* True if a server answers GET / there. */
+int client_ping(void);
+
+/* Makes sure a server answers: if none does, starts `hearth serve` detached (its log goes to
+ * $TMPDIR/hearth-serve-<uid>.log) and waits up to 15 s for it. ERR_IO naming the address otherwise. */
+int client_ensure_server(const char *self_exe, struct err *e);
+
+/* One request with an optional JSON body. *status gets the HTTP status; *out (may be NULL) the
+ * parsed JSON reply or NULL when the reply is empty or not JSON. A reply >= 400 with an "error"
+ * field fails with its message (ERR_NOTFOUND for 404, ERR_INVALID for other 4xx, ERR_IO for 5xx).
+ * Transport failures are ERR_IO naming the address. */
+int client_call(const char *method, const char *path, const json_t *body, long *status, json_t **out,
+                struct err *e);
+
+/* POSTs body and calls on_obj for each NDJSON object of the reply as it arrives; a nonzero return
+ * from on_obj aborts the transfer (returns that value). An {"error": ...} object fails like above. */
+typedef int (*client_obj_fn)(void *user, json_t *obj);
+int client_stream(const char *path, const json_t *body, client_obj_fn on_obj, void *user, struct err *e);
+
+#endif
