@@ -1,6 +1,6 @@
 /* api_store.c — the routes that change the model store: /api/copy, DELETE /api/delete,
  * HEAD /api/blobs/:digest (POST uploads stream in server.c), /api/create in Ollama's JSON form with
- * streamed status objects, and /api/pull and /api/push. Loaded copies of a deleted model are
+ * streamed status objects, and /api/pull and /api/push with Ollama's progress objects. Loaded copies of a deleted model are
  * unloaded first so no slot keeps using weights whose blob is gone. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -341,23 +341,113 @@ void api_create(struct srv *s, const struct http_req *q, struct reply *r)
 
 /* ---- pull and push ---- */
 
-void api_pull(struct srv *s, const struct http_req *q, struct reply *r)
+struct xfer_job {
+    struct srv *s;
+    char *name;
+    bool push, insecure, client_gone;
+    struct stream *st;
+};
+
+static void xfer_job_free(void *p)
 {
-    (void)s;
+    struct xfer_job *j = p;
+    if (j)
+        free(j->name);
+    free(j);
+}
+
+static void xfer_line(struct xfer_job *j, json_t *o)
+{
+    char *t = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (t && j->st && !j->client_gone && (stream_write(j->st, t, strlen(t)) || stream_write(j->st, "\n", 1)))
+        j->client_gone = true;
+    free(t);
+}
+
+/* Ollama's progress objects: {"status"} or {"status","digest","total","completed"}. */
+static void xfer_progress(void *ctx, const char *status, const char *digest, uint64_t total, uint64_t completed)
+{
+    struct xfer_job *j = ctx;
+    if (!j->st)
+        return;
+    json_t *o = json_pack("{s:s}", "status", status);
+    if (digest)
+        json_object_set_new(o, "digest", json_string(digest));
+    if (total > 0) {
+        json_object_set_new(o, "total", json_integer((json_int_t)total));
+        json_object_set_new(o, "completed", json_integer((json_int_t)completed));
+    }
+    xfer_line(j, o);
+}
+
+static int xfer_run(struct xfer_job *j, struct err *e)
+{
+    struct store_xfer_opts o = {.insecure = j->insecure, .progress = xfer_progress, .progress_ctx = j};
+    if (j->push)
+        return store_push(j->s->store, j->name, &o, e);
+    /* A pull may replace the weights of a loaded model of the same name. */
+    struct store_model old;
+    struct err ignore = {0};
+    if (store_resolve(j->s->store, j->name, &old, &ignore) == 0) {
+        if (old.model_path)
+            sched_unload(j->s->sched, old.model_path);
+        store_model_free(&old);
+    }
+    return store_pull(j->s->store, j->name, &o, e);
+}
+
+static void xfer_stream(struct stream *st, void *p)
+{
+    struct xfer_job *j = p;
+    j->st = st;
+    struct err e = {0};
+    if (xfer_run(j, &e))
+        xfer_line(j, json_pack("{s:s}", "error", e.msg));
+}
+
+static void xfer_route(struct srv *s, const struct http_req *q, struct reply *r, bool push)
+{
     json_t *body = parse_body(q, r, false);
     if (!body)
         return;
-    reply_error(r, 501, "pulling from a registry is not available in this build yet; copy a GGUF file and use "
-                        "`hearth create` (or POST /api/blobs and /api/create) instead");
+    const char *name = model_field(body, "model", "name");
+    struct store_name sn;
+    struct err e = {0};
+    if (!name || !*name) {
+        reply_error(r, 400, "model is required");
+    } else if (store_name_parse(name, &sn, &e)) {
+        reply_error(r, 400, "invalid model name '%s': %s", name, e.msg);
+    } else if (need_store(s, r)) {
+        struct xfer_job *j = calloc(1, sizeof *j);
+        if (!j || !(j->name = strdup(name))) {
+            free(j);
+            reply_error(r, 500, "out of memory");
+        } else {
+            j->s = s;
+            j->push = push;
+            j->insecure = json_is_true(json_object_get(body, "insecure"));
+            if (!json_is_false(json_object_get(body, "stream"))) {
+                stream_start(s, r, 200, "application/x-ndjson", xfer_stream, j, xfer_job_free);
+            } else {
+                int rc = xfer_run(j, &e);
+                if (rc)
+                    reply_error(r, http_status_for(rc), "%s", e.msg);
+                else
+                    reply_json(r, 200, json_pack("{s:s}", "status", "success"));
+                xfer_job_free(j);
+            }
+        }
+    }
     json_decref(body);
+}
+
+void api_pull(struct srv *s, const struct http_req *q, struct reply *r)
+{
+    xfer_route(s, q, r, false);
 }
 
 void api_push(struct srv *s, const struct http_req *q, struct reply *r)
 {
-    (void)s;
-    json_t *body = parse_body(q, r, false);
-    if (!body)
-        return;
-    reply_error(r, 501, "pushing to a registry is not available in this build yet");
-    json_decref(body);
+    xfer_route(s, q, r, true);
 }

@@ -166,10 +166,39 @@ test('copy and delete', async () => {
   assert.equal((await fetch(`${base}/api/blobs/${DIGEST}`, { method: 'HEAD' })).status, 200);
 });
 
-test('pull and push answer with a clear error until registry support lands', async () => {
-  const r = await fetch(`${base}/api/pull`, { method: 'POST', body: JSON.stringify({ model: 'llama3' }) });
-  assert.ok(r.status >= 400);
-  assert.ok((await r.json()).error.length > 10);
+test('push and pull through a local registry stream Ollama progress objects', async (t) => {
+  const reg = ['/usr/bin/docker-registry', '/usr/bin/registry'].find((p) => fs.existsSync(p));
+  if (!reg) { t.skip('docker-registry not installed'); return; }
+  const rport = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-reg-'));
+  fs.writeFileSync(path.join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${rport}\n`);
+  const rp = spawn(reg, ['serve', path.join(dir, 'config.yml')], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 50; i++) {
+      try { if ((await fetch(`http://127.0.0.1:${rport}/v2/`)).ok) break; } catch { /* not up yet */ }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const remote = `127.0.0.1:${rport}/library/tiny:latest`;
+    await ollama.copy({ source: 'tiny', destination: remote });
+    const pushed = [];
+    for await (const p of await ollama.push({ model: remote, insecure: true, stream: true })) pushed.push(p);
+    assert.equal(pushed.at(-1).status, 'success', JSON.stringify(pushed));
+    await ollama.delete({ model: remote });
+    const pulled = [];
+    for await (const p of await ollama.pull({ model: remote, insecure: true, stream: true })) pulled.push(p);
+    assert.equal(pulled.at(-1).status, 'success', JSON.stringify(pulled));
+    assert.ok(pulled.some((p) => p.status === 'pulling manifest'));
+    const names = (await ollama.list()).models.map((m) => m.name);
+    assert.ok(names.some((n) => n.startsWith(`127.0.0.1:${rport}/`)), JSON.stringify(names));
+    const r = await ollama.generate({ model: remote, prompt: PROMPT, stream: false });
+    assert.equal(r.eval_count, 5); // the pulled manifest carries the Modelfile parameters
+    await assert.rejects(ollama.pull({ model: `127.0.0.1:${rport}/library/absent:latest`, insecure: true, stream: false }),
+      /file does not exist|not found/);
+  } finally {
+    rp.kill('SIGTERM');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 function rawGet(headers) {
