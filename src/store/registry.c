@@ -15,7 +15,7 @@
  * then the manifest bytes are PUT.
  *
  * Plain http is used only when the caller sets insecure. Test knobs (documented in docs/models.md):
- * HEARTH_PULL_PART_SIZE (bytes per part), HEARTH_PULL_MAX_RATE (bytes/s per part). */
+ * HEARTH_PULL_PART_SIZE (bytes per part), HEARTH_PULL_MAX_RATE (bytes/s for a whole blob). */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -347,6 +347,7 @@ struct part {
     struct download *dl;
     int idx;
     uint64_t off, size, done, saved;
+    double saved_at;
     int attempts;
     double retry_at;
     CURL *h;
@@ -359,6 +360,8 @@ struct download {
     int fd;
     char *partial; /* blobs/sha256-<hex>-partial */
     int werrno;
+    uint64_t rate, rate_bytes; /* HEARTH_PULL_MAX_RATE: a test knob to make pulls slow */
+    double rate_start;
     struct part parts[MAX_PARTS * 8];
     int n_parts;
 };
@@ -381,6 +384,7 @@ static void part_save(struct part *p)
             file_atomic_abort(&w);
     }
     p->saved = p->done;
+    p->saved_at = now_s();
 }
 
 static void part_load(struct part *p)
@@ -416,7 +420,15 @@ static size_t on_part_data(char *buf, size_t sz, size_t n, void *ctx)
         w += (size_t)got;
     }
     p->done += k;
-    if (p->done - p->saved >= SAVE_EVERY)
+    struct download *d = p->dl;
+    if (d->rate) {
+        d->rate_bytes += k;
+        double ahead = (double)d->rate_bytes / (double)d->rate - (now_s() - d->rate_start);
+        if (ahead > 0)
+            sleep_s(ahead);
+    }
+    /* Progress is recorded every MB or second, so a killed pull loses at most that much. */
+    if (p->done - p->saved >= SAVE_EVERY || now_s() - p->saved_at > 1.0)
         part_save(p);
     return k;
 }
@@ -441,9 +453,6 @@ static int part_start(struct download *d, struct part *p, CURLM *m, const char *
     curl_easy_setopt(p->h, CURLOPT_CONNECTTIMEOUT, 30L);
     curl_easy_setopt(p->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(p->h, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
-    uint64_t rate = env_u64("HEARTH_PULL_MAX_RATE", 0);
-    if (rate)
-        curl_easy_setopt(p->h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)rate);
     p->cerr[0] = '\0';
     curl_multi_add_handle(m, p->h);
     return 0;
@@ -613,6 +622,8 @@ static int pull_blob(struct reg *r, const char *digest, uint64_t total, struct e
         rc = err_set(e, ERR_IO, "cannot size %s to %" PRIu64 " bytes: %s", d->partial, total, strerror(errno));
         goto done;
     }
+    d->rate = env_u64("HEARTH_PULL_MAX_RATE", 0);
+    d->rate_start = now_s();
     char url[4096];
     snprintf(url, sizeof url, "%s/v2/%s/blobs/%s", r->base, r->repo, digest);
     if (total > 0 && (rc = download_parts(d, url, digest, total, e)))
