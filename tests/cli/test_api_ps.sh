@@ -16,7 +16,7 @@ expect_stderr "could not connect" "ps without a server names the problem"
 
 "$HEARTH_BIN" serve 2>"$TMP/serve.log" &
 PID=$!
-trap 'kill $PID 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; grep -q "Sanitizer" "$TMP/serve.log" && cat "$TMP/serve.log" >&2; rm -rf "$TMP"' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
 
 expect_status 0 "ps with nothing loaded" -- "$HEARTH_BIN" ps
