@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"cp", cmd_cp, "Copy a model in the store"},
     {"rm", cmd_rm, "Remove models from the store"},
     {"quantize", cmd_quantize, "Quantize a GGUF model file"},
+    {"template", cmd_template, "Print the prompt a chat template makes of a conversation"},
     {"ps", cmd_ps, "List the models a running server has loaded"},
     {"stop", cmd_stop, "Unload a running model from the server"},
     {"pull", cmd_pull, "Download a model from a registry"},
