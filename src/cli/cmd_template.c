@@ -187,7 +187,7 @@ int cmd_template(int argc, char **argv)
     if (rc == 0) {
         json_t *c = conv;
         if (json_is_object(c) && json_is_object(json_object_get(c, "context")))
-            c = json_object_get(c, "context"); /* tests/template/conversations/*.json */
+            c = json_object_get(c, "context"); /* the conversation files of tests/template/ */
         if (json_is_array(c)) {
             messages = c;
         } else if (json_is_object(c) && json_is_array(json_object_get(c, "messages"))) {

@@ -7,11 +7,13 @@
 #include "template/gotmpl.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum { K_TEXT, K_ACTION, K_IF, K_RANGE, K_WITH };
 enum { A_DOT, A_FIELD, A_VAR, A_STR, A_NUM, A_BOOL, A_NIL, A_FUNC, A_PIPE };
@@ -48,6 +50,7 @@ struct node {
     struct pipe *pipe;
     struct node *body, *els;
     struct node *next;
+    int ord; /* position in a pre-order walk (node, body, else), for cutting at .Response */
 };
 
 struct gotmpl {
@@ -56,6 +59,7 @@ struct gotmpl {
     json_t **lits;
     size_t n_lits, cap_lits;
     struct node *root;
+    int cut_ord; /* ord of the first action printing .Response in walk order; -1: none */
 };
 
 static void *al(struct gotmpl *t, size_t n)
@@ -573,6 +577,37 @@ static int parse_list(struct parser *p, struct piece *pc, size_t n, size_t *i, s
     return 0;
 }
 
+/* Whether an action prints a pipeline that names the field .Response (Ollama's test for the node
+ * where a legacy template's last turn is cut). */
+static bool prints_response(const struct node *n)
+{
+    if (n->kind != K_ACTION)
+        return false;
+    for (int c = 0; c < n->pipe->n_cmds; c++)
+        for (int i = 0; i < n->pipe->cmds[c].n; i++) {
+            const struct arg *a = &n->pipe->cmds[c].args[i];
+            if (a->kind == A_FIELD)
+                for (int f = 0; f < a->n_fields; f++)
+                    if (strcmp(a->fields[f], "Response") == 0)
+                        return true;
+        }
+    return false;
+}
+
+/* Numbers nodes in the order Ollama walks a parse tree (each node, then its body, then its else
+ * branch) and records the first .Response action: with GOTMPL_CUT_AT_RESPONSE every node after it
+ * is dropped, as Ollama deletes them before executing the final turn. */
+static void number_nodes(struct gotmpl *t, struct node *n, int *ord)
+{
+    for (; n; n = n->next) {
+        n->ord = (*ord)++;
+        if (t->cut_ord < 0 && prints_response(n))
+            t->cut_ord = n->ord;
+        number_nodes(t, n->body, ord);
+        number_nodes(t, n->els, ord);
+    }
+}
+
 int gotmpl_parse(const char *src, size_t len, struct gotmpl **out, struct err *e)
 {
     *out = NULL;
@@ -593,6 +628,11 @@ int gotmpl_parse(const char *src, size_t len, struct gotmpl **out, struct err *e
         }
     }
     free(pc);
+    if (rc == 0) {
+        int ord = 0;
+        t->cut_ord = -1;
+        number_nodes(t, t->root, &ord);
+    }
     if (rc) {
         if (rc == ERR_NOMEM)
             err_set(e, ERR_NOMEM, "out of memory parsing a template");
@@ -620,6 +660,7 @@ struct ev {
     int n_vars;
     int line;
     struct err *e;
+    int cut_ord; /* skip nodes after this one (INT_MAX: render everything) */
 };
 
 static int put(struct ev *v, const char *s, size_t n)
@@ -664,10 +705,11 @@ static bool truth(const json_t *x)
     return true;
 }
 
-/* Go's json.Marshal: sorted keys, <>& escaped. */
+/* Go's json.Marshal with <>& escaped. Keys keep the data's order: Ollama's tool and argument types
+ * are ordered (struct fields, ordered maps), and the caller builds the data in that order. */
 static char *go_json(const json_t *x)
 {
-    char *s = json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+    char *s = json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!s)
         return NULL;
     size_t n = strlen(s), extra = 0;
@@ -739,6 +781,33 @@ static int print_val(struct ev *v, const json_t *x, bool missing)
 
 static int eval_pipe(struct ev *v, const json_t *dot, const struct pipe *p, json_t **res, bool *missing);
 
+/* The JSON name Ollama's API types give a Go field: ToolCalls -> tool_calls, ToolCallID ->
+ * tool_call_id, Defs -> $defs. It lets templates read Ollama's JSON messages and tools directly
+ * (.Role finds "role") while objects still print with their JSON names, as the Go structs do. */
+static bool go_json_name(const char *f, char *buf, size_t cap)
+{
+    if (strcmp(f, "Defs") == 0) {
+        snprintf(buf, cap, "$defs");
+        return true;
+    }
+    size_t o = 0, n = strlen(f);
+    if (!isupper((unsigned char)f[0]))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        bool up = isupper((unsigned char)f[i]);
+        bool split = up && i > 0 &&
+                     (islower((unsigned char)f[i - 1]) || (i + 1 < n && islower((unsigned char)f[i + 1]) &&
+                                                           isupper((unsigned char)f[i - 1])));
+        if (o + 3 > cap)
+            return false;
+        if (split)
+            buf[o++] = '_';
+        buf[o++] = (char)tolower((unsigned char)f[i]);
+    }
+    buf[o] = 0;
+    return true;
+}
+
 /* Follows a field chain from x (borrowed); result is a new reference (NULL = missing). */
 static json_t *fields(const json_t *x, const char *const *f, int n, bool *missing)
 {
@@ -748,7 +817,13 @@ static json_t *fields(const json_t *x, const char *const *f, int n, bool *missin
             *missing = i == n - 1 && x == NULL;
             return NULL;
         }
-        x = json_object_get(x, f[i]);
+        const json_t *y = json_object_get(x, f[i]);
+        if (!y) {
+            char alias[64];
+            if (go_json_name(f[i], alias, sizeof alias))
+                y = json_object_get(x, alias);
+        }
+        x = y;
         if (!x) {
             *missing = true;
             return NULL;
@@ -1064,6 +1139,8 @@ static int exec_node(struct ev *v, const json_t *dot, const struct node *n)
         return err_set(v->e, ERR_RANGE, "template: more than %llu evaluation steps",
                        (unsigned long long)v->max_steps);
     v->line = n->line;
+    if (n->ord > v->cut_ord)
+        return 0;
     if (n->kind == K_TEXT)
         return put(v, n->text, n->len);
     json_t *x = NULL;
@@ -1166,12 +1243,13 @@ static int exec_list(struct ev *v, const json_t *dot, const struct node *n)
     return rc;
 }
 
-int gotmpl_render(const struct gotmpl *t, const json_t *data, const struct gotmpl_limits *lim, char **out,
-                  size_t *out_len, struct err *e)
+int gotmpl_render_ex(const struct gotmpl *t, const json_t *data, const struct gotmpl_limits *lim, unsigned flags,
+                     char **out, size_t *out_len, struct err *e)
 {
     *out = NULL;
     struct ev v = {.root = data, .e = e, .max_steps = lim && lim->max_steps ? lim->max_steps : 10000000,
-                   .max_output = lim && lim->max_output ? lim->max_output : 16u << 20};
+                   .max_output = lim && lim->max_output ? lim->max_output : 16u << 20,
+                   .cut_ord = (flags & GOTMPL_CUT_AT_RESPONSE) && t->cut_ord >= 0 ? t->cut_ord : INT_MAX};
     int rc = put(&v, "", 0);
     if (rc == 0)
         rc = exec_list(&v, data, t->root);
@@ -1184,4 +1262,47 @@ int gotmpl_render(const struct gotmpl *t, const json_t *data, const struct gotmp
     if (out_len)
         *out_len = v.len;
     return 0;
+}
+
+int gotmpl_render(const struct gotmpl *t, const json_t *data, const struct gotmpl_limits *lim, char **out,
+                  size_t *out_len, struct err *e)
+{
+    return gotmpl_render_ex(t, data, lim, 0, out, out_len, e);
+}
+
+static bool ieq(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+static bool pipe_uses(const struct pipe *p, const char *name)
+{
+    if (!p)
+        return false;
+    for (int c = 0; c < p->n_cmds; c++)
+        for (int i = 0; i < p->cmds[c].n; i++) {
+            const struct arg *a = &p->cmds[c].args[i];
+            if (a->kind == A_VAR && ieq(a->s[0] == '$' ? a->s + 1 : a->s, name))
+                return true;
+            if (a->kind == A_FIELD || a->kind == A_VAR)
+                for (int f = 0; f < a->n_fields; f++)
+                    if (ieq(a->fields[f], name))
+                        return true;
+            if (a->kind == A_PIPE && pipe_uses(a->sub, name))
+                return true;
+        }
+    return false;
+}
+
+static bool list_uses(const struct node *n, const char *name)
+{
+    for (; n; n = n->next)
+        if (pipe_uses(n->pipe, name) || list_uses(n->body, name) || list_uses(n->els, name))
+            return true;
+    return false;
+}
+
+bool gotmpl_uses(const struct gotmpl *t, const char *name)
+{
+    return list_uses(t->root, name);
 }

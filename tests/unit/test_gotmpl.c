@@ -44,7 +44,7 @@ static void test_language(void **state)
     check("{{ len .M }} {{ index .M 1 }} {{ slice .M 1 }}", "{\"M\":[\"a\",\"b\",\"c\"]}", "3 b [\"b\",\"c\"]");
     check("{{ eq .R \"user\" \"tool\" }} {{ ne 1 2 }} {{ lt 1 2.5 }} {{ ge \"b\" \"a\" }}", "{\"R\":\"tool\"}",
           "true true true true");
-    check("{{ json .A }}", "{\"A\":{\"b\":\"<x>\",\"a\":1}}", "{\"a\":1,\"b\":\"\\u003cx\\u003e\"}");
+    check("{{ json .A }}", "{\"A\":{\"b\":\"<x>\",\"a\":1}}", "{\"b\":\"\\u003cx\\u003e\",\"a\":1}");
     check("{{ .A }}", "{\"A\":{\"q\":[1,2.5]}}", "{\"q\":[1,2.5]}");
     check("{{ printf \"%s-%d-%q\" \"a\" 3 \"b\" }} {{ print 1 2 \"x\" }}", "{}", "a-3-\"b\" 1 2x");
     check("{{ .A | len }}", "{\"A\":\"abcd\"}", "4");
