@@ -353,6 +353,18 @@ int store_remove_unreferenced(struct store *s, json_t *digests, struct err *e)
     return 0;
 }
 
+/* "sha256-<64 hex>-partial[-N]": a pull that can resume (registry.c). */
+static bool is_pull_partial(const char *nm)
+{
+    char head[72], hex[65];
+    struct err ignore;
+    if (strlen(nm) <= 71 || strncmp(nm + 71, "-partial", 8) != 0)
+        return false;
+    memcpy(head, nm, 71);
+    head[71] = '\0';
+    return store_digest_parse(head, hex, &ignore) == 0;
+}
+
 int store_prune(struct store *s, struct err *e)
 {
     json_t *set;
@@ -378,6 +390,8 @@ int store_prune(struct store *s, struct err *e)
         struct err ignore;
         if (strlen(nm) == 71 && store_digest_parse(nm, hex, &ignore) == 0)
             remove = !json_object_get(set, hex);
+        else if (is_pull_partial(nm))
+            remove = now - st.st_mtime > 30 * 86400; /* a resumable pull (registry.c): keep it a month */
         else
             remove = now - st.st_mtime > 3600; /* stale temporary or foreign file; give uploads an hour */
         if (remove && unlink(p) == 0)

@@ -272,6 +272,14 @@ static void test_manifests_refcount(void **state)
     write_file(path_in(blobdir, "sha256-tmp1-2-partial"), "fresh: an upload still in flight");
     struct utimbuf old = {.actime = time(NULL) - 7200, .modtime = time(NULL) - 7200};
     assert_int_equal(utime(path_in(blobdir, "sha256-tmp1-1-partial"), &old), 0);
+    /* A pull's resumable partial file and its part state survive (a later pull resumes them). */
+    const char *resumable = "sha256-0000000000000000000000000000000000000000000000000000000000000000-partial";
+    write_file(path_in(blobdir, resumable), "half");
+    assert_int_equal(utime(path_in(blobdir, resumable), &old), 0);
+    char part_state[200];
+    snprintf(part_state, sizeof part_state, "%s-3", resumable);
+    write_file(path_in(blobdir, part_state), "{}");
+    assert_int_equal(utime(path_in(blobdir, part_state), &old), 0);
     write_file(path_in(blobdir, "sha256-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"), "abc");
     assert_int_equal(store_create(s, "keep", &req, &e), 0);
     int kept = count_dir(blobdir, NULL);
@@ -279,6 +287,7 @@ static void test_manifests_refcount(void **state)
     assert_int_equal(count_dir(blobdir, "sha256-ba78"), 0);
     assert_int_equal(count_dir(blobdir, "tmp1-1"), 0);
     assert_int_equal(count_dir(blobdir, "tmp1-2"), 1);
+    assert_int_equal(count_dir(blobdir, "0000-partial"), 2);
     assert_true(count_dir(blobdir, NULL) < kept);
     assert_int_equal(store_resolve(s, "keep", &m, &e), 0);
     assert_int_equal(access(m.model_path, R_OK), 0);
