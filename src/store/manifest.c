@@ -104,7 +104,9 @@ static bool find_entry(const char *dir, const char *want, char *out, size_t cap)
 {
     char probe[4096];
     struct stat st;
-    snprintf(probe, sizeof probe, "%s/%s", dir, want);
+    int len = snprintf(probe, sizeof probe, "%s/%s", dir, want);
+    if (len < 0 || (size_t)len >= sizeof probe)
+        return false; /* longer than any path we create */
     if (stat(probe, &st) == 0) {
         snprintf(out, cap, "%s", want);
         return true;
