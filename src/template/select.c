@@ -135,13 +135,16 @@ static int put_new(json_t *o, const char *key, json_t *v)
     return json_object_set_new(o, key, v) ? ERR_NOMEM : 0;
 }
 
-/* Checks one Ollama message's shape. */
-static int check_message(const json_t *m, size_t i, struct err *e)
+/* Checks one Ollama message's shape. A Jinja template gets messages as given (content parts or
+ * objects are the template's business), so only Go templates need the rest of the shape. */
+static int check_message(const json_t *m, size_t i, bool go, struct err *e)
 {
     if (!json_is_object(m))
         return err_set(e, ERR_INVALID, "messages[%zu] must be an object", i);
     if (!json_is_string(json_object_get(m, "role")))
         return err_set(e, ERR_INVALID, "messages[%zu].role must be a string", i);
+    if (!go)
+        return 0;
     static const char *const strs[] = {"thinking", "tool_name", "tool_call_id"};
     for (size_t k = 0; k < sizeof strs / sizeof *strs; k++) {
         const json_t *v = json_object_get(m, strs[k]);
@@ -494,7 +497,7 @@ int tmpl_render(const struct tmpl *t, const struct tmpl_input *in, char **out, s
     size_t i;
     const json_t *m;
     json_array_foreach(in->messages, i, m) {
-        int rc = check_message(m, i, e);
+        int rc = check_message(m, i, t->kind != TMPL_JINJA, e);
         if (rc)
             return rc;
     }
