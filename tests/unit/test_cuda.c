@@ -400,6 +400,10 @@ int main(void)
         tests[n++] = (struct CMUnitTest){names[i], test_variant, NULL, NULL, (void *)&variants[i]};
     }
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bench);
+    /* HEARTH_CUDA_BENCH_ONLY=1: just the benchmark (for profilers that count kernel launches). */
+    const char *only = getenv("HEARTH_CUDA_BENCH_ONLY");
+    if (only && *only == '1')
+        return _cmocka_run_group_tests("cuda", &tests[n - 1], 1, NULL, NULL);
     return _cmocka_run_group_tests("cuda", tests, n, NULL, NULL);
 }
 

@@ -9,9 +9,12 @@
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_quant.cuh"
 
-/* ---- matrix x few vectors: one warp per weight row, lanes stride over 32-element chunks ---- */
+/* ---- matrix x few vectors: each warp takes two weight rows, lanes stride over 32-element chunks.
+ * Two rows per warp put both rows' weight loads in flight together and let one load of an activation
+ * chunk serve both rows, which halves the activation traffic through L1 (the limit of this kernel). ---- */
 
 #define GEMV_WARPS 8
+#define GEMV_ROWS 2 /* per warp */
 
 template <int T, int NB>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
@@ -19,59 +22,48 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
            const float *__restrict__ bias, float *__restrict__ y)
 {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int r = blockIdx.x * GEMV_WARPS + warp;
-    if (r >= rows)
+    const int r0 = (blockIdx.x * GEMV_WARPS + warp) * GEMV_ROWS;
+    if (r0 >= rows)
         return;
-    const uint8_t *wr = W + (size_t)r * row_bytes;
-    float acc[NB];
+    const bool two = r0 + 1 < rows;
+    const uint8_t *w0p = W + (size_t)r0 * row_bytes;
+    const uint8_t *w1p = two ? w0p + row_bytes : w0p;
+    float acc0[NB], acc1[NB];
 #pragma unroll
     for (int b = 0; b < NB; b++)
-        acc[b] = 0.0f;
+        acc0[b] = acc1[b] = 0.0f;
     const int nch = cols >> 5;
-    int c = lane;
-    /* Two chunks per step: both chunks' weight loads are issued before either is used, which keeps
-     * twice the bytes in flight per warp (decode is bound by memory latency as much as bandwidth). */
-    for (; c + 32 < nch; c += 64) {
+    for (int c = lane; c < nch; c += 32) {
         float w0[32], w1[32];
-        dequant32<T>(wr, c, w0);
-        dequant32<T>(wr, c + 32, w1);
-#pragma unroll
-        for (int b = 0; b < NB; b++) {
-            const float4 *x0 = (const float4 *)(x + (size_t)b * cols + (size_t)c * 32);
-            const float4 *x1 = (const float4 *)(x + (size_t)b * cols + (size_t)(c + 32) * 32);
-            float s = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const float4 v = __ldg(x0 + i), u = __ldg(x1 + i);
-                s += w0[4 * i] * v.x + w0[4 * i + 1] * v.y + w0[4 * i + 2] * v.z + w0[4 * i + 3] * v.w;
-                s += w1[4 * i] * u.x + w1[4 * i + 1] * u.y + w1[4 * i + 2] * u.z + w1[4 * i + 3] * u.w;
-            }
-            acc[b] += s;
-        }
-    }
-    if (c < nch) {
-        float w[32];
-        dequant32<T>(wr, c, w);
+        dequant32<T>(w0p, c, w0);
+        dequant32<T>(w1p, c, w1);
 #pragma unroll
         for (int b = 0; b < NB; b++) {
             const float4 *xv = (const float4 *)(x + (size_t)b * cols + (size_t)c * 32);
-            float s = 0.0f;
+            float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
             for (int i = 0; i < 8; i++) {
                 const float4 v = __ldg(xv + i);
-                s += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
+                s0 += w0[4 * i] * v.x + w0[4 * i + 1] * v.y + w0[4 * i + 2] * v.z + w0[4 * i + 3] * v.w;
+                s1 += w1[4 * i] * v.x + w1[4 * i + 1] * v.y + w1[4 * i + 2] * v.z + w1[4 * i + 3] * v.w;
             }
-            acc[b] += s;
+            acc0[b] += s0;
+            acc1[b] += s1;
         }
     }
 #pragma unroll
     for (int b = 0; b < NB; b++) {
-        float s = acc[b];
+        float s0 = acc0[b], s1 = acc1[b];
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0)
-            y[(size_t)b * rows + r] = s + (bias ? bias[r] : 0.0f);
+        for (int o = 16; o > 0; o >>= 1) {
+            s0 += __shfl_xor_sync(0xffffffffu, s0, o);
+            s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+        }
+        if (lane == 0) {
+            y[(size_t)b * rows + r0] = s0 + (bias ? bias[r0] : 0.0f);
+            if (two)
+                y[(size_t)b * rows + r0 + 1] = s1 + (bias ? bias[r0 + 1] : 0.0f);
+        }
     }
 }
 
@@ -79,7 +71,8 @@ template <int T>
 static void launch_gemv(const uint8_t *W, size_t row_bytes, int rows, int cols, const float *x,
                         const float *bias, float *y, int n, cudaStream_t s)
 {
-    const dim3 grid((unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS)), block(GEMV_WARPS * 32);
+    const int per_block = GEMV_WARPS * GEMV_ROWS;
+    const dim3 grid((unsigned)((rows + per_block - 1) / per_block)), block(GEMV_WARPS * 32);
     /* Batches up to CUDA_GEMV_MAX_BATCH go in groups of 8, 4, 2, 1: each group reads the weights once. */
     for (int done = 0; done < n;) {
         const int rem = n - done;
