@@ -15,10 +15,14 @@ typedef void (*act_quantize_fn)(const float *x, void *dst, int64_t n);
 /* Dot product of n elements: a weight row (in its own format) with an activation row. */
 typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
 
+/* A 4x4 tile of dot products for prefill: out[4 * r + c] = dot(w[r], a[c]), n elements each. */
+typedef void (*gemm_tile_fn)(int64_t n, const void *const w[4], const void *const a[4], float out[16]);
+
 struct cpu_kernel {
     uint32_t act_type;        /* enum dtype of the converted activations */
     act_quantize_fn quantize; /* NULL when act_type is DT_F32 (rows are used as they are) */
     vec_dot_fn vec_dot;
+    gemm_tile_fn gemm; /* NULL: matmuls of several tokens call vec_dot per pair */
 };
 
 /* The kernel used for weights of this type on this CPU; NULL if the type cannot be multiplied. */

@@ -409,19 +409,292 @@ static float X86_NAME(softmax_exp)(float *s, int64_t n, float max)
     return sum;
 }
 
+/* ---- 4x4 tiles for prefill: four weight rows against four activation rows ----
+ *
+ * Each weight block is unpacked once and used for four tokens, each activation block is loaded once
+ * and used for four rows, and the horizontal sums happen once per pair at the end instead of once
+ * per vec_dot call. out[4 * r + c] = dot(w[r], a[c]). Sums per block are the same exact integers the
+ * single-row kernels compute, so results differ from vec_dot only in float summation order. */
+
+/* acc + eight int32 sums of four unsigned-by-signed byte products. maddubs cannot saturate for the
+ * callers below (unsigned operand <= 63). */
+static inline __m256i x86_dpbusd(__m256i acc, __m256i u, __m256i s)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+static inline void x86_tile_store(__m256 acc[4][4], float out[16])
+{
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            out[4 * r + c] = x86_hsum_ps(acc[r][c]);
+}
+
+#define X86_TILE_ZERO(acc)                                                                                    \
+    for (int r_ = 0; r_ < 4; r_++)                                                                            \
+        for (int c_ = 0; c_ < 4; c_++)                                                                        \
+            acc[r_][c_] = _mm256_setzero_ps()
+
+static void X86_NAME(gemm_q4_0)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    const struct block_q4_0 *x[4] = {w[0], w[1], w[2], w[3]};
+    const struct block_q8_0 *y[4] = {a[0], a[1], a[2], a[3]};
+    const int64_t nb = n / QUANT_QK;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    __m256 acc[4][4];
+    X86_TILE_ZERO(acc);
+    for (int64_t b = 0; b < nb; b++) {
+        /* Weights as unsigned nibbles 0..15; the -8 offset is folded in as -8 * sum(activations),
+         * which starts each pair's integer sum. */
+        __m256i q[4];
+        __m256 dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
+            q[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+            dw[r] = _mm256_set1_ps(x86_h2f(x[r][b].d));
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256i av = _mm256_loadu_si256((const __m256i *)y[c][b].qs);
+            const __m256i init = _mm256_sub_epi32(_mm256_setzero_si256(), x86_dpbusd(_mm256_setzero_si256(), eight, av));
+            const __m256 da = _mm256_set1_ps(x86_h2f(y[c][b].d));
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m256i p = x86_dpbusd(init, q[r], av);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(p), acc[r][c]);
+            }
+        }
+    }
+    x86_tile_store(acc, out);
+}
+
+static void X86_NAME(gemm_q8_0)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    const struct block_q8_0 *x[4] = {w[0], w[1], w[2], w[3]};
+    const struct block_q8_0 *y[4] = {a[0], a[1], a[2], a[3]};
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc[4][4];
+    X86_TILE_ZERO(acc);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i q[4];
+        __m256 dw[4];
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        /* vpdpbusd wants one unsigned operand: use activation + 128 (the quantizer keeps -127..127)
+         * and start each pair's sum at -128 * sum(weights). */
+        __m256i init[4];
+        const __m256i b128 = _mm256_set1_epi8((char)0x80);
+#endif
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            q[r] = _mm256_loadu_si256((const __m256i *)x[r][b].qs);
+            dw[r] = _mm256_set1_ps(x86_h2f(x[r][b].d));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+            init[r] = _mm256_sub_epi32(_mm256_setzero_si256(), x86_dpbusd(_mm256_setzero_si256(), b128, q[r]));
+#endif
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256i av = _mm256_loadu_si256((const __m256i *)y[c][b].qs);
+            const __m256 da = _mm256_set1_ps(x86_h2f(y[c][b].d));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+            const __m256i au = _mm256_xor_si256(av, b128);
+#endif
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+                const __m256i p = x86_dpbusd(init[r], au, q[r]);
+#else
+                const __m256i p = x86_dot_ss8(q[r], av);
+#endif
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(p), acc[r][c]);
+            }
+        }
+    }
+    x86_tile_store(acc, out);
+}
+
+static void X86_NAME(gemm_q4_k)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    const struct block_q4_k *x[4] = {w[0], w[1], w[2], w[3]};
+    const struct block_q8_k *y[4] = {a[0], a[1], a[2], a[3]};
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc[4][4];
+    X86_TILE_ZERO(acc);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i sumi[4][4];
+        __m256i mm[4]; /* mins as int16 pairs, for the bsums product */
+        uint8_t sc[4][8];
+        for (int r = 0; r < 4; r++) {
+            for (int c = 0; c < 4; c++)
+                sumi[r][c] = _mm256_setzero_si256();
+            uint8_t mn[8];
+            x86_q4_k_scales(x[r][b].scales, sc[r], mn);
+            const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+            mm[r] = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+        }
+        for (int k = 0; k < 4; k++) {
+            __m256i alo[4], ahi[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                alo[c] = _mm256_loadu_si256((const __m256i *)(y[c][b].qs + 64 * k));
+                ahi[c] = _mm256_loadu_si256((const __m256i *)(y[c][b].qs + 64 * k + 32));
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m256i sv0 = _mm256_set1_epi16(sc[r][2 * k]), sv1 = _mm256_set1_epi16(sc[r][2 * k + 1]);
+                const __m256i qv = _mm256_loadu_si256((const __m256i *)(x[r][b].qs + 32 * k));
+                const __m256i lo = _mm256_and_si256(qv, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, alo[c]), sv0);
+                    const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ahi[c]), sv1);
+                    sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_add_epi32(plo, phi));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)y[c][b].bsums);
+            const float dy = y[c][b].d;
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mm[r]));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[r][b].d)), _mm256_cvtepi32_ps(sumi[r][c]),
+                                            acc[r][c]);
+                acc[r][c] = _mm256_fnmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[r][b].dmin)), mins, acc[r][c]);
+            }
+        }
+    }
+    x86_tile_store(acc, out);
+}
+
+static void X86_NAME(gemm_q6_k)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    const struct block_q6_k *x[4] = {w[0], w[1], w[2], w[3]};
+    const struct block_q8_k *y[4] = {a[0], a[1], a[2], a[3]};
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4][4];
+    X86_TILE_ZERO(acc);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i sumi[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++)
+                sumi[r][c] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            for (int r = 0; r < 4; r++) {
+                const int8_t *s = x[r][b].scales;
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[r][b].ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[r][b].ql + 64 * h + 32));
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[r][b].qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const int g = 8 * h + 2 * k;
+                    const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s[g + 1]), _mm_set1_epi16(s[g]));
+#pragma GCC unroll 4
+                    for (int c = 0; c < 4; c++) {
+                        const __m256i av = _mm256_loadu_si256((const __m256i *)(y[c][b].qs + 128 * h + 32 * k));
+                        sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], av), scv));
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[r][b].scales));
+            const float dw = x86_h2f(x[r][b].d);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                /* The quants are stored +32: subtract 32 * sum_i scale_i * bsum_i. */
+                const __m256i corr =
+                    _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][b].bsums), sc16);
+                const __m256i s = _mm256_sub_epi32(sumi[r][c], _mm256_slli_epi32(corr, 5));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(y[c][b].d * dw), _mm256_cvtepi32_ps(s), acc[r][c]);
+            }
+        }
+    }
+    x86_tile_store(acc, out);
+}
+
+static void X86_NAME(gemm_f16)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    const uint16_t *x[4] = {w[0], w[1], w[2], w[3]};
+    const float *y[4] = {a[0], a[1], a[2], a[3]};
+    __m256 acc[4][4];
+    X86_TILE_ZERO(acc);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x[r] + i)));
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256 av = _mm256_loadu_ps(y[c] + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
+        }
+    }
+    x86_tile_store(acc, out);
+    for (; i < n; i++)
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++)
+                out[4 * r + c] += x86_h2f(x[r][i]) * y[c][i];
+}
+
+static void X86_NAME(gemm_f32)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    const float *x[4] = {w[0], w[1], w[2], w[3]};
+    const float *y[4] = {a[0], a[1], a[2], a[3]};
+    __m256 acc[4][4];
+    X86_TILE_ZERO(acc);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            wv[r] = _mm256_loadu_ps(x[r] + i);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256 av = _mm256_loadu_ps(y[c] + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
+        }
+    }
+    x86_tile_store(acc, out);
+    for (; i < n; i++)
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++)
+                out[4 * r + c] += x[r][i] * y[c][i];
+}
+
 static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
     X86_NAME(dot_f16), X86_NAME(dot_f32), X86_NAME(axpy_f16), X86_NAME(axpy_f32), X86_NAME(softmax_exp),
 };
 
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
-    [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32)},
-    [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16)},
-    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0)},
+    [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
+    [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
+    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0)},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
-    [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0)},
-    [DT_Q4_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q4_k)},
+    [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0), X86_NAME(gemm_q8_0)},
+    [DT_Q4_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k)},
     [DT_Q5_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q5_k)},
-    [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q6_k)},
+    [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k)},
 };
