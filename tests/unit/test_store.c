@@ -40,7 +40,9 @@ static char *path_in(const char *a, const char *b)
     static char buf[4][4096];
     static int k;
     k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", a, b);
+    int n = snprintf(buf[k], sizeof buf[k], "%s/%s", a, b);
+    if (n < 0 || (size_t)n >= sizeof buf[k])
+        fail_msg("path too long: %s/%s", a, b);
     return buf[k];
 }
 
