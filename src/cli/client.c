@@ -181,6 +181,21 @@ int client_ensure_server(const char *self_exe, struct err *e)
     return err_set(e, ERR_IO, "started `hearth serve` but it does not answer at %s (see %s)", base, log);
 }
 
+static volatile sig_atomic_t *cancel_flag;
+
+void client_set_cancel(volatile sig_atomic_t *flag)
+{
+    cancel_flag = flag;
+}
+
+/* Polled by libcurl a few times a second even while no data arrives, so Ctrl-C during a slow
+ * prompt evaluation still aborts at once; closing the connection makes the server free the slot. */
+static int on_progress(void *user, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+    (void)user, (void)dlt, (void)dln, (void)ult, (void)uln;
+    return cancel_flag && *cancel_flag;
+}
+
 struct stream_state {
     struct membuf line;
     client_obj_fn fn;
@@ -233,6 +248,8 @@ int client_stream(const char *path, const json_t *body, client_obj_fn on_obj, vo
     struct stream_state s = {.fn = on_obj, .user = user, .e = e};
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_chunk);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     CURLcode cc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -241,6 +258,8 @@ int client_stream(const char *path, const json_t *body, client_obj_fn on_obj, vo
         rc = s.err_rc;
     else if (s.user_rc)
         rc = s.user_rc;
+    else if (cc == CURLE_ABORTED_BY_CALLBACK)
+        rc = err_set(e, CLIENT_CANCELLED, "cancelled");
     else if (cc != CURLE_OK)
         rc = err_set(e, ERR_IO, "connection to the hearth server at %s failed: %s", url, curl_easy_strerror(cc));
     else if (status >= 400)

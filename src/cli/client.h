@@ -3,6 +3,7 @@
 #ifndef HEARTH_CLI_CLIENT_H
 #define HEARTH_CLI_CLIENT_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -30,5 +31,10 @@ int client_call(const char *method, const char *path, const json_t *body, long *
  * from on_obj aborts the transfer (returns that value). An {"error": ...} object fails like above. */
 typedef int (*client_obj_fn)(void *user, json_t *obj);
 int client_stream(const char *path, const json_t *body, client_obj_fn on_obj, void *user, struct err *e);
+
+/* While *flag is nonzero, client_stream aborts its transfer and fails with CLIENT_CANCELLED (for
+ * Ctrl-C in the REPL). NULL turns this off. */
+#define CLIENT_CANCELLED (-200)
+void client_set_cancel(volatile sig_atomic_t *flag);
 
 #endif

@@ -1,13 +1,20 @@
-/* cmd_run.c — `hearth run MODEL.gguf [PROMPT]`: loads a model in process and streams a completion of
- * PROMPT (or, without one, of the BOS token alone) to stdout; --verbose adds Ollama's timing figures. */
+/* cmd_run.c — `hearth run MODEL [PROMPT]`. A path to a .gguf file runs in process: it streams a
+ * completion of PROMPT (or, without one, of the BOS token alone) to stdout. A model name goes through
+ * `hearth serve` like Ollama's CLI (started in the background when none answers): /api/generate with
+ * a prompt, the interactive REPL over /api/chat without one on a terminal. --verbose adds Ollama's
+ * timing figures either way. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "cli/cli.h"
+#include "cli/client.h"
+#include "cli/repl.h"
 #include "engine/generate.h"
+#include "engine/options.h"
 #include "model/model.h"
 #include "store/store.h"
 #include "tokenizer/tokenizer.h"
@@ -18,8 +25,13 @@ static void usage(FILE *fp)
 {
     fputs("usage: hearth run (MODEL.gguf | NAME) [PROMPT] [flags]\n"
           "\n"
-          "Generates a completion of PROMPT (read from standard input when PROMPT is '-';\n"
-          "from the BOS token alone when absent) and streams it to standard output.\n"
+          "Generates a completion of PROMPT (read from standard input when PROMPT is '-')\n"
+          "and streams it to standard output.\n"
+          "\n"
+          "A .gguf file runs in this process (without PROMPT: a completion of the BOS token).\n"
+          "A NAME runs through `hearth serve` at HEARTH_HOST, started in the background when\n"
+          "none answers; without PROMPT it reads standard input, or on a terminal opens the\n"
+          "interactive chat (type /? there for its commands).\n"
           "\n"
           "sampling:\n"
           "  --temperature T        0 is greedy (default 0.8)\n"
@@ -38,7 +50,13 @@ static void usage(FILE *fp)
           "  --batch N              prompt tokens per forward chunk (default 512)\n"
           "  --threads N            CPU threads (default: physical cores)\n"
           "  --kv-type f16|f32      KV cache precision (default f16)\n"
-          "  --verbose              print timings and memory to standard error\n",
+          "  --verbose              print timings (and, in process, memory) to standard error\n"
+          "through the server (NAME):\n"
+          "  --format json|SCHEMA   constrain the reply to JSON (SCHEMA: a JSON Schema, inline or @file)\n"
+          "  --think[=true|false|low|medium|high]  let a thinking model reason first\n"
+          "  --hidethinking         do not print the reasoning\n"
+          "  --keepalive DURATION   how long the server keeps the model loaded (e.g. 5m, 1h, -1)\n"
+          "  --nowordwrap           accepted for Ollama compatibility (hearth never wraps)\n",
           fp);
 }
 
@@ -51,7 +69,14 @@ static int emit_stdout(void *user, const char *text, size_t len)
     return 0;
 }
 
-static char *read_stdin(void)
+/* A path to an existing regular file runs in process; anything else is a model name for the server. */
+static bool is_gguf_file(const char *s)
+{
+    struct stat sb;
+    return stat(s, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+char *run_read_stdin(void)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
@@ -84,49 +109,96 @@ int cmd_run(int argc, char **argv)
     struct ctx_params cp = {0};
     long threads = 0;
     bool verbose = false;
+    struct run_config rc;
+    run_config_init(&rc);
+    struct err e = {0};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long l;
         double d;
-#define FLOAT_OPT(flag, lo, hi, dst)                                                               \
+/* Each flag also goes into the options object sent to the server, under Ollama's option name. */
+#define FLOAT_OPT(flag, lo, hi, dst, key)                                                          \
     if ((v = opt_value(argc, argv, &i, flag))) {                                                   \
         if (!*v || !opt_float("run", flag, v, lo, hi, &d))                                         \
             goto misuse;                                                                           \
         dst = (float)d;                                                                            \
+        json_object_set_new(rc.options, key, json_real(d));                                        \
         continue;                                                                                  \
     }
-#define INT_OPT(flag, lo, hi, dst)                                                                 \
+#define INT_OPT(flag, lo, hi, dst, key)                                                            \
     if ((v = opt_value(argc, argv, &i, flag))) {                                                   \
         if (!*v || !opt_int("run", flag, v, lo, hi, &l))                                           \
             goto misuse;                                                                           \
         dst = l;                                                                                   \
+        if (key)                                                                                   \
+            json_object_set_new(rc.options, key, json_integer(l));                                 \
         continue;                                                                                  \
     }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
+            run_config_free(&rc);
             return 0;
         }
         if (strcmp(a, "--verbose") == 0) {
             verbose = true;
             continue;
         }
-        FLOAT_OPT("--temperature", 0, 100, req.sampling.temperature)
-        FLOAT_OPT("--temp", 0, 100, req.sampling.temperature)
-        INT_OPT("--top-k", 0, 1 << 30, req.sampling.top_k)
-        FLOAT_OPT("--top-p", 0, 1, req.sampling.top_p)
-        FLOAT_OPT("--min-p", 0, 1, req.sampling.min_p)
-        FLOAT_OPT("--repeat-penalty", 0, 100, req.sampling.repeat_penalty)
-        INT_OPT("--repeat-last-n", -1, 1 << 30, req.sampling.repeat_last_n)
-        FLOAT_OPT("--presence-penalty", -100, 100, req.sampling.presence_penalty)
-        FLOAT_OPT("--frequency-penalty", -100, 100, req.sampling.frequency_penalty)
-        INT_OPT("--seed", -1, 0x7fffffffffffffffL, req.sampling.seed)
-        INT_OPT("--num-predict", -1, 1 << 30, req.max_tokens)
-        INT_OPT("-n", -1, 1 << 30, req.max_tokens)
-        INT_OPT("--ctx-size", 1, 1 << 24, cp.n_ctx)
-        INT_OPT("--num-ctx", 1, 1 << 24, cp.n_ctx)
-        INT_OPT("--batch", 1, 1 << 16, cp.n_batch)
-        INT_OPT("--threads", 1, 512, threads)
+        if (strcmp(a, "--hidethinking") == 0) {
+            rc.hide_thinking = true;
+            continue;
+        }
+        if (strcmp(a, "--nowordwrap") == 0 || strcmp(a, "--insecure") == 0)
+            continue;
+        if (strcmp(a, "--think") == 0) {
+            rc.think = 1;
+            continue;
+        }
+        if (strncmp(a, "--think=", 8) == 0) {
+            v = a + 8;
+            if (strcmp(v, "true") == 0)
+                rc.think = 1;
+            else if (strcmp(v, "false") == 0)
+                rc.think = 0;
+            else if (strcmp(v, "low") == 0 || strcmp(v, "medium") == 0 || strcmp(v, "high") == 0) {
+                rc.think = 1;
+                rc.think_level = v;
+            } else {
+                fprintf(stderr, "hearth run: --think must be true, false, low, medium or high, not '%s'\n", v);
+                goto misuse;
+            }
+            continue;
+        }
+        if ((v = opt_value(argc, argv, &i, "--format"))) {
+            if (run_parse_format(v, &rc.format))
+                goto misuse;
+            continue;
+        }
+        if ((v = opt_value(argc, argv, &i, "--keepalive"))) {
+            long long ns;
+            if (!*v || options_parse_duration(v, &ns, &e)) {
+                fprintf(stderr, "hearth run: --keepalive: %s\n", *v ? e.msg : "needs a duration");
+                goto misuse;
+            }
+            rc.keep_alive = v;
+            continue;
+        }
+        FLOAT_OPT("--temperature", 0, 100, req.sampling.temperature, "temperature")
+        FLOAT_OPT("--temp", 0, 100, req.sampling.temperature, "temperature")
+        INT_OPT("--top-k", 0, 1 << 30, req.sampling.top_k, "top_k")
+        FLOAT_OPT("--top-p", 0, 1, req.sampling.top_p, "top_p")
+        FLOAT_OPT("--min-p", 0, 1, req.sampling.min_p, "min_p")
+        FLOAT_OPT("--repeat-penalty", 0, 100, req.sampling.repeat_penalty, "repeat_penalty")
+        INT_OPT("--repeat-last-n", -1, 1 << 30, req.sampling.repeat_last_n, "repeat_last_n")
+        FLOAT_OPT("--presence-penalty", -100, 100, req.sampling.presence_penalty, "presence_penalty")
+        FLOAT_OPT("--frequency-penalty", -100, 100, req.sampling.frequency_penalty, "frequency_penalty")
+        INT_OPT("--seed", -1, 0x7fffffffffffffffL, req.sampling.seed, "seed")
+        INT_OPT("--num-predict", -1, 1 << 30, req.max_tokens, "num_predict")
+        INT_OPT("-n", -1, 1 << 30, req.max_tokens, "num_predict")
+        INT_OPT("--ctx-size", 1, 1 << 24, cp.n_ctx, "num_ctx")
+        INT_OPT("--num-ctx", 1, 1 << 24, cp.n_ctx, "num_ctx")
+        INT_OPT("--batch", 1, 1 << 16, cp.n_batch, "num_batch")
+        INT_OPT("--threads", 1, 512, threads, "num_thread")
         if ((v = opt_value(argc, argv, &i, "--kv-type"))) {
             if (!*v || !opt_kv_type("run", v, &cp.kv_type))
                 goto misuse;
@@ -142,6 +214,10 @@ int cmd_run(int argc, char **argv)
                 goto misuse;
             }
             stops[n_stops++] = v;
+            json_t *arr = json_object_get(rc.options, "stop");
+            if (!arr)
+                json_object_set_new(rc.options, "stop", arr = json_array());
+            json_array_append_new(arr, json_string(v));
             continue;
         }
 #undef FLOAT_OPT
@@ -165,8 +241,15 @@ int cmd_run(int argc, char **argv)
     }
     req.stops = stops;
     req.n_stops = n_stops;
+    if (!is_gguf_file(model_path)) {
+        rc.model = model_path;
+        rc.verbose = verbose;
+        int st = run_remote(&rc, prompt, argv[0]);
+        run_config_free(&rc);
+        return st;
+    }
+    run_config_free(&rc);
 
-    struct err e = {0};
     const int64_t t_start = clock_ns();
     struct backend *be = NULL;
     struct model *m = NULL;
@@ -181,7 +264,7 @@ int cmd_run(int argc, char **argv)
         goto fail;
     const int64_t load_ns = clock_ns() - t_start;
     if (prompt && strcmp(prompt, "-") == 0) {
-        stdin_prompt = read_stdin();
+        stdin_prompt = run_read_stdin();
         if (!stdin_prompt) {
             err_set(&e, ERR_NOMEM, "out of memory reading the prompt");
             goto fail;
@@ -251,6 +334,7 @@ done:
         be->ops->free(be);
     return status;
 misuse:
+    run_config_free(&rc);
     fprintf(stderr, "run 'hearth run --help' for usage\n");
     return EXIT_USAGE;
 }
