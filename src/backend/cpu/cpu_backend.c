@@ -1,5 +1,7 @@
 /* cpu_backend.c — the CPU backend: memory, batch state and the elementwise ops (embedding rows,
- * RMSNorm, RoPE, KV store, SwiGLU, add). Matmul and attention live in their own files. */
+ * RMSNorm, RoPE, KV store, SwiGLU, add). Matmul and attention live in their own files. RMSNorm, SwiGLU
+ * and add use the SIMD row kernels of kernels.h and spread over the thread pool for prefill-sized
+ * batches. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,20 +116,39 @@ static void cpu_get_rows(struct backend *be, const struct bweight *table, float 
     }
 }
 
+/* Elementwise work smaller than this (floats) runs on the calling thread: waking the pool costs
+ * more than it saves (a decode step's vectors are a few thousand elements). */
+#define PARALLEL_MIN_ELEMS 32768
+
+struct rmsnorm_job {
+    const struct cpu_vec_kernels *vk;
+    const float *x, *g;
+    float *out;
+    int n_rows, dim;
+    float eps;
+};
+
+static void rmsnorm_rows(void *ctx, int t, int nt)
+{
+    const struct rmsnorm_job *j = ctx;
+    const int r0 = (int)((int64_t)j->n_rows * t / nt), r1 = (int)((int64_t)j->n_rows * (t + 1) / nt);
+    for (int r = r0; r < r1; r++) {
+        const float *xr = j->x + (size_t)r * j->dim;
+        const float ss = j->vk->sum_sq(j->dim, xr);
+        const float scale = (float)(1.0 / sqrt((double)ss / j->dim + j->eps));
+        j->vk->scale_mul(j->dim, xr, scale, j->g, j->out + (size_t)r * j->dim);
+    }
+}
+
 static void cpu_rmsnorm(struct backend *be, const float *x, const struct bweight *w, float *out, int n_rows,
                         int dim, float eps)
 {
-    const float *g = w->host;
-    for (int r = 0; r < n_rows; r++) {
-        const float *xr = x + (size_t)r * dim;
-        float *o = out + (size_t)r * dim;
-        double ss = 0;
-        for (int i = 0; i < dim; i++)
-            ss += (double)xr[i] * xr[i];
-        float scale = (float)(1.0 / sqrt(ss / dim + eps));
-        for (int i = 0; i < dim; i++)
-            o[i] = xr[i] * scale * g[i];
-    }
+    struct cpu_backend *c = (struct cpu_backend *)be;
+    struct rmsnorm_job j = {cpu_vec_kernels_for(), x, w->host, out, n_rows, dim, eps};
+    if ((size_t)n_rows * (size_t)dim >= PARALLEL_MIN_ELEMS && n_rows > 1)
+        threadpool_run(c->pool, rmsnorm_rows, &j);
+    else
+        rmsnorm_rows(&j, 0, 1);
 }
 
 static void cpu_rope(struct backend *be, float *x, int n_heads, int head_dim, const struct rope_params *rp)
@@ -176,18 +197,46 @@ static void cpu_kv_store(struct backend *be, void *k_cache, void *v_cache, enum 
     }
 }
 
+/* swiglu and add over a long vector, split in cache-line-aligned chunks across the pool. */
+struct elementwise_job {
+    const struct cpu_vec_kernels *vk;
+    float *x;             /* add: x += y */
+    const float *a, *b;   /* swiglu: gate, up (out is x); add: y is a */
+    size_t n;
+    int op;               /* 0 swiglu, 1 add */
+};
+
+static void elementwise_run(void *ctx, int t, int nt)
+{
+    const struct elementwise_job *j = ctx;
+    const size_t i0 = (j->n * (size_t)t / (size_t)nt) & ~(size_t)15;
+    const size_t i1 = t + 1 == nt ? j->n : (j->n * (size_t)(t + 1) / (size_t)nt) & ~(size_t)15;
+    if (i1 <= i0)
+        return;
+    if (j->op == 0)
+        j->vk->swiglu((int64_t)(i1 - i0), j->a + i0, j->b + i0, j->x + i0);
+    else
+        j->vk->add((int64_t)(i1 - i0), j->x + i0, j->a + i0);
+}
+
+static void elementwise(struct cpu_backend *c, struct elementwise_job *j)
+{
+    if (j->n >= PARALLEL_MIN_ELEMS)
+        threadpool_run(c->pool, elementwise_run, j);
+    else
+        elementwise_run(j, 0, 1);
+}
+
 static void cpu_swiglu(struct backend *be, const float *gate, const float *up, float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    struct elementwise_job j = {cpu_vec_kernels_for(), out, gate, up, n, 0};
+    elementwise((struct cpu_backend *)be, &j);
 }
 
 static void cpu_add(struct backend *be, float *x, const float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
+    struct elementwise_job j = {cpu_vec_kernels_for(), x, y, NULL, n, 1};
+    elementwise((struct cpu_backend *)be, &j);
 }
 
 static const struct backend_ops cpu_ops = {

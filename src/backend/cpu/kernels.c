@@ -47,3 +47,15 @@ const struct cpu_attn_kernels *cpu_attn_kernels_for(void)
         return &cpu_attn_kernels_scalar;
     }
 }
+
+const struct cpu_vec_kernels *cpu_vec_kernels_for(void)
+{
+    switch (cpu_isa_detect()) {
+    case CPU_ISA_AVX512:
+        return cpu_vec_kernels_avx512();
+    case CPU_ISA_AVX2:
+        return cpu_vec_kernels_avx2();
+    default:
+        return &cpu_vec_kernels_scalar;
+    }
+}

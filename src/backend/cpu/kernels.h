@@ -67,6 +67,20 @@ extern const struct cpu_attn_kernels cpu_attn_kernels_scalar;
 const struct cpu_attn_kernels *cpu_attn_kernels_avx2(void);
 const struct cpu_attn_kernels *cpu_attn_kernels_avx512(void);
 
+/* Elementwise float kernels for the backend's row ops:
+ *   sum_sq: sum of x[i]^2 (RMSNorm), scale_mul: out[i] = x[i] * s * g[i],
+ *   swiglu: out[i] = silu(gate[i]) * up[i], add: x[i] += y[i]. */
+struct cpu_vec_kernels {
+    float (*sum_sq)(int64_t n, const float *x);
+    void (*scale_mul)(int64_t n, const float *x, float s, const float *g, float *out);
+    void (*swiglu)(int64_t n, const float *gate, const float *up, float *out);
+    void (*add)(int64_t n, float *x, const float *y);
+};
+const struct cpu_vec_kernels *cpu_vec_kernels_for(void);
+extern const struct cpu_vec_kernels cpu_vec_kernels_scalar;
+const struct cpu_vec_kernels *cpu_vec_kernels_avx2(void);
+const struct cpu_vec_kernels *cpu_vec_kernels_avx512(void);
+
 /* SIMD kernel tables (NULL entries fall back to the scalar kernel). */
 const struct cpu_kernel *cpu_kernels_avx2(uint32_t weight_type);
 const struct cpu_kernel *cpu_kernels_avx512(uint32_t weight_type);

@@ -10,3 +10,5 @@ const struct cpu_kernel *cpu_kernels_avx2(uint32_t weight_type)
 }
 
 const struct cpu_attn_kernels *cpu_attn_kernels_avx2(void) { return &avx2_attn_kernels; }
+
+const struct cpu_vec_kernels *cpu_vec_kernels_avx2(void) { return &avx2_vec_kernels; }

@@ -343,3 +343,33 @@ const struct cpu_kernel *cpu_kernel_scalar(uint32_t weight_type)
         return NULL;
     return &scalar_kernels[weight_type];
 }
+
+static float vec_sum_sq(int64_t n, const float *x)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    return (float)ss;
+}
+
+static void vec_scale_mul(int64_t n, const float *x, float s, const float *g, float *out)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * s * g[i];
+}
+
+static void vec_swiglu(int64_t n, const float *gate, const float *up, float *out)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void vec_add(int64_t n, float *x, const float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+const struct cpu_vec_kernels cpu_vec_kernels_scalar = {vec_sum_sq, vec_scale_mul, vec_swiglu, vec_add};

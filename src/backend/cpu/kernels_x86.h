@@ -682,6 +682,74 @@ static void X86_NAME(gemm_f32)(int64_t n, const void *const w[4], const void *co
                 out[4 * r + c] += x[r][i] * y[c][i];
 }
 
+/* exp(x) for any float x: arguments are clamped to [-87, 88], so the result stays finite and normal
+ * (silu's exp(-g) then gives g / (1 + big) ~ -0 for very negative g, as expf would). */
+static inline __m256 x86_exp(__m256 x)
+{
+    return x86_exp_neg(_mm256_min_ps(x, _mm256_set1_ps(88.0f)));
+}
+
+static float X86_NAME(vec_sum_sq)(int64_t n, const float *x)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        const __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
+        a0 = _mm256_fmadd_ps(v0, v0, a0);
+        a1 = _mm256_fmadd_ps(v1, v1, a1);
+        a2 = _mm256_fmadd_ps(v2, v2, a2);
+        a3 = _mm256_fmadd_ps(v3, v3, a3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(v, v, a0);
+    }
+    float s = x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        s += x[i] * x[i];
+    return s;
+}
+
+static void X86_NAME(vec_scale_mul)(int64_t n, const float *x, float s, const float *g, float *out)
+{
+    const __m256 sv = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(g + i)));
+    for (; i < n; i++)
+        out[i] = x[i] * s * g[i];
+}
+
+static void X86_NAME(vec_swiglu)(int64_t n, const float *gate, const float *up, float *out)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 e = x86_exp(_mm256_xor_ps(g, sign));
+        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void X86_NAME(vec_add)(int64_t n, float *x, const float *y)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        x[i] += y[i];
+}
+
+static const struct cpu_vec_kernels X86_NAME(vec_kernels) = {
+    X86_NAME(vec_sum_sq), X86_NAME(vec_scale_mul), X86_NAME(vec_swiglu), X86_NAME(vec_add),
+};
+
 static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
     X86_NAME(dot_f16), X86_NAME(dot_f32), X86_NAME(axpy_f16), X86_NAME(axpy_f32), X86_NAME(softmax_exp),
 };
