@@ -49,7 +49,7 @@ int tokenizer_token_bytes(const struct tokenizer *t, int32_t id, bool render_spe
         break;
     }
     size_t o = 0;
-    if (t->kind == TOK_KIND_SPM) {
+    if (t->kind != TOK_KIND_BPE) { /* SPM, and WordPiece whose word-initial pieces carry U+2581 */
         for (size_t i = 0; i < n;) {
             if (i + 3 <= n && memcmp(s + i, "\xe2\x96\x81", 3) == 0) {
                 o = put(buf, cap, o, " ", 1);
@@ -87,7 +87,7 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bo
     char *buf = malloc(cap);
     if (!buf)
         return err_set(e, ERR_NOMEM, "out of memory decoding");
-    bool at_start = t->kind == TOK_KIND_SPM && t->add_space_prefix;
+    bool at_start = (t->kind == TOK_KIND_SPM && t->add_space_prefix) || t->kind == TOK_KIND_WPM;
     for (size_t i = 0; i < n; i++) {
         int k = tokenizer_token_bytes(t, ids[i], render_special, buf + len, cap - len - 1);
         if (k < 0) {
@@ -128,7 +128,7 @@ void detok_init(struct detok *d, const struct tokenizer *t, bool render_special)
     memset(d, 0, sizeof *d);
     d->tok = t;
     d->render_special = render_special;
-    d->at_start = t->kind == TOK_KIND_SPM && t->add_space_prefix;
+    d->at_start = (t->kind == TOK_KIND_SPM && t->add_space_prefix) || t->kind == TOK_KIND_WPM;
 }
 
 static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */

@@ -1,5 +1,5 @@
-/* encode.c — tokenizer_encode: BOS, the split on special tokens, normalization, then SPM or BPE on
- * each stretch of plain text, then EOS. */
+/* encode.c — tokenizer_encode: BOS, the split on special tokens, normalization, then SPM, BPE or
+ * WordPiece on each stretch of plain text, then EOS. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +61,8 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
         }
         if (t->kind == TOK_KIND_SPM)
             rc = spm_encode(t, &s, p, n, t->add_space_prefix && prev_special, &out, e);
+        else if (t->kind == TOK_KIND_WPM)
+            rc = wpm_encode(t, p, n, &out, e);
         else
             rc = bpe_encode(t, &s, p, n, &out, e);
         free(norm);

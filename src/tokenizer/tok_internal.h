@@ -26,7 +26,7 @@ enum {
     TOK_ATTR_EOG = 4,    /* ends generation */
 };
 
-enum tok_kind { TOK_KIND_SPM, TOK_KIND_BPE };
+enum tok_kind { TOK_KIND_SPM, TOK_KIND_BPE, TOK_KIND_WPM };
 
 /* Open-addressing table from token string to id (slot = id + 1, 0 = empty). */
 struct tok_strmap {
@@ -66,6 +66,7 @@ struct tokenizer {
     bool ignore_merges;  /* BPE: a pre-token that is itself a token is not split (llama 3, tekken) */
     bool nfc;            /* NFC-normalize text before pre-tokenizing (Qwen2) */
     bool add_space_prefix;
+    bool wpm_lowercase;  /* WordPiece: uncased vocabulary (strip accents, lowercase) */
     bool spm_merges;     /* SPM driven by merge ranks instead of scores (tokenizer.json BPE + byte fallback) */
     struct pretok *pre;
 
@@ -142,6 +143,8 @@ int bpe_encode(const struct tokenizer *t, struct tok_scratch *s, const char *tex
                struct tok_ids *out, struct err *e);
 int spm_encode(const struct tokenizer *t, struct tok_scratch *s, const char *text, size_t len,
                bool space_prefix, struct tok_ids *out, struct err *e);
+/* ---- wordpiece.c ---- */
+int wpm_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out, struct err *e);
 
 /* ---- special.c ---- */
 /* A fragment of the input: raw text (id < 0) or one matched special token. */

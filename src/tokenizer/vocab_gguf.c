@@ -1,6 +1,6 @@
 /* vocab_gguf.c — tokenizer_from_gguf: builds a tokenizer from a GGUF's tokenizer.ggml.* metadata
- * (model, pre, tokens, scores, token_type, merges, special ids and the add_* flags), with the same
- * defaults llama.cpp uses when a key is absent. */
+ * (model, pre, tokens, scores, token_type, merges, special ids and the add_* flags; model "bert" is
+ * WordPiece), with the same defaults llama.cpp uses when a key is absent. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,8 +44,10 @@ int tokenizer_from_gguf(const struct gguf_file *f, struct tokenizer **out, struc
         kind = TOK_KIND_SPM;
     else if (gguf_str_eq(model, "gpt2"))
         kind = TOK_KIND_BPE;
+    else if (gguf_str_eq(model, "bert"))
+        kind = TOK_KIND_WPM;
     else
-        return err_set(e, ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported (hearth runs \"llama\" and \"gpt2\")",
+        return err_set(e, ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported (hearth runs \"llama\", \"gpt2\" and \"bert\")",
                        f->path ? f->path : "gguf", (int)(model.len > 64 ? 64 : model.len), model.ptr);
 
     const struct gguf_array *toks, *scores = NULL, *types = NULL, *merges = NULL;
@@ -129,6 +131,21 @@ int tokenizer_from_gguf(const struct gguf_file *f, struct tokenizer **out, struc
         t->add_space_prefix = false;
         /* llama 3 style vocabularies add BOS unless the metadata says otherwise. */
         t->add_bos = t->ignore_merges;
+    } else if (kind == TOK_KIND_WPM) {
+        /* BERT: [CLS] text [SEP]; llama.cpp's converter names them cls/seperator (sic), and does not
+         * record casing, so uncased (the common BERT vocabulary) unless do_lower_case says otherwise. */
+        t->add_space_prefix = false;
+        t->add_bos = t->add_eos = true;
+        t->wpm_lowercase = true;
+        t->unk = tok_lookup(t, "[UNK]", 5);
+        t->bos = tok_lookup(t, "[CLS]", 5);
+        t->eos = tok_lookup(t, "[SEP]", 5);
+        if ((rc = get_id(f, "tokenizer.ggml.cls_token_id", n, &t->bos, e)) ||
+            (rc = get_id(f, "tokenizer.ggml.seperator_token_id", n, &t->eos, e)) ||
+            (rc = get_flag(f, "tokenizer.ggml.do_lower_case", &t->wpm_lowercase, e))) {
+            err_prefix(e, "%s", f->path ? f->path : "gguf");
+            goto fail;
+        }
     } else {
         t->add_space_prefix = true;
         t->add_bos = true;
