@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/merge_queue.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/unicode.h"
 
@@ -13,67 +14,7 @@ struct bpe_sym {
     int32_t prev, next;
 };
 
-struct bpe_pair {
-    uint32_t rank;
-    uint32_t left;
-    int32_t lid, rid;
-};
-
-static bool pair_before(const struct bpe_pair *a, const struct bpe_pair *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static void heap_push(struct bpe_pair *h, size_t *n, struct bpe_pair p)
-{
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h[parent]))
-            break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = p;
-}
-
-static struct bpe_pair heap_pop(struct bpe_pair *h, size_t *n)
-{
-    struct bpe_pair top = h[0];
-    struct bpe_pair last = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && pair_before(&h[c + 1], &h[c]))
-            c++;
-        if (!pair_before(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n > 0)
-        h[i] = last;
-    return top;
-}
-
-static int grow(void **p, size_t *cap, size_t need)
-{
-    if (*cap >= need)
-        return 0;
-    size_t c = *cap ? *cap : 256;
-    while (c < need)
-        c *= 2;
-    void *np = realloc(*p, c);
-    if (!np)
-        return ERR_NOMEM;
-    *p = np;
-    *cap = c;
-    return 0;
-}
-
-static void try_pair(const struct tokenizer *t, const struct bpe_sym *sym, struct bpe_pair *heap,
+static void try_pair(const struct tokenizer *t, const struct bpe_sym *sym, struct tok_merge *heap,
                      size_t *nh, int32_t left)
 {
     if (left < 0 || sym[left].next < 0)
@@ -81,7 +22,7 @@ static void try_pair(const struct tokenizer *t, const struct bpe_sym *sym, struc
     int32_t lid = sym[left].id, rid = sym[sym[left].next].id, res;
     uint32_t rank = tok_merge_rank(t, lid, rid, &res);
     if (rank != UINT32_MAX)
-        heap_push(heap, nh, (struct bpe_pair){rank, (uint32_t)left, lid, rid});
+        tok_merge_push(heap, nh, (struct tok_merge){-(double)rank, (uint32_t)left, lid, rid, res});
 }
 
 /* Encodes one pre-token. */
@@ -90,7 +31,7 @@ static int bpe_word(const struct tokenizer *t, struct tok_scratch *s, const char
 {
     if (t->ignore_merges) {
         /* Whole-word lookup on the byte-level spelling. */
-        if (grow((void **)&s->buf, &s->buf_cap, n * 2 + 1))
+        if (tok_grow((void **)&s->buf, &s->buf_cap, n * 2 + 1))
             return err_set(e, ERR_NOMEM, "out of memory encoding");
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
@@ -99,12 +40,12 @@ static int bpe_word(const struct tokenizer *t, struct tok_scratch *s, const char
         if (id >= 0 && (t->type[id] == TOK_NORMAL || t->type[id] == TOK_USER))
             return tok_ids_push(out, id) ? err_set(e, ERR_NOMEM, "out of memory encoding") : 0;
     }
-    if (grow(&s->sym, &s->sym_cap, n * sizeof(struct bpe_sym)) ||
-        grow(&s->heap, &s->heap_cap, (n + 1) * 3 * sizeof(struct bpe_pair)))
+    if (tok_grow(&s->sym, &s->sym_cap, n * sizeof(struct bpe_sym)) ||
+        tok_grow(&s->heap, &s->heap_cap, (n + 1) * 3 * sizeof(struct tok_merge)))
         return err_set(e, ERR_NOMEM, "out of memory encoding");
     struct bpe_sym *sym = s->sym;
-    struct bpe_pair *heap = s->heap;
-    size_t heap_max = s->heap_cap / sizeof(struct bpe_pair);
+    struct tok_merge *heap = s->heap;
+    size_t heap_max = s->heap_cap / sizeof(struct tok_merge);
     size_t nh = 0;
     for (size_t i = 0; i < n; i++) {
         sym[i].id = t->byte_id[(uint8_t)w[i]];
@@ -114,14 +55,12 @@ static int bpe_word(const struct tokenizer *t, struct tok_scratch *s, const char
     for (size_t i = 0; i + 1 < n; i++)
         try_pair(t, sym, heap, &nh, (int32_t)i);
     while (nh > 0) {
-        struct bpe_pair p = heap_pop(heap, &nh);
+        struct tok_merge p = tok_merge_pop(heap, &nh);
         struct bpe_sym *l = &sym[p.left];
-        if (l->id != p.lid || l->next < 0 || sym[l->next].id != p.rid)
+        if (l->id != p.left_key || l->next < 0 || sym[l->next].id != p.right_key)
             continue; /* stale: one side has merged since */
-        int32_t res;
-        tok_merge_rank(t, p.lid, p.rid, &res);
         struct bpe_sym *r = &sym[l->next];
-        l->id = res;
+        l->id = p.result;
         l->next = r->next;
         if (r->next >= 0)
             sym[r->next].prev = (int32_t)p.left;

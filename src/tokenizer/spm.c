@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/merge_queue.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/unicode.h"
 
@@ -15,89 +16,29 @@ struct spm_sym {
     int32_t prev, next;
 };
 
-struct spm_pair {
-    double key; /* higher merges first */
-    uint32_t left;
-    uint32_t llen, rlen;
-    int32_t result;
-};
-
-static bool pair_before(const struct spm_pair *a, const struct spm_pair *b)
-{
-    return a->key > b->key || (a->key == b->key && a->left < b->left);
-}
-
-static void heap_push(struct spm_pair *h, size_t *n, struct spm_pair p)
-{
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h[parent]))
-            break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = p;
-}
-
-static struct spm_pair heap_pop(struct spm_pair *h, size_t *n)
-{
-    struct spm_pair top = h[0];
-    struct spm_pair last = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && pair_before(&h[c + 1], &h[c]))
-            c++;
-        if (!pair_before(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n > 0)
-        h[i] = last;
-    return top;
-}
-
-static int grow(void **p, size_t *cap, size_t need)
-{
-    if (*cap >= need)
-        return 0;
-    size_t c = *cap ? *cap : 256;
-    while (c < need)
-        c *= 2;
-    void *np = realloc(*p, c);
-    if (!np)
-        return ERR_NOMEM;
-    *p = np;
-    *cap = c;
-    return 0;
-}
-
 static void try_pair(const struct tokenizer *t, const char *buf, const struct spm_sym *sym,
-                     struct spm_pair *heap, size_t *nh, int32_t left)
+                     struct tok_merge *heap, size_t *nh, int32_t left)
 {
     if (left < 0 || sym[left].next < 0)
         return;
     const struct spm_sym *l = &sym[left], *r = &sym[l->next];
-    struct spm_pair p = {0, (uint32_t)left, l->len, r->len, -1};
+    /* Lengths identify the symbols: a side that has merged since has grown. */
+    struct tok_merge p = {0, (uint32_t)left, (int32_t)l->len, (int32_t)r->len, -1};
     if (t->spm_merges) {
         uint32_t rank = tok_merge_rank(t, l->id, r->id, &p.result);
         if (rank == UINT32_MAX)
             return;
-        p.key = -(double)rank;
+        p.priority = -(double)rank;
     } else {
         int32_t id = tok_lookup(t, buf + l->start, l->len + r->len);
         /* Only ordinary pieces come out of merging; control, byte and unused tokens are never
          * spelled by text. */
         if (id < 0 || t->type[id] != TOK_NORMAL)
             return;
-        p.key = t->scores[id];
+        p.priority = t->scores[id];
         p.result = id;
     }
-    heap_push(heap, nh, p);
+    tok_merge_push(heap, nh, p);
 }
 
 int spm_encode(const struct tokenizer *t, struct tok_scratch *s, const char *text, size_t len,
@@ -110,8 +51,8 @@ int spm_encode(const struct tokenizer *t, struct tok_scratch *s, const char *tex
     size_t n = len + 2 * spaces + (space_prefix ? 3 : 0);
     if (n == 0)
         return 0;
-    if (grow((void **)&s->buf, &s->buf_cap, n + 1) || grow(&s->sym, &s->sym_cap, n * sizeof(struct spm_sym)) ||
-        grow(&s->heap, &s->heap_cap, (n + 1) * 3 * sizeof(struct spm_pair)))
+    if (tok_grow((void **)&s->buf, &s->buf_cap, n + 1) || tok_grow(&s->sym, &s->sym_cap, n * sizeof(struct spm_sym)) ||
+        tok_grow(&s->heap, &s->heap_cap, (n + 1) * 3 * sizeof(struct tok_merge)))
         return err_set(e, ERR_NOMEM, "out of memory encoding");
     char *buf = s->buf;
     size_t k = 0;
@@ -128,7 +69,7 @@ int spm_encode(const struct tokenizer *t, struct tok_scratch *s, const char *tex
         }
     }
     struct spm_sym *sym = s->sym;
-    struct spm_pair *heap = s->heap;
+    struct tok_merge *heap = s->heap;
     size_t nsym = 0, nh = 0;
     for (size_t i = 0; i < k;) {
         uint32_t cp;
@@ -143,9 +84,9 @@ int spm_encode(const struct tokenizer *t, struct tok_scratch *s, const char *tex
     for (size_t i = 0; i + 1 < nsym; i++)
         try_pair(t, buf, sym, heap, &nh, (int32_t)i);
     while (nh > 0) {
-        struct spm_pair p = heap_pop(heap, &nh);
+        struct tok_merge p = tok_merge_pop(heap, &nh);
         struct spm_sym *l = &sym[p.left];
-        if (l->len != p.llen || l->next < 0 || sym[l->next].len != p.rlen)
+        if ((int32_t)l->len != p.left_key || l->next < 0 || (int32_t)sym[l->next].len != p.right_key)
             continue; /* stale */
         struct spm_sym *r = &sym[l->next];
         l->len += r->len;
