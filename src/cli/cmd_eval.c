@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend_select.h"
 #include "cli/cli.h"
 #include "model/model.h"
 
@@ -18,7 +19,8 @@ static const char usage_text[] =
     "  --batch N           prompt tokens per forward chunk (default 512)\n"
     "  --ctx-size N        context length (default: ids + greedy, at least 16)\n"
     "  --kv-type f16|f32   KV cache precision (default f16)\n"
-    "  --threads N         CPU threads (default: physical cores)\n";
+    "  --threads N         CPU threads (default: physical cores)\n"
+    "  --gpu               run on the GPU (CUDA builds; HEARTH_GPU=1 does the same, HEARTH_GPU=0 forces the CPU)\n";
 
 static int parse_ids(const char *s, int32_t **out, size_t *n)
 {
@@ -62,7 +64,7 @@ int cmd_eval(int argc, char **argv)
 {
     const char *path = NULL, *ids_arg = NULL, *logits_path = NULL;
     long greedy = 0, threads = 0, v_l;
-    bool one_by_one = false;
+    bool one_by_one = false, gpu = false;
     struct ctx_params cp = {0};
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -71,6 +73,8 @@ int cmd_eval(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--one-by-one") == 0) {
             one_by_one = true;
+        } else if (strcmp(argv[i], "--gpu") == 0) {
+            gpu = true;
         } else if ((v = opt_value(argc, argv, &i, "--ids"))) {
             ids_arg = v;
         } else if ((v = opt_value(argc, argv, &i, "--logits"))) {
@@ -124,7 +128,12 @@ int cmd_eval(int argc, char **argv)
     float *logits = NULL;
     FILE *fp = NULL;
     int status = EXIT_RUNTIME;
-    if (backend_cpu_new((int)threads, &be, &e) || model_load(path, be, &m, &e) ||
+    const char *note = NULL;
+    if (backend_new_auto((int)threads, gpu, &be, &note, &e))
+        goto fail;
+    if (note && *note)
+        fprintf(stderr, "hearth eval: %s\n", note);
+    if (model_load(path, be, &m, &e) ||
         model_ctx_new(m, &cp, &ctx, &e))
         goto fail;
     const size_t vocab = (size_t)m->hp.n_vocab;

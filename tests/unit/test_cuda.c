@@ -91,16 +91,30 @@ static void check_matmul_type(struct backend *be, uint32_t type, int n)
     be->ops->matmul(be, &w, &b, dx, dy, n);
     be->ops->read(be, y, dy, (size_t)n * rows);
     assert_int_equal(backend_cuda_check(be, &e), 0);
-    /* GEMV: float32 sums of the exact weights. cuBLAS path: weights rounded to half first (exact for
-     * F16), activations split hi+lo, float32 accumulation. Relative to the sum of |w x|. */
-    const double tol = (n > 8 && type != DT_F16 && type != DT_F32) ? 1e-3 : 2e-5;
+    /* GEMV: float32 sums of the exact weights; for Q4_0 and Q8_0, integer sums against activations
+     * quantised to 8 bits per 32-value block (d = max|x| / 127, q = round(x / d)), so the reference
+     * uses the same quantised activations. cuBLAS path: weights rounded to half first, activations
+     * split hi+lo for F16 weights, half activations for quantised weights, float32 accumulation.
+     * Relative to the sum of |w x|. */
+    const bool q8act = n <= 8 && (type == DT_Q4_0 || type == DT_Q8_0);
+    const double tol = (n > 8 && type != DT_F16 && type != DT_F32) ? 1e-3 : q8act ? 5e-5 : 2e-5;
+    double *xr = malloc((size_t)n * cols * sizeof *xr);
+    assert_non_null(xr);
+    for (size_t b0 = 0; b0 < (size_t)n * cols; b0 += 32) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fabsf(x[b0 + j]) > amax ? fabsf(x[b0 + j]) : amax;
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; j++)
+            xr[b0 + j] = q8act ? (double)d * rintf(x[b0 + j] * id) : (double)x[b0 + j];
+    }
     double worst = 0;
     for (int i = 0; i < n; i++)
         for (int r = 0; r < rows; r++) {
             double s = bias[r], mag = fabs(bias[r]);
             for (int j = 0; j < cols; j++) {
-                s += (double)wd[(size_t)r * cols + j] * x[(size_t)i * cols + j];
-                mag += fabs((double)wd[(size_t)r * cols + j] * x[(size_t)i * cols + j]);
+                s += (double)wd[(size_t)r * cols + j] * xr[(size_t)i * cols + j];
+                mag += fabs((double)wd[(size_t)r * cols + j] * xr[(size_t)i * cols + j]);
             }
             const double rel = fabs(y[(size_t)i * rows + r] - s) / (mag + 1e-30);
             if (!(rel <= worst))
@@ -130,6 +144,7 @@ static void check_matmul_type(struct backend *be, uint32_t type, int n)
     free(wq);
     free(wd);
     free(x);
+    free(xr);
     free(bias);
     free(y);
 }
@@ -262,6 +277,13 @@ static void check_variant(const struct variant *v)
                     assert_int_equal(model_forward(ctx, &ids[i], 1, got + i * vocab, false, &e), 0);
             }
             assert_int_equal(backend_cuda_check(be, &e), 0);
+            if (mode == 1 && n > 2) {
+                /* One token at a time: every step after the first is the same op sequence, replayed
+                 * from the recorded graph (positions come from device memory). */
+                long replays = 0, captures = 0;
+                backend_cuda_graph_stats(be, &replays, &captures);
+                assert_true(replays > 0);
+            }
             float d = max_abs_diff(got, want, n * vocab);
             print_message("cuda %s-%s prompt %zu (%zu ids, %s): max abs diff %.3g (tolerance %.3g)\n", v->arch,
                           v->file_suffix, p, n, mode ? "one by one" : "batched", d, v->tol);

@@ -19,6 +19,10 @@ int backend_cuda_new(int device, struct backend **out, struct err *e);
  * so a failed launch is kept until asked for); 0 when all went well. be must be a CUDA backend. */
 int backend_cuda_check(struct backend *be, struct err *e);
 
+/* How many one-token steps were replayed from the recorded CUDA graph and how many were captured
+ * (first step, or a step whose ops differ from the graph's). be must be a CUDA backend. */
+void backend_cuda_graph_stats(struct backend *be, long *replays, long *captures);
+
 /* Number of CUDA devices the driver reports (0 when there is none or no driver). */
 int backend_cuda_device_count(void);
 

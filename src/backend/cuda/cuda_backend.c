@@ -20,6 +20,21 @@
 /* Weight slab for the cuBLAS path: at most this many half elements (128 MiB). */
 #define WSCRATCH_MAX_ELEMS ((size_t)64 << 20)
 
+/* Ops logged per recorded decode step (a 32-layer model logs about 400). */
+#define LOG_CAP 8192
+
+enum op_kind { OP_GET_ROWS = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTENTION, OP_SWIGLU, OP_ADD };
+
+/* One op call with all its arguments by value, so that two decode steps compare with memcmp (records
+ * are zeroed before they are filled, padding included). */
+struct op_rec {
+    int32_t kind, type, i0, i1, i2, i3;
+    int64_t rows, cols;
+    size_t n, row_bytes;
+    const void *p0, *p1, *p2, *p3, *p4;
+    float f0, f1;
+};
+
 struct cuda_backend {
     struct backend base;
     int device;
@@ -38,11 +53,26 @@ struct cuda_backend {
     size_t wh_elems;
     size_t max_weight_elems; /* largest prepared matrix */
     int64_t max_cols;
+    /* Int8 activations for the repacked Q4_0 / Q8_0 products (xq_batch rows of xq_cols), and which
+     * buffer they currently hold (NULL: none). */
+    void *d_xq, *d_xds;
+    int xq_batch, xq_cols;
+    const float *q_src;
+    int q_n, q_cols;
+    /* Decode-step recording: the ops of a one-token step are logged, then replayed as a CUDA graph when
+     * the log equals the graph's (glog). use_graphs is off with HEARTH_CUDA_GRAPHS=0. */
+    int use_graphs, recording;
+    struct op_rec *log, *glog;
+    int n_log, cap_log, n_glog;
+    cudaGraphExec_t graph_exec;
+    long n_replays, n_captures;
     /* First error seen by an op (ops return void). */
     cudaError_t cuda_err;
     int blas_err;
     char err_where[96];
 };
+
+static void flush(struct cuda_backend *c);
 
 static void note_cuda(struct cuda_backend *c, cudaError_t rc, const char *where)
 {
@@ -63,6 +93,7 @@ static void note_blas(struct cuda_backend *c, cublasStatus_t rc, const char *whe
 int backend_cuda_check(struct backend *be, struct err *e)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
+    flush(c);
     note_cuda(c, cudaGetLastError(), "kernel launch");
     if (c->cuda_err != cudaSuccess)
         return err_set(e, ERR_IO, "CUDA error in %s: %s", c->err_where, cudaGetErrorString(c->cuda_err));
@@ -91,10 +122,50 @@ static bool type_has_kernels(uint32_t t)
     }
 }
 
+/* Q4_0 and Q8_0 matrices are repacked at upload (cuda_internal.h); the layout follows from the type. */
+static bool repacks(uint32_t type, int64_t rows) { return rows > 1 && (type == DT_Q4_0 || type == DT_Q8_0); }
+
+static uint32_t dev_type(const struct bweight *w)
+{
+    if (repacks(w->type, w->rows))
+        return w->type == DT_Q4_0 ? CUDA_T_Q4_0R : CUDA_T_Q8_0R;
+    return w->type;
+}
+
+static size_t dev_row_bytes(const struct bweight *w)
+{
+    if (repacks(w->type, w->rows))
+        return cuda_repacked_row_bytes(dev_type(w), w->cols);
+    return dtype_row_bytes(w->type, w->cols);
+}
+
+/* Host-side repacking of rows x cols Q4_0 / Q8_0 blocks into out (rows of cuda_repacked_row_bytes). */
+static void repack_rows(uint32_t type, const uint8_t *src, int64_t rows, int64_t cols, uint8_t *out)
+{
+    const size_t nch = (size_t)cols / 32, bsz = type == DT_Q4_0 ? 18 : 34, qb = bsz - 2;
+    const size_t rb = cuda_repacked_row_bytes(type == DT_Q4_0 ? CUDA_T_Q4_0R : CUDA_T_Q8_0R, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *b = src + (size_t)r * nch * bsz;
+        uint8_t *o = out + (size_t)r * rb;
+        memset(o, 0, rb);
+        for (size_t c = 0; c < nch; c++, b += bsz) {
+            memcpy(o + c * qb, b + 2, qb);
+            memcpy(o + nch * qb + 2 * c, b, 2);
+        }
+    }
+}
+
 static void cuda_free_be(struct backend *be)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
     cudaSetDevice(c->device);
+    flush(c);
+    if (c->graph_exec)
+        cudaGraphExecDestroy(c->graph_exec);
+    free(c->log);
+    free(c->glog);
+    cudaFree(c->d_xq);
+    cudaFree(c->d_xds);
     cudaStreamSynchronize(c->stream);
     cudaFree(c->d_tokens);
     cudaFree(c->d_pos);
@@ -126,7 +197,10 @@ static int cuda_prepare_weight(struct backend *be, struct bweight *w, struct err
     if (!matrix && w->type != DT_F32)
         return err_set(e, ERR_UNSUPPORTED, "tensor '%s': vector of type %s (expected F32)", w->name,
                        dtype_name(w->type));
-    const size_t bytes = dtype_row_bytes(w->type, w->cols) * (size_t)w->rows;
+    flush(c);
+    const bool rp = repacks(w->type, w->rows);
+    const size_t bytes = (rp ? cuda_repacked_row_bytes(dev_type(w), w->cols) : dtype_row_bytes(w->type, w->cols)) *
+                         (size_t)w->rows;
     if (bytes == 0)
         return err_set(e, ERR_FORMAT, "tensor '%s': bad shape [%lld, %lld]", w->name, (long long)w->rows,
                        (long long)w->cols);
@@ -135,7 +209,19 @@ static int cuda_prepare_weight(struct backend *be, struct bweight *w, struct err
     if (rc != cudaSuccess)
         return err_set(e, ERR_NOMEM, "tensor '%s': cannot allocate %zu MiB of GPU memory (%s)", w->name,
                        bytes >> 20, cudaGetErrorString(rc));
-    rc = cudaMemcpy(d, w->host, bytes, cudaMemcpyHostToDevice);
+    const void *src = w->host;
+    uint8_t *tmp = NULL;
+    if (rp) {
+        tmp = malloc(bytes);
+        if (!tmp) {
+            cudaFree(d);
+            return err_set(e, ERR_NOMEM, "tensor '%s': out of memory repacking %zu MiB", w->name, bytes >> 20);
+        }
+        repack_rows(w->type, w->host, w->rows, w->cols, tmp);
+        src = tmp;
+    }
+    rc = cudaMemcpy(d, src, bytes, cudaMemcpyHostToDevice);
+    free(tmp);
     if (rc != cudaSuccess) {
         cudaFree(d);
         return err_set(e, ERR_IO, "tensor '%s': copy to the GPU failed (%s)", w->name, cudaGetErrorString(rc));
@@ -148,6 +234,7 @@ static int cuda_prepare_weight(struct backend *be, struct bweight *w, struct err
 
 static void cuda_release_weight(struct backend *be, struct bweight *w)
 {
+    flush((struct cuda_backend *)be);
     if (w->dev) {
         cudaFree(w->dev);
         w->dev = NULL;
@@ -157,6 +244,8 @@ static void cuda_release_weight(struct backend *be, struct bweight *w)
 static void *cuda_alloc(struct backend *be, size_t bytes)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
+    flush(c);
+    c->q_src = NULL;
     void *p = NULL;
     if (cudaMalloc(&p, bytes ? bytes : 256) != cudaSuccess) {
         cudaGetLastError(); /* out of memory is reported by the NULL, not kept as a sticky error */
@@ -166,7 +255,6 @@ static void *cuda_alloc(struct backend *be, size_t bytes)
         cudaFree(p);
         return NULL;
     }
-    (void)c;
     return p;
 }
 
@@ -174,6 +262,8 @@ static void cuda_dealloc(struct backend *be, void *p)
 {
     if (p) {
         struct cuda_backend *c = (struct cuda_backend *)be;
+        flush(c);
+        c->q_src = NULL;
         cudaStreamSynchronize(c->stream);
         cudaFree(p);
     }
@@ -182,6 +272,8 @@ static void cuda_dealloc(struct backend *be, void *p)
 static void cuda_read(struct backend *be, float *dst, const float *src, size_t n)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
+    flush(c);
+    c->q_src = NULL;
     note_cuda(c, cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToHost, c->stream), "read");
     note_cuda(c, cudaStreamSynchronize(c->stream), "read");
     struct err e;
@@ -214,6 +306,8 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
     if (head_dim > 256)
         return err_set(e, ERR_UNSUPPORTED, "head size %d is larger than the CUDA attention kernel's 256",
                        head_dim);
+    flush(c);
+    c->q_src = NULL;
     cudaStreamSynchronize(c->stream);
     if (max_batch > c->cap_batch) {
         cudaFree(c->d_tokens);
@@ -229,6 +323,21 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
     }
     if (max_cols > c->max_cols)
         c->max_cols = max_cols;
+    {
+        const int qb = max_batch < CUDA_GEMV_MAX_BATCH ? max_batch : CUDA_GEMV_MAX_BATCH;
+        if (qb > c->xq_batch || c->max_cols > c->xq_cols) {
+            const int nb = qb > c->xq_batch ? qb : c->xq_batch;
+            cudaFree(c->d_xq);
+            cudaFree(c->d_xds);
+            c->d_xds = NULL;
+            c->xq_batch = c->xq_cols = 0;
+            if (cudaMalloc(&c->d_xq, (size_t)nb * (size_t)c->max_cols) != cudaSuccess ||
+                cudaMalloc(&c->d_xds, (size_t)nb * (size_t)(c->max_cols / 32 + 1) * 2 * sizeof(float)) != cudaSuccess)
+                return err_set(e, ERR_NOMEM, "cannot allocate GPU memory for quantised activations");
+            c->xq_batch = nb;
+            c->xq_cols = (int)c->max_cols;
+        }
+    }
     if (max_batch > CUDA_GEMV_MAX_BATCH) {
         size_t cur = c->xh_elems * 2 * 2;
         size_t want = (size_t)max_batch * (size_t)c->max_cols;
@@ -249,9 +358,191 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
     return 0;
 }
 
+/* ---- ops: each is described by a record, executed at once, or (inside a decode step) logged and run
+ * as a CUDA graph when the step is read. ---- */
+
+static void exec_matmul(struct cuda_backend *c, const struct op_rec *r)
+{
+    const uint32_t type = (uint32_t)r->type;
+    const int rows = (int)r->rows, cols = (int)r->cols, n = (int)r->n;
+    const void *W = r->p0;
+    const float *b = r->p1, *x = r->p2;
+    float *y = (float *)r->p3;
+    const char *name = r->p4;
+    const size_t row_bytes = r->row_bytes;
+    const bool q8 = type == CUDA_T_Q4_0R || type == CUDA_T_Q8_0R;
+    if (n <= CUDA_GEMV_MAX_BATCH || !c->d_xh) {
+        if (q8 && c->d_xq && n <= c->xq_batch && cols <= c->xq_cols) {
+            /* The activations are quantised once for consecutive products of the same input (Q, K, V;
+             * gate, up): the cached copy stays valid until another op runs. */
+            if (c->q_src != x || c->q_n != n || c->q_cols != cols) {
+                cuda_launch_quantize_q8(x, c->d_xq, c->d_xds, n, cols, c->stream);
+                c->q_src = x;
+                c->q_n = n;
+                c->q_cols = cols;
+            }
+            cuda_launch_gemv_q8(type, W, row_bytes, rows, cols, c->d_xq, c->d_xds, b, y, n, c->stream);
+        } else {
+            cuda_launch_gemv(type, W, row_bytes, rows, cols, x, b, y, n, c->stream);
+        }
+        if ((const float *)y < x + (size_t)n * cols && x < y + (size_t)n * rows)
+            c->q_src = NULL;
+        return;
+    }
+    c->q_src = NULL;
+    const float one = 1.0f, zero = 0.0f;
+    if (type == DT_F32) {
+        note_blas(c, cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one, W, cols, x, cols, &zero, y, rows),
+                  name);
+    } else {
+        /* x = hi + lo, both half. Exact half weights (F16) are multiplied with both parts, which keeps
+         * float32 accuracy of the activations; quantised weights carry far more error than half
+         * activations, so they use hi only and save half the tensor-core work. */
+        const bool split = type == DT_F16;
+        void *hi = c->d_xh, *lo = (uint16_t *)c->d_xh + c->xh_elems;
+        cuda_launch_split_f16(x, hi, split ? lo : NULL, (size_t)n * cols, c->stream);
+        const int slab = type == DT_F16 ? rows : (int)(c->wh_elems / (size_t)cols);
+        for (int r0 = 0; r0 < rows; r0 += slab) {
+            const int nr = rows - r0 < slab ? rows - r0 : slab;
+            const void *A;
+            if (type == DT_F16) {
+                A = W;
+            } else {
+                cuda_launch_dequant_f16(type, (const uint8_t *)W + (size_t)r0 * row_bytes, row_bytes, nr, cols, c->d_wh,
+                                        c->stream);
+                A = c->d_wh;
+            }
+            note_blas(c,
+                      cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, n, cols, &one, A, CUDA_R_16F, cols, hi,
+                                   CUDA_R_16F, cols, &zero, y + r0, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT),
+                      name);
+            if (split)
+                note_blas(c,
+                          cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, n, cols, &one, A, CUDA_R_16F, cols, lo,
+                                       CUDA_R_16F, cols, &one, y + r0, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT),
+                          name);
+        }
+    }
+    if (b)
+        cuda_launch_add_bias(y, b, rows, n, c->stream);
+}
+
+static void exec_op(struct cuda_backend *c, const struct op_rec *r)
+{
+    if (r->kind == OP_MATMUL) {
+        exec_matmul(c, r);
+        return;
+    }
+    c->q_src = NULL;
+    switch (r->kind) {
+    case OP_GET_ROWS:
+        cuda_launch_get_rows((uint32_t)r->type, r->p0, r->row_bytes, (int)r->cols, c->d_tokens, (int)r->n,
+                             (float *)r->p1, c->stream);
+        break;
+    case OP_RMSNORM:
+        cuda_launch_rmsnorm(r->p0, r->p1, (float *)r->p2, (int)r->n, (int)r->cols, r->f0, c->stream);
+        break;
+    case OP_ROPE:
+        cuda_launch_rope((float *)r->p0, c->d_pos, (int)r->n, r->i0, r->i1, r->i2, r->i3, r->f0, r->f1, r->p1,
+                         c->stream);
+        break;
+    case OP_KV_STORE:
+        cuda_launch_kv_store((void *)r->p0, (void *)r->p1, r->i0, r->p2, r->p3, c->d_pos, (int)r->n, r->i1, c->stream);
+        break;
+    case OP_ATTENTION:
+        cuda_launch_attention(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2, r->i3,
+                              r->f0, c->stream);
+        break;
+    case OP_SWIGLU:
+        cuda_launch_swiglu(r->p0, r->p1, (float *)r->p2, r->n, c->stream);
+        break;
+    case OP_ADD:
+        cuda_launch_add((float *)r->p0, r->p1, r->n, c->stream);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Runs a record now, or logs it while a decode step is being recorded. A full log (a model far larger
+ * than any seen) runs what it holds and finishes the step without a graph. */
+static void submit(struct cuda_backend *c, const struct op_rec *r)
+{
+    if (c->recording) {
+        if (c->n_log < c->cap_log) {
+            c->log[c->n_log++] = *r;
+            return;
+        }
+        c->recording = 0;
+        for (int i = 0; i < c->n_log; i++)
+            exec_op(c, &c->log[i]);
+        c->n_log = 0;
+    }
+    exec_op(c, r);
+}
+
+/* Ends a recorded step: replays the graph when the step's ops are the same as the graph's (the usual
+ * decode step: same buffers, same shapes; positions come from device memory), else captures the ops
+ * into the graph (updating it in place when its shape allows) and launches it. */
+static void flush(struct cuda_backend *c)
+{
+    if (!c->recording)
+        return;
+    c->recording = 0;
+    const int n = c->n_log;
+    c->n_log = 0;
+    if (c->graph_exec && n == c->n_glog && memcmp(c->log, c->glog, (size_t)n * sizeof *c->log) == 0) {
+        note_cuda(c, cudaGraphLaunch(c->graph_exec, c->stream), "graph launch");
+        c->q_src = NULL;
+        c->n_replays++;
+        return;
+    }
+    if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+        for (int i = 0; i < n; i++)
+            exec_op(c, &c->log[i]);
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(c->stream, &g) == cudaSuccess && g) {
+            bool ok = false;
+            if (c->graph_exec) {
+                cudaGraphExecUpdateResultInfo info;
+                ok = cudaGraphExecUpdate(c->graph_exec, g, &info) == cudaSuccess;
+                if (!ok) {
+                    cudaGetLastError();
+                    cudaGraphExecDestroy(c->graph_exec);
+                    c->graph_exec = NULL;
+                }
+            }
+            if (!ok)
+                ok = cudaGraphInstantiate(&c->graph_exec, g, 0) == cudaSuccess;
+            cudaGraphDestroy(g);
+            if (ok) {
+                memcpy(c->glog, c->log, (size_t)n * sizeof *c->log);
+                c->n_glog = n;
+                c->n_captures++;
+                note_cuda(c, cudaGraphLaunch(c->graph_exec, c->stream), "graph launch");
+                c->q_src = NULL;
+                return;
+            }
+            c->graph_exec = NULL;
+        }
+    }
+    /* Capture is not possible here (e.g. a tool that intercepts launches): run the ops directly, and
+     * do so from now on. */
+    cudaGetLastError();
+    c->use_graphs = 0;
+    c->n_glog = 0;
+    c->q_src = NULL;
+    for (int i = 0; i < n; i++)
+        exec_op(c, &c->log[i]);
+}
+
 static void cuda_set_batch(struct backend *be, const int32_t *tokens, const int32_t *pos, int n)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
+    flush(c);
+    c->q_src = NULL;
     /* The staging buffer may still feed the previous batch's copy: wait for that copy only (it is
      * normally long done, since the previous step's logits were read after it). */
     if (c->stage_pending)
@@ -268,103 +559,139 @@ static void cuda_set_batch(struct backend *be, const int32_t *tokens, const int3
     note_cuda(c, cudaEventRecord(c->staged, c->stream), "set_batch");
     c->stage_pending = 1;
     c->n_batch = n;
+    /* A one-token step (decode) is recorded and replayed as a graph. */
+    c->recording = n == 1 && c->use_graphs && c->log;
 }
 
 static void cuda_get_rows(struct backend *be, const struct bweight *table, float *out)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    cuda_launch_get_rows(table->type, table->dev, dtype_row_bytes(table->type, table->cols), (int)table->cols,
-                         c->d_tokens, c->n_batch, out, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_GET_ROWS;
+    r.type = (int32_t)dev_type(table);
+    r.p0 = table->dev;
+    r.row_bytes = dev_row_bytes(table);
+    r.cols = table->cols;
+    r.n = (size_t)c->n_batch;
+    r.p1 = out;
+    submit(c, &r);
 }
 
 static void cuda_rmsnorm(struct backend *be, const float *x, const struct bweight *w, float *out, int n_rows,
                          int dim, float eps)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    cuda_launch_rmsnorm(x, w->dev, out, n_rows, dim, eps, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_RMSNORM;
+    r.p0 = x;
+    r.p1 = w->dev;
+    r.p2 = out;
+    r.n = (size_t)n_rows;
+    r.cols = dim;
+    r.f0 = eps;
+    submit(c, &r);
 }
 
 static void cuda_matmul(struct backend *be, const struct bweight *w, const struct bweight *bias, const float *x,
                         float *y, int n)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    const int rows = (int)w->rows, cols = (int)w->cols;
-    const size_t row_bytes = dtype_row_bytes(w->type, w->cols);
-    const float *b = bias ? (const float *)bias->dev : NULL;
-    if (n <= CUDA_GEMV_MAX_BATCH || !c->d_xh) {
-        cuda_launch_gemv(w->type, w->dev, row_bytes, rows, cols, x, b, y, n, c->stream);
-        return;
-    }
-    const float one = 1.0f, zero = 0.0f;
-    if (w->type == DT_F32) {
-        note_blas(c,
-                  cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one, (const float *)w->dev, cols, x,
-                              cols, &zero, y, rows),
-                  w->name);
-    } else {
-        /* x = hi + lo, both half; y = W.hi + W.lo. */
-        void *hi = c->d_xh, *lo = (uint16_t *)c->d_xh + c->xh_elems;
-        cuda_launch_split_f16(x, hi, lo, (size_t)n * cols, c->stream);
-        const int slab = w->type == DT_F16 ? rows : (int)(c->wh_elems / (size_t)cols);
-        for (int r0 = 0; r0 < rows; r0 += slab) {
-            const int nr = rows - r0 < slab ? rows - r0 : slab;
-            const void *A;
-            if (w->type == DT_F16) {
-                A = w->dev;
-            } else {
-                cuda_launch_dequant_f16(w->type, (const uint8_t *)w->dev + (size_t)r0 * row_bytes, row_bytes, nr,
-                                        cols, c->d_wh, c->stream);
-                A = c->d_wh;
-            }
-            note_blas(c,
-                      cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, n, cols, &one, A, CUDA_R_16F, cols, hi,
-                                   CUDA_R_16F, cols, &zero, y + r0, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT),
-                      w->name);
-            note_blas(c,
-                      cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, n, cols, &one, A, CUDA_R_16F, cols, lo,
-                                   CUDA_R_16F, cols, &one, y + r0, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT),
-                      w->name);
-        }
-    }
-    if (b)
-        cuda_launch_add_bias(y, b, rows, n, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_MATMUL;
+    r.type = (int32_t)dev_type(w);
+    r.rows = w->rows;
+    r.cols = w->cols;
+    r.row_bytes = dev_row_bytes(w);
+    r.p0 = w->dev;
+    r.p1 = bias ? bias->dev : NULL;
+    r.p2 = x;
+    r.p3 = y;
+    r.p4 = w->name;
+    r.n = (size_t)n;
+    submit(c, &r);
 }
 
 static void cuda_rope(struct backend *be, float *x, int n_heads, int head_dim, const struct rope_params *rp)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    const float *factors = rp->freq_factors ? (const float *)rp->freq_factors->dev : NULL;
-    cuda_launch_rope(x, c->d_pos, c->n_batch, n_heads, head_dim, rp->n_rot, rp->neox, rp->freq_base, rp->freq_scale,
-                     factors, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_ROPE;
+    r.p0 = x;
+    r.p1 = rp->freq_factors ? rp->freq_factors->dev : NULL;
+    r.n = (size_t)c->n_batch;
+    r.i0 = n_heads;
+    r.i1 = head_dim;
+    r.i2 = rp->n_rot;
+    r.i3 = rp->neox;
+    r.f0 = rp->freq_base;
+    r.f1 = rp->freq_scale;
+    submit(c, &r);
 }
 
 static void cuda_kv_store(struct backend *be, void *k_cache, void *v_cache, enum kv_type type, const float *k,
                           const float *v, int kv_dim)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    cuda_launch_kv_store(k_cache, v_cache, type == KV_F16, k, v, c->d_pos, c->n_batch, kv_dim, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_KV_STORE;
+    r.p0 = k_cache;
+    r.p1 = v_cache;
+    r.p2 = k;
+    r.p3 = v;
+    r.i0 = type == KV_F16;
+    r.i1 = kv_dim;
+    r.n = (size_t)c->n_batch;
+    submit(c, &r);
 }
 
 static void cuda_attention(struct backend *be, const float *q, const void *k_cache, const void *v_cache,
                            enum kv_type type, float *out, int n_heads, int n_kv_heads, int head_dim, float scale)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    cuda_launch_attention(q, k_cache, v_cache, type == KV_F16, out, c->d_pos, c->n_batch, n_heads, n_kv_heads,
-                          head_dim, scale, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_ATTENTION;
+    r.p0 = q;
+    r.p1 = k_cache;
+    r.p2 = v_cache;
+    r.p3 = out;
+    r.i0 = type == KV_F16;
+    r.i1 = n_heads;
+    r.i2 = n_kv_heads;
+    r.i3 = head_dim;
+    r.f0 = scale;
+    r.n = (size_t)c->n_batch;
+    submit(c, &r);
 }
 
 static void cuda_swiglu(struct backend *be, const float *gate, const float *up, float *out, size_t n)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    cuda_launch_swiglu(gate, up, out, n, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_SWIGLU;
+    r.p0 = gate;
+    r.p1 = up;
+    r.p2 = out;
+    r.n = n;
+    submit(c, &r);
 }
 
 static void cuda_add(struct backend *be, float *x, const float *y, size_t n)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
-    cuda_launch_add(x, y, n, c->stream);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_ADD;
+    r.p0 = x;
+    r.p1 = y;
+    r.n = n;
+    submit(c, &r);
 }
 
 static const struct backend_ops cuda_ops = {
@@ -386,6 +713,14 @@ static const struct backend_ops cuda_ops = {
     .swiglu = cuda_swiglu,
     .add = cuda_add,
 };
+
+void backend_cuda_graph_stats(struct backend *be, long *replays, long *captures)
+{
+    struct cuda_backend *c = (struct cuda_backend *)be;
+    flush(c);
+    *replays = c->n_replays;
+    *captures = c->n_captures;
+}
 
 int backend_cuda_device_count(void)
 {
@@ -424,6 +759,17 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
         return err_set(e, ERR_NOMEM, "out of memory creating the CUDA backend");
     c->device = device;
     c->base.ops = &cuda_ops;
+    const char *g = getenv("HEARTH_CUDA_GRAPHS");
+    c->use_graphs = !(g && *g == '0');
+    c->cap_log = LOG_CAP;
+    c->log = malloc(LOG_CAP * sizeof *c->log);
+    c->glog = malloc(LOG_CAP * sizeof *c->glog);
+    if (!c->log || !c->glog) {
+        free(c->log);
+        free(c->glog);
+        free(c);
+        return err_set(e, ERR_NOMEM, "out of memory creating the CUDA backend");
+    }
     c->base.n_threads = 1;
     if ((rc = cudaSetDevice(device)) != cudaSuccess || (rc = cudaStreamCreate(&c->stream)) != cudaSuccess ||
         (rc = cudaEventCreateWithFlags(&c->staged, cudaEventDisableTiming)) != cudaSuccess) {

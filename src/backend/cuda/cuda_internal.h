@@ -15,6 +15,28 @@ extern "C" {
 /* Batches of at most this many rows use the matrix-vector kernels; larger ones go through cuBLAS. */
 #define CUDA_GEMV_MAX_BATCH 8
 
+/* Weight layouts repacked at upload (internal type codes, outside enum dtype). Each row of nch
+ * 32-element blocks holds the blocks' quants first (Q4_0R: 16 bytes a block, nibbles as in Q4_0;
+ * Q8_0R: 32 bytes) so that every block starts 16-byte aligned and a lane reads it with 128-bit loads,
+ * then the nch half scales, padded so the next row starts 16-byte aligned. */
+#define CUDA_T_Q4_0R 0x1002
+#define CUDA_T_Q8_0R 0x1008
+
+static inline size_t cuda_repacked_row_bytes(uint32_t rtype, int64_t cols)
+{
+    const size_t nch = (size_t)cols / 32, qb = rtype == CUDA_T_Q4_0R ? 16 : 32;
+    return nch * qb + ((nch * 2 + 15) & ~(size_t)15);
+}
+
+/* Activations quantised for the integer matrix-vector kernels: x[n, cols] becomes int8 values
+ * xq[n, cols] and per 32-value block (d, d * sum(q)) pairs xds[n, cols / 32] (float2), with
+ * q = round(x / d), d = max|x| / 127. */
+void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int cols, cudaStream_t s);
+/* y[n, rows] = x . W^T (+ bias) for a repacked W (CUDA_T_Q4_0R or CUDA_T_Q8_0R) with int8 dot
+ * products against the quantised activations; n <= CUDA_GEMV_MAX_BATCH. -1 for another type. */
+int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int rows, int cols, const void *xq,
+                        const void *xds, const float *bias, float *y, int n, cudaStream_t s);
+
 /* y[n, rows] = x[n, cols] . W^T (+ bias); W is rows of row_bytes in format type; cols % 32 == 0. */
 int cuda_launch_gemv(uint32_t type, const void *W, size_t row_bytes, int rows, int cols, const float *x,
                      const float *bias, float *y, int n, cudaStream_t s);

@@ -35,8 +35,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     const int nch = cols >> 5;
     for (int c = lane; c < nch; c += 32) {
         float w0[32], w1[32];
-        dequant32<T>(w0p, c, w0);
-        dequant32<T>(w1p, c, w1);
+        dequant_chunk<T>(w0p, nch, c, w0);
+        dequant_chunk<T>(w1p, nch, c, w1);
 #pragma unroll
         for (int b = 0; b < NB; b++) {
             const float4 *xv = (const float4 *)(x + (size_t)b * cols + (size_t)c * 32);
@@ -121,7 +121,7 @@ __global__ void k_dequant_f16(const uint8_t *__restrict__ W, size_t row_bytes, i
         return;
     const int r = (int)(idx / nch), c = (int)(idx % nch);
     float w[32];
-    dequant32<T>(W + (size_t)r * row_bytes, c, w);
+    dequant_chunk<T>(W + (size_t)r * row_bytes, nch, c, w);
     uint4 *o = (uint4 *)(out + (size_t)r * cols + (size_t)c * 32);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -164,7 +164,7 @@ __global__ void k_get_rows(const uint8_t *__restrict__ table, size_t row_bytes, 
         return;
     const int i = (int)(idx / nch), c = (int)(idx % nch);
     float w[32];
-    dequant32<T>(table + (size_t)tokens[i] * row_bytes, c, w);
+    dequant_chunk<T>(table + (size_t)tokens[i] * row_bytes, nch, c, w);
     float4 *o = (float4 *)(out + (size_t)i * cols + (size_t)c * 32);
 #pragma unroll
     for (int k = 0; k < 8; k++)
@@ -200,7 +200,8 @@ __global__ void k_split_f16(const float *__restrict__ x, __half *__restrict__ hi
     const float v = x[i];
     const __half h = __float2half_rn(v);
     hi[i] = h;
-    lo[i] = __float2half_rn(v - __half2float(h));
+    if (lo)
+        lo[i] = __float2half_rn(v - __half2float(h));
 }
 
 void cuda_launch_split_f16(const float *x, void *hi, void *lo, size_t n, cudaStream_t s)

@@ -16,6 +16,8 @@ extern "C" {
 #include "tensor/tensor.h"
 }
 
+#include "backend/cuda/cuda_internal.h"
+
 __device__ __forceinline__ float cq_h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 __device__ __forceinline__ uint16_t cq_ld16(const uint8_t *p) { return *(const uint16_t *)p; }
 __device__ __forceinline__ uint32_t cq_ld32_2(const uint8_t *p)
@@ -219,9 +221,42 @@ template <> __device__ __forceinline__ void dequant32<DT_Q6_K>(const uint8_t *ro
     }
 }
 
+/* Repacked layouts (made at upload, see cuda_internal.h): a row holds its blocks' quants first, each
+ * block's 16 (Q4_0) or 32 (Q8_0) bytes 16-byte aligned, then the nch half scales. The kernels need
+ * the row's chunk count nch to find the scales, so every weight reader goes through dequant_chunk. */
+template <int T> __device__ __forceinline__ void dequant_chunk(const uint8_t *row, int nch, int c, float *w)
+{
+    (void)nch;
+    dequant32<T>(row, c, w);
+}
+
+template <> __device__ __forceinline__ void dequant_chunk<CUDA_T_Q4_0R>(const uint8_t *row, int nch, int c, float *w)
+{
+    const uint4 v = *(const uint4 *)(row + (size_t)c * 16);
+    const float d = cq_h2f(cq_ld16(row + (size_t)nch * 16 + 2 * (size_t)c));
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        const int b = (u[k >> 2] >> (8 * (k & 3))) & 0xff;
+        w[k] = d * (float)((b & 15) - 8);
+        w[k + 16] = d * (float)((b >> 4) - 8);
+    }
+}
+
+template <> __device__ __forceinline__ void dequant_chunk<CUDA_T_Q8_0R>(const uint8_t *row, int nch, int c, float *w)
+{
+    const uint4 *p = (const uint4 *)(row + (size_t)c * 32);
+    const float d = cq_h2f(cq_ld16(row + (size_t)nch * 32 + 2 * (size_t)c));
+    const uint4 v0 = p[0], v1 = p[1];
+    const uint32_t u[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+    for (int k = 0; k < 32; k++)
+        w[k] = d * (float)(int8_t)((u[k >> 2] >> (8 * (k & 3))) & 0xff);
+}
+
 /* The formats the kernels are instantiated for, as one list for the dispatch switches. */
 #define CUDA_FOR_EACH_TYPE(X)                                                                      \
     X(DT_F32) X(DT_F16) X(DT_BF16) X(DT_Q4_0) X(DT_Q4_1) X(DT_Q5_0) X(DT_Q5_1) X(DT_Q8_0)          \
-    X(DT_Q4_K) X(DT_Q5_K) X(DT_Q6_K)
+    X(DT_Q4_K) X(DT_Q5_K) X(DT_Q6_K) X(CUDA_T_Q4_0R) X(CUDA_T_Q8_0R)
 
 #endif

@@ -1,0 +1,186 @@
+/* cuda_gemv_q8.cu — decode-sized matrix-vector products for the repacked Q4_0 / Q8_0 weight layouts
+ * (cuda_internal.h) with int8 dot products (dp4a) against activations quantised to 8 bits per
+ * 32-value block on the GPU. Decode is bound by reading the weights once: a lane loads a whole block
+ * with 128-bit loads, each warp works on two rows so one activation load serves both, and several
+ * blocks per lane are in flight. */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+/* ---- activations to int8: one warp per 32-value block ---- */
+
+__global__ void k_quantize_q8(const float *__restrict__ x, int8_t *__restrict__ xq, float2 *__restrict__ xds,
+                              int64_t n_chunks)
+{
+    const int64_t chunk = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (chunk >= n_chunks)
+        return;
+    const float v = x[chunk * 32 + lane];
+    float amax = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int q = __float2int_rn(v * id);
+    xq[chunk * 32 + lane] = (int8_t)q;
+    int sum = q;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0)
+        xds[chunk] = make_float2(d, d * (float)sum);
+}
+
+void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int cols, cudaStream_t s)
+{
+    const int64_t chunks = (int64_t)n * (cols / 32);
+    k_quantize_q8<<<(unsigned)((chunks + 7) / 8), 256, 0, s>>>(x, (int8_t *)xq, (float2 *)xds, chunks);
+}
+
+/* ---- the products ---- */
+
+#define QG_WARPS 4
+#define QG_ROWS 2 /* per warp */
+
+template <int T> struct qg_block; /* one lane's block of one row: quant words and scale */
+
+template <> struct qg_block<CUDA_T_Q4_0R> {
+    uint4 q;
+    float d;
+    __device__ __forceinline__ void load(const uint8_t *row, int nch, int c)
+    {
+        q = __ldg((const uint4 *)(row + (size_t)c * 16));
+        d = __half2float(__ushort_as_half(__ldg((const unsigned short *)(row + (size_t)nch * 16) + c)));
+    }
+    /* x0: activation values 0..15 of the block, x1: 16..31 (four int8 a word). Q4_0 stores value j in
+     * the low nibble of byte j and value j + 16 in its high nibble, with an offset of 8. */
+    __device__ __forceinline__ float dot(const int4 &x0, const int4 &x1, float2 ds) const
+    {
+        const int u[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+        const int a0[4] = {x0.x, x0.y, x0.z, x0.w}, a1[4] = {x1.x, x1.y, x1.z, x1.w};
+        int s = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            s = __dp4a(u[k] & 0x0f0f0f0f, a0[k], s);
+            s = __dp4a((u[k] >> 4) & 0x0f0f0f0f, a1[k], s);
+        }
+        return d * (ds.x * (float)s - 8.0f * ds.y);
+    }
+};
+
+template <> struct qg_block<CUDA_T_Q8_0R> {
+    uint4 q0, q1;
+    float d;
+    __device__ __forceinline__ void load(const uint8_t *row, int nch, int c)
+    {
+        const uint4 *p = (const uint4 *)(row + (size_t)c * 32);
+        q0 = __ldg(p);
+        q1 = __ldg(p + 1);
+        d = __half2float(__ushort_as_half(__ldg((const unsigned short *)(row + (size_t)nch * 32) + c)));
+    }
+    __device__ __forceinline__ float dot(const int4 &x0, const int4 &x1, float2 ds) const
+    {
+        int s = __dp4a((int)q0.x, x0.x, 0);
+        s = __dp4a((int)q0.y, x0.y, s);
+        s = __dp4a((int)q0.z, x0.z, s);
+        s = __dp4a((int)q0.w, x0.w, s);
+        s = __dp4a((int)q1.x, x1.x, s);
+        s = __dp4a((int)q1.y, x1.y, s);
+        s = __dp4a((int)q1.z, x1.z, s);
+        s = __dp4a((int)q1.w, x1.w, s);
+        return d * ds.x * (float)s;
+    }
+};
+
+template <int T, int NB>
+__global__ void __launch_bounds__(QG_WARPS * 32)
+    k_gemv_q8(const uint8_t *__restrict__ W, size_t row_bytes, int rows, int nch, const int8_t *__restrict__ xq,
+              const float2 *__restrict__ xds, const float *__restrict__ bias, float *__restrict__ y)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int r0 = (blockIdx.x * QG_WARPS + warp) * QG_ROWS;
+    if (r0 >= rows)
+        return;
+    const uint8_t *rp[QG_ROWS];
+#pragma unroll
+    for (int k = 0; k < QG_ROWS; k++)
+        rp[k] = W + (size_t)(r0 + k < rows ? r0 + k : r0) * row_bytes;
+    float acc[QG_ROWS][NB];
+#pragma unroll
+    for (int k = 0; k < QG_ROWS; k++)
+#pragma unroll
+        for (int b = 0; b < NB; b++)
+            acc[k][b] = 0.0f;
+    const size_t cols = (size_t)nch * 32;
+#pragma unroll 2
+    for (int c = lane; c < nch; c += 32) {
+        qg_block<T> blk[QG_ROWS];
+#pragma unroll
+        for (int k = 0; k < QG_ROWS; k++)
+            blk[k].load(rp[k], nch, c);
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            const int4 *xv = (const int4 *)(xq + b * cols + (size_t)c * 32);
+            const int4 x0 = __ldg(xv), x1 = __ldg(xv + 1);
+            const float2 ds = __ldg(xds + (size_t)b * nch + c);
+#pragma unroll
+            for (int k = 0; k < QG_ROWS; k++)
+                acc[k][b] += blk[k].dot(x0, x1, ds);
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < QG_ROWS; k++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            float v = acc[k][b];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0 && r0 + k < rows)
+                y[(size_t)b * rows + r0 + k] = v + (bias ? bias[r0 + k] : 0.0f);
+        }
+}
+
+template <int T>
+static void launch(const uint8_t *W, size_t row_bytes, int rows, int cols, const int8_t *xq, const float2 *xds,
+                   const float *bias, float *y, int n, cudaStream_t s)
+{
+    const int per_block = QG_WARPS * QG_ROWS, nch = cols / 32;
+    const dim3 grid((unsigned)((rows + per_block - 1) / per_block)), block(QG_WARPS * 32);
+    for (int done = 0; done < n;) {
+        const int rem = n - done;
+        const int8_t *xs = xq + (size_t)done * cols;
+        const float2 *ds = xds + (size_t)done * nch;
+        float *ys = y + (size_t)done * rows;
+        if (rem >= 8) {
+            k_gemv_q8<T, 8><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            done += 8;
+        } else if (rem >= 4) {
+            k_gemv_q8<T, 4><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            done += 4;
+        } else if (rem >= 2) {
+            k_gemv_q8<T, 2><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            done += 2;
+        } else {
+            k_gemv_q8<T, 1><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            done += 1;
+        }
+    }
+}
+
+int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int rows, int cols, const void *xq,
+                        const void *xds, const float *bias, float *y, int n, cudaStream_t s)
+{
+    const uint8_t *w = (const uint8_t *)W;
+    if (rtype == CUDA_T_Q4_0R)
+        launch<CUDA_T_Q4_0R>(w, row_bytes, rows, cols, (const int8_t *)xq, (const float2 *)xds, bias, y, n, s);
+    else if (rtype == CUDA_T_Q8_0R)
+        launch<CUDA_T_Q8_0R>(w, row_bytes, rows, cols, (const int8_t *)xq, (const float2 *)xds, bias, y, n, s);
+    else
+        return -1;
+    return 0;
+}
