@@ -153,6 +153,7 @@ int store_create(struct store *s, const char *name, const struct store_create_re
     char model_digest[72] = "";
     json_t *layers = json_array(), *params = NULL, *cfg = json_object(), *man = NULL, *old = json_array();
     const char *from_name = NULL;
+    bool imported = false; /* FROM a directory: already converted (and quantized) into tmp_q */
 
     if (req->from_digest) {
         if ((rc = store_blob_path(s, req->from_digest, &src_path, e)))
@@ -167,9 +168,25 @@ int store_create(struct store *s, const char *name, const struct store_create_re
         struct stat st;
         if (p && stat(p, &st) == 0) {
             if (S_ISDIR(st.st_mode)) {
-                rc = err_set(e, ERR_UNSUPPORTED, "FROM %s: importing a directory (safetensors) is not supported; convert it to GGUF first", req->from);
+                /* A Hugging Face / MLX safetensors checkpoint: converted (and quantized, if asked)
+                 * into a temporary GGUF beside the blobs, which is then stored like any GGUF. */
+                size_t cap = strlen(s->blobs) + 64;
+                tmp_q = malloc(cap);
+                if (!tmp_q) {
+                    free(p);
+                    rc = err_set(e, ERR_NOMEM, "out of memory");
+                    goto done;
+                }
+                snprintf(tmp_q, cap, "%s/sha256-import%ld-partial", s->blobs, (long)getpid());
+                report(req, "converting model");
+                struct store_import_opts io = {.quantize = req->quantize, .n_threads = req->n_threads,
+                                               .progress = req->progress, .progress_ctx = req->progress_ctx};
+                rc = store_import_dir(p, tmp_q, &io, e);
                 free(p);
-                goto done;
+                if (rc)
+                    goto done;
+                imported = true;
+                p = strdup(tmp_q);
             }
             src_path = p;
         } else {
@@ -202,7 +219,7 @@ int store_create(struct store *s, const char *name, const struct store_create_re
         goto done;
     }
     gguf_close(probe);
-    if (req->quantize && *req->quantize) {
+    if (req->quantize && *req->quantize && !imported) {
         enum store_ftype ft;
         if ((rc = store_ftype_parse(req->quantize, &ft, e)))
             goto done;

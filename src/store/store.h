@@ -227,6 +227,23 @@ uint32_t store_ftype_llama(enum store_ftype ft);
 int store_quantize_file(const char *in, const char *out, enum store_ftype ft, int n_threads,
                         store_progress_fn progress, void *progress_ctx, struct err *e);
 
+/* ---- import: Hugging Face and MLX safetensors checkpoints (import.c) ---- */
+
+struct store_import_opts {
+    const char *quantize;       /* a store_ftype name, or NULL: F32/F16/BF16 kept, MLX to the nearest type */
+    int n_threads;              /* for --quantize; <= 0: physical cores */
+    store_progress_fn progress; /* may be NULL */
+    void *progress_ctx;
+};
+
+/* Converts a checkpoint directory (config.json; model.safetensors or model.safetensors.index.json
+ * with its shards; tokenizer.json; tokenizer_config.json) of a LlamaForCausalLM, MistralForCausalLM,
+ * Qwen2ForCausalLM or Qwen3ForCausalLM into the GGUF file out (written atomically). MLX checkpoints
+ * (config.json "quantization": {group_size, bits}, U32-packed weights with .scales and .biases) are
+ * dequantized and re-quantized: 8 bits to Q8_0, 4 bits to Q4_1 (group size 32) or Q4_K (rows that
+ * are a multiple of 256; Q4_1 otherwise). Errors name the file and the tensor or field. */
+int store_import_dir(const char *dir, const char *out, const struct store_import_opts *o, struct err *e);
+
 /* ---- registry: pull and push (registry HTTP API v2, as Ollama's registry speaks it) ---- */
 
 /* Progress of pull/push, shaped like Ollama's progress objects: status ("pulling manifest",
