@@ -17,6 +17,7 @@ static const struct arch_desc arches[] = {
     {"llama", ARCH_LLAMA, false, false, false},
     {"qwen2", ARCH_QWEN2, true, true, false},
     {"qwen3", ARCH_QWEN3, true, false, true},
+    {"bert", ARCH_BERT, false, true, false},
 };
 
 /* Reads "<arch>.<suffix>" as u32; absent keys leave *out unchanged when optional. */
@@ -63,7 +64,7 @@ int hparams_from_gguf(const struct gguf_file *f, struct hparams *hp, struct err 
             d = &arches[i];
     if (!d)
         return err_set(e, ERR_UNSUPPORTED,
-                       "architecture '%.*s' is not supported (hearth runs llama, qwen2 and qwen3)",
+                       "architecture '%.*s' is not supported (hearth runs llama, qwen2, qwen3 and bert)",
                        (int)(a.len > 64 ? 64 : a.len), a.ptr);
     snprintf(hp->arch_name, sizeof hp->arch_name, "%s", d->name);
     hp->arch = d->arch;
@@ -100,7 +101,33 @@ int hparams_from_gguf(const struct gguf_file *f, struct hparams *hp, struct err 
         (rc = get_f32(f, an, "rope.freq_base", &hp->rope_base, e)))
         return rc;
 
+    /* Embedding models say how to pool (0 = none, 1 = mean, 2 = cls, 3 = last, 4 = rank). */
     char key[128];
+    hp->pooling = POOL_MEAN;
+    snprintf(key, sizeof key, "%s.pooling_type", an);
+    uint32_t pool;
+    rc = gguf_get_u32(f, key, &pool, e);
+    if (rc && rc != ERR_NOTFOUND)
+        return rc;
+    if (rc == 0 && pool > POOL_RANK)
+        return err_set(e, ERR_UNSUPPORTED, "metadata %s = %u is not a pooling type hearth knows", key, pool);
+    if (rc == 0)
+        hp->pooling = (int)pool;
+    if (hp->arch == ARCH_BERT) {
+        /* BERT: LayerNorm epsilon under its own key, bidirectional attention, learned positions. */
+        if ((rc = get_f32(f, an, "attention.layer_norm_epsilon", &hp->norm_eps, e)))
+            return rc;
+        bool causal = false;
+        rc = gguf_get_bool(f, "bert.attention.causal", &causal, e);
+        if (rc && rc != ERR_NOTFOUND)
+            return rc;
+        if (causal)
+            return err_set(e, ERR_UNSUPPORTED, "bert.attention.causal is true: hearth runs BERT bidirectionally only");
+        hp->n_ctx_train = 512;
+        if ((rc = get_u32(f, an, "context_length", true, &hp->n_ctx_train, e)))
+            return rc;
+    }
+
     snprintf(key, sizeof key, "%s.rope.scaling.type", an);
     struct gguf_str st;
     rc = gguf_get_str(f, key, &st, e);

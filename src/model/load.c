@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gguf/gguf.h"
+#include "model/bert.h"
 #include "model/model.h"
 #include "tensor/tensor.h"
 #include "tokenizer/tokenizer.h"
@@ -120,6 +121,18 @@ int model_load(const char *path, struct backend *be, struct model **out, struct 
         return rc;
     }
     struct hparams *hp = &m->hp;
+    if (hp->arch == ARCH_BERT) {
+        /* An encoder with its own tensor set and forward pass (bert.c). */
+        if ((rc = bert_load(m, e))) {
+            model_free(m);
+            return rc;
+        }
+        for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+            m->weight_bytes += m->gguf->tensors[i].size;
+        m->file_type = dominant_type(m->gguf);
+        *out = m;
+        return 0;
+    }
     const struct gguf_tensor *emb = gguf_find_tensor(m->gguf, "token_embd.weight");
     if (!emb || emb->n_dims != 2) {
         rc = err_set(e, ERR_FORMAT, "%s: missing or malformed tensor 'token_embd.weight'", path);
@@ -167,6 +180,7 @@ void model_free(struct model *m)
 {
     if (!m)
         return;
+    bert_free(m);
     if (m->layers && m->be && m->be->ops->release_weight) {
         for (int il = 0; il < m->hp.n_layer; il++) {
             struct bweight *ws = (struct bweight *)&m->layers[il];

@@ -13,8 +13,12 @@
 
 struct gguf_file;
 struct tokenizer;
+struct bert_weights;
 
-enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 };
+enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_BERT /* encoder: embeddings only (bert.c) */ };
+
+/* <arch>.pooling_type, as llama.cpp numbers it: how a sequence's hidden states become one vector. */
+enum pooling { POOL_NONE = 0, POOL_MEAN = 1, POOL_CLS = 2, POOL_LAST = 3, POOL_RANK = 4 };
 
 struct hparams {
     enum arch arch;
@@ -35,6 +39,7 @@ struct hparams {
     bool qkv_bias;
     bool qk_norm;
     bool tied_output; /* no output.weight: logits use token_embd.weight */
+    int pooling;      /* enum pooling; POOL_MEAN when the metadata does not say */
 };
 
 struct layer_weights {
@@ -53,6 +58,7 @@ struct model {
     struct bweight tok_embd, output_norm, output, rope_freqs;
     bool has_rope_freqs;
     struct layer_weights *layers;
+    struct bert_weights *bert; /* ARCH_BERT: its own tensor set (bert.h); layers is then NULL */
     uint64_t weight_bytes; /* bytes of all tensors in the file */
     uint32_t file_type;    /* general.file_type, or the dominant matrix type */
 };
