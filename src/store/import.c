@@ -64,7 +64,7 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
-static int load_json(const char *dir, const char *name, bool required, json_t **out, struct err *e)
+static int load_json(const char *dir, const char *name, bool required, size_t flags, json_t **out, struct err *e)
 {
     *out = NULL;
     char *p = path_join(dir, name);
@@ -76,7 +76,7 @@ static int load_json(const char *dir, const char *name, bool required, json_t **
         return rc;
     }
     json_error_t je;
-    *out = json_load_file(p, 0, &je);
+    *out = json_load_file(p, flags, &je);
     int rc = *out ? 0 : err_set(e, ERR_FORMAT, "%s: invalid JSON at line %d: %s", p, je.line, je.text);
     free(p);
     return rc;
@@ -806,7 +806,7 @@ static int add_file(struct imp *im, const char *name, struct err *e)
 static int open_shards(struct imp *im, struct err *e)
 {
     json_t *index = NULL;
-    int rc = load_json(im->dir, "model.safetensors.index.json", false, &index, e);
+    int rc = load_json(im->dir, "model.safetensors.index.json", false, 0, &index, e);
     if (rc)
         return rc;
     if (!index)
@@ -960,9 +960,10 @@ int store_import_dir(const char *dir, const char *out, const struct store_import
     struct imp im = {.dir = dir};
     int rc;
     progress(o, "reading the checkpoint");
-    if ((rc = load_json(dir, "config.json", true, &im.config, e)) ||
-        (rc = load_json(dir, "tokenizer.json", true, &im.tok, e)) ||
-        (rc = load_json(dir, "tokenizer_config.json", false, &im.tokcfg, e)) || (rc = read_config(&im, e)) ||
+    /* tokenizer_config.json: integers as reals, since model_max_length is often 1e30 written out. */
+    if ((rc = load_json(dir, "config.json", true, 0, &im.config, e)) ||
+        (rc = load_json(dir, "tokenizer.json", true, 0, &im.tok, e)) ||
+        (rc = load_json(dir, "tokenizer_config.json", false, JSON_DECODE_INT_AS_REAL, &im.tokcfg, e)) || (rc = read_config(&im, e)) ||
         (rc = open_shards(&im, e)))
         goto done;
     im.for_quantize = o && o->quantize && *o->quantize;
