@@ -1,7 +1,8 @@
 /* test_kernels.c — the CPU backend's kernels: every SIMD dot product against its scalar twin on
  * llama.cpp-quantized weights (../shared/reference/quant) and random activations, the matmul (odd
- * row counts, 1..3 threads, 1 and 5 tokens) against a float reference built from the exact
- * dequantized values gguf-py computed, the activation quantizer, and the attention helpers. */
+ * row counts, 1..3 threads, 1 to 9 tokens) against a float reference built from the exact
+ * dequantized values gguf-py computed, the prefill GEMM tiles against vec_dot, the activation
+ * quantizer, the attention helpers and the elementwise kernels. */
 #include "testutil.h"
 
 #include <math.h>
@@ -210,6 +211,150 @@ static void test_quantize_q8_0(void **state)
     free(b);
 }
 
+/* One 4x4 GEMM tile (rows r0.., activations of four tokens) against vec_dot of every pair, for
+ * one kernel table entry. Rows may repeat (the matmul repeats the last row of a partial tile). */
+static void check_tile(const char *label, const struct cpu_kernel *k, const uint8_t *w, size_t w_row,
+                       const int rows[4], const void *const a[4], int64_t cols, const float *wv, const float *xv)
+{
+    const void *wp[4];
+    for (int r = 0; r < 4; r++)
+        wp[r] = w + (size_t)rows[r] * w_row;
+    float out[16];
+    k->gemm(cols, wp, a, out);
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) {
+            const float ref = k->vec_dot(cols, wp[r], a[c]);
+            const double mag = abs_dot(wv + (size_t)rows[r] * cols, xv + (size_t)c * cols, cols);
+            if (!(fabs(out[4 * r + c] - ref) <= 2e-5 * mag + 1e-5))
+                fail_msg("%s tile row %d token %d: %g, vec_dot %g", label, rows[r], c, (double)out[4 * r + c],
+                         (double)ref);
+        }
+}
+
+/* The GEMM tiles of every SIMD table equal the table's vec_dot on llama.cpp's quantized weights
+ * (and on F16/F32 rows), with whole and repeated-row tiles. */
+static void test_gemm_tiles(void **state)
+{
+    (void)state;
+    const struct cpu_kernel *(*tables[2])(uint32_t);
+    const char *names[2];
+    const int n_tables = simd_tables(tables, names);
+    if (n_tables == 0)
+        skip();
+    static const int row_sets[3][4] = {{0, 1, 2, 3}, {17, 40, 41, 255}, {9, 9, 9, 9}};
+    int tested = 0;
+    for (size_t f = 0; f < N_REF; f++) {
+        struct ref_weight rw;
+        if (load_ref(ref_files[f], &rw) != 0)
+            continue;
+        const uint32_t type = rw.t->type;
+        const int64_t cols = rw.cols;
+        float *x = malloc((size_t)4 * cols * sizeof *x);
+        assert_non_null(x);
+        fill_acts(x, 4 * cols, 300 + f);
+        for (int t = 0; t < n_tables; t++) {
+            const struct cpu_kernel *k = tables[t](type);
+            if (!k || !k->gemm)
+                continue;
+            const size_t a_row = dtype_row_bytes(k->act_type, cols);
+            uint8_t *qa = malloc(4 * a_row);
+            assert_non_null(qa);
+            const void *ap[4];
+            for (int c = 0; c < 4; c++) {
+                k->quantize(x + (size_t)c * cols, qa + (size_t)c * a_row, cols);
+                ap[c] = qa + (size_t)c * a_row;
+            }
+            char label[64];
+            snprintf(label, sizeof label, "%s %s", names[t], ref_files[f]);
+            for (int s = 0; s < 3; s++)
+                check_tile(label, k, rw.t->data, dtype_row_bytes(type, cols), row_sets[s], ap, cols, rw.values, x);
+            /* A repeated token column, as in a partial token tile. */
+            const void *rep[4] = {ap[2], ap[2], ap[2], ap[2]};
+            check_tile(label, k, rw.t->data, dtype_row_bytes(type, cols), row_sets[1], rep, cols, rw.values, x);
+            free(qa);
+            tested++;
+        }
+        free(x);
+        free_ref(&rw);
+    }
+    /* F16 and F32 rows, with a length that leaves a scalar tail (cols - 3). */
+    enum { COLS = 509, ROWS = 8 };
+    float *w32 = malloc(ROWS * COLS * sizeof *w32), *wv = malloc(ROWS * COLS * sizeof *wv);
+    float *x = malloc(4 * COLS * sizeof *x);
+    uint16_t *w16 = malloc(ROWS * COLS * sizeof *w16);
+    assert_true(w32 && wv && x && w16);
+    fill_acts(w32, ROWS * COLS, 11);
+    fill_acts(x, 4 * COLS, 12);
+    for (int i = 0; i < ROWS * COLS; i++) {
+        w16[i] = f32_to_fp16(w32[i]);
+        wv[i] = fp16_to_f32(w16[i]);
+    }
+    const void *ap[4] = {x, x + COLS, x + 2 * COLS, x + 3 * COLS};
+    static const int rs[4] = {7, 0, 3, 3};
+    for (int t = 0; t < n_tables; t++) {
+        const struct cpu_kernel *k16 = tables[t](DT_F16), *k32 = tables[t](DT_F32);
+        if (k16 && k16->gemm) {
+            check_tile("F16", k16, (const uint8_t *)w16, COLS * sizeof *w16, rs, ap, COLS, wv, x);
+            tested++;
+        }
+        if (k32 && k32->gemm) {
+            check_tile("F32", k32, (const uint8_t *)w32, COLS * sizeof *w32, rs, ap, COLS, w32, x);
+            tested++;
+        }
+    }
+    free(w32);
+    free(wv);
+    free(x);
+    free(w16);
+    assert_true(tested > 0);
+}
+
+/* The elementwise kernels (RMSNorm's sum of squares and scaling, SwiGLU, add) against the scalar
+ * ones, on a length with a tail and gate values far into exp's clamped range. */
+static void test_vec_kernels(void **state)
+{
+    (void)state;
+    const struct cpu_vec_kernels *sets[2];
+    int n_sets = 0;
+    if (cpu_isa_detect() >= CPU_ISA_AVX2)
+        sets[n_sets++] = cpu_vec_kernels_avx2();
+    if (cpu_isa_detect() >= CPU_ISA_AVX512)
+        sets[n_sets++] = cpu_vec_kernels_avx512();
+    if (n_sets == 0)
+        skip();
+    assert_ptr_equal(cpu_vec_kernels_for(), sets[n_sets - 1]);
+    const struct cpu_vec_kernels *s = &cpu_vec_kernels_scalar;
+    enum { N = 1003 };
+    float x[N], g[N], u[N], o0[N], o1[N];
+    fill_acts(x, N, 21);
+    fill_acts(g, N, 22);
+    fill_acts(u, N, 23);
+    for (int i = 0; i < N; i += 7)
+        g[i] *= 60.0f; /* silu of large |g|: ~g or ~-0 */
+    g[1] = 200.0f;
+    g[2] = -200.0f;
+    for (int k = 0; k < n_sets; k++) {
+        for (int n = 1; n <= N; n += 67) {
+            const float a = sets[k]->sum_sq(n, x), b = s->sum_sq(n, x);
+            assert_true(fabsf(a - b) <= 1e-5f * b);
+            sets[k]->scale_mul(n, x, 0.7f, g, o0);
+            s->scale_mul(n, x, 0.7f, g, o1);
+            for (int i = 0; i < n; i++)
+                assert_true(fabsf(o0[i] - o1[i]) <= 1e-6f * fabsf(o1[i]));
+            sets[k]->swiglu(n, g, u, o0);
+            s->swiglu(n, g, u, o1);
+            for (int i = 0; i < n; i++)
+                if (!(fabsf(o0[i] - o1[i]) <= 2e-6f * fabsf(o1[i]) + 1e-30f))
+                    fail_msg("swiglu(%g, %g): %g vs %g", (double)g[i], (double)u[i], (double)o0[i], (double)o1[i]);
+            memcpy(o0, x, sizeof o0);
+            memcpy(o1, x, sizeof o1);
+            sets[k]->add(n, o0, u);
+            s->add(n, o1, u);
+            assert_memory_equal(o0, o1, sizeof o0);
+        }
+    }
+}
+
 /* Bound on |matmul - float reference| for one output: each activation is off by at most ~0.56 of
  * its block's step (half a step plus the fp16 rounding of the scale), times |w|. */
 static double act_bound(uint32_t act_type, const float *w, const float *x, int64_t n)
@@ -234,12 +379,14 @@ static double act_bound(uint32_t act_type, const float *w, const float *x, int64
 static void check_matmul(const char *label, const struct bweight *w, const float *values, uint32_t act_type)
 {
     static const int threads[] = {1, 2, 3};
-    static const int batches[] = {1, 5};
+    /* 1: the decode path (vec_dot); 2, 5, 9: GEMM tiles, whole and partial. */
+    static const int batches[] = {1, 2, 5, 9};
+    enum { MAX_BATCH = 9 };
     const int64_t cols = w->cols, rows = w->rows;
-    float *x = malloc((size_t)5 * cols * sizeof *x), *y = malloc((size_t)5 * rows * sizeof *y);
+    float *x = malloc((size_t)MAX_BATCH * cols * sizeof *x), *y = malloc((size_t)MAX_BATCH * rows * sizeof *y);
     float *bias = malloc((size_t)rows * sizeof *bias);
     assert_true(x && y && bias);
-    fill_acts(x, 5 * cols, 77);
+    fill_acts(x, MAX_BATCH * cols, 77);
     for (int64_t r = 0; r < rows; r++)
         bias[r] = 0.25f * (float)(r % 7) - 0.5f;
     struct bweight bw = {.name = "bias", .type = DT_F32, .rows = 1, .cols = rows, .host = bias};
@@ -247,15 +394,15 @@ static void check_matmul(const char *label, const struct bweight *w, const float
         struct backend *be = NULL;
         struct err e = {0};
         assert_int_equal(backend_cpu_new(threads[ti], &be, &e), 0);
-        assert_int_equal(be->ops->reserve(be, 5, cols, 16, 64, &e), 0);
+        assert_int_equal(be->ops->reserve(be, MAX_BATCH, cols, 16, 64, &e), 0);
         for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
             const int n = batches[bi];
             memset(y, 0, (size_t)n * rows * sizeof *y);
-            be->ops->matmul(be, w, bi ? &bw : NULL, x, y, n);
+            be->ops->matmul(be, w, bi & 1 ? &bw : NULL, x, y, n);
             for (int i = 0; i < n; i++)
                 for (int64_t r = 0; r < rows; r++) {
                     const float *wv = values + r * cols, *xi = x + (size_t)i * cols;
-                    double ref = bi ? bias[r] : 0;
+                    double ref = bi & 1 ? bias[r] : 0;
                     for (int64_t k = 0; k < cols; k++)
                         ref += (double)wv[k] * xi[k];
                     const double tol = act_bound(act_type, wv, xi, cols);
@@ -283,6 +430,9 @@ static void test_matmul_reference(void **state)
         if (load_ref(ref_files[f], &rw) != 0)
             continue;
         struct bweight w = {.name = rw.t->name, .type = rw.t->type, .rows = 37, .cols = rw.cols, .host = rw.t->data};
+        check_matmul(ref_files[f], &w, rw.values, cpu_kernel_for(w.type)->act_type);
+        /* Six rows: too few row tiles for the threads, so the GEMM splits the tokens instead. */
+        w.rows = 6;
         check_matmul(ref_files[f], &w, rw.values, cpu_kernel_for(w.type)->act_type);
         free_ref(&rw);
         tested++;
@@ -374,7 +524,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simd_vs_scalar),   cmocka_unit_test(test_quantize_q8_0),
         cmocka_unit_test(test_matmul_reference), cmocka_unit_test(test_matmul_float),
-        cmocka_unit_test(test_attention_kernels),
+        cmocka_unit_test(test_attention_kernels), cmocka_unit_test(test_gemm_tiles),
+        cmocka_unit_test(test_vec_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -439,6 +439,15 @@ static inline void x86_tile_store(__m256 acc[4][4], float out[16])
         for (int c_ = 0; c_ < 4; c_++)                                                                        \
             acc[r_][c_] = _mm256_setzero_ps()
 
+/* The 16 products d_w[r] * d_a[c] of a tile's block scales, laid out as out[4 * r + c]: one 128-bit
+ * multiply per row, so the pair loop only broadcasts them from memory (folded into the FMA). */
+static inline void x86_tile_scales(const uint16_t dw[4], const uint16_t da[4], float s[16])
+{
+    const __m128 a = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, (short)da[3], (short)da[2], (short)da[1], (short)da[0]));
+    for (int r = 0; r < 4; r++)
+        _mm_storeu_ps(s + 4 * r, _mm_mul_ps(_mm_set1_ps(x86_h2f(dw[r])), a));
+}
+
 static void X86_NAME(gemm_q4_0)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
 {
     const struct block_q4_0 *x[4] = {w[0], w[1], w[2], w[3]};
@@ -451,22 +460,23 @@ static void X86_NAME(gemm_q4_0)(int64_t n, const void *const w[4], const void *c
         /* Weights as unsigned nibbles 0..15; the -8 offset is folded in as -8 * sum(activations),
          * which starts each pair's integer sum. */
         __m256i q[4];
-        __m256 dw[4];
+        float sc[16];
+        const uint16_t dw[4] = {x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d};
+        const uint16_t da[4] = {y[0][b].d, y[1][b].d, y[2][b].d, y[3][b].d};
+        x86_tile_scales(dw, da, sc);
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
             q[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
-            dw[r] = _mm256_set1_ps(x86_h2f(x[r][b].d));
         }
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             const __m256i av = _mm256_loadu_si256((const __m256i *)y[c][b].qs);
             const __m256i init = _mm256_sub_epi32(_mm256_setzero_si256(), x86_dpbusd(_mm256_setzero_si256(), eight, av));
-            const __m256 da = _mm256_set1_ps(x86_h2f(y[c][b].d));
 #pragma GCC unroll 4
             for (int r = 0; r < 4; r++) {
                 const __m256i p = x86_dpbusd(init, q[r], av);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(p), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(sc[4 * r + c]), _mm256_cvtepi32_ps(p), acc[r][c]);
             }
         }
     }
@@ -482,7 +492,10 @@ static void X86_NAME(gemm_q8_0)(int64_t n, const void *const w[4], const void *c
     X86_TILE_ZERO(acc);
     for (int64_t b = 0; b < nb; b++) {
         __m256i q[4];
-        __m256 dw[4];
+        float sc[16];
+        const uint16_t dw[4] = {x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d};
+        const uint16_t da[4] = {y[0][b].d, y[1][b].d, y[2][b].d, y[3][b].d};
+        x86_tile_scales(dw, da, sc);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
         /* vpdpbusd wants one unsigned operand: use activation + 128 (the quantizer keeps -127..127)
          * and start each pair's sum at -128 * sum(weights). */
@@ -492,7 +505,6 @@ static void X86_NAME(gemm_q8_0)(int64_t n, const void *const w[4], const void *c
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             q[r] = _mm256_loadu_si256((const __m256i *)x[r][b].qs);
-            dw[r] = _mm256_set1_ps(x86_h2f(x[r][b].d));
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
             init[r] = _mm256_sub_epi32(_mm256_setzero_si256(), x86_dpbusd(_mm256_setzero_si256(), b128, q[r]));
 #endif
@@ -500,7 +512,6 @@ static void X86_NAME(gemm_q8_0)(int64_t n, const void *const w[4], const void *c
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             const __m256i av = _mm256_loadu_si256((const __m256i *)y[c][b].qs);
-            const __m256 da = _mm256_set1_ps(x86_h2f(y[c][b].d));
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
             const __m256i au = _mm256_xor_si256(av, b128);
 #endif
@@ -511,7 +522,7 @@ static void X86_NAME(gemm_q8_0)(int64_t n, const void *const w[4], const void *c
 #else
                 const __m256i p = x86_dot_ss8(q[r], av);
 #endif
-                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(p), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(sc[4 * r + c]), _mm256_cvtepi32_ps(p), acc[r][c]);
             }
         }
     }
