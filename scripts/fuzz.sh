@@ -11,7 +11,7 @@ mkdir -p "$out"
 core_srcs=$(ls src/base/*.c src/gguf/*.c src/tensor/*.c src/tokenizer/*.c src/template/*.c)
 flags="-std=c11 -g -O1 -D_GNU_SOURCE -DHEARTH_VERSION=\"fuzz\" -fsanitize=fuzzer,address,undefined -Isrc"
 libs="$(pkg-config --libs libpcre2-8 jansson) -lm -lpthread"
-for target in gguf tokenizer jinja; do
+for target in gguf tokenizer jinja safetensors; do
   # shellcheck disable=SC2086
   $cc $flags "fuzz/fuzz_$target.c" $core_srcs $libs -o "$out/fuzz_$target"
 done
