@@ -3,8 +3,8 @@
  *   per layer (post-norm):  x = LayerNorm(x + (softmax(q k^T / sqrt(hd)) v) Wo + bo)     all positions see all
  *                           x = LayerNorm(x + gelu(x Wup + bup) Wdown + bdown)
  *   out = pool(x)  (mean, first token [CLS], or last token)
- * Matrix products go through a CPU backend's matmul, n_batch rows at a time (what the context
- * reserved); everything else is plain loops over float rows. */
+ * Matrix products, the attention's included, go through a CPU backend's matmul, n_batch rows at a
+ * time; LayerNorm, GELU and softmax are plain loops over float rows. */
 #include "model/bert.h"
 
 #include <math.h>
@@ -214,38 +214,42 @@ static void matmul(struct backend *be, const struct bweight *w, const struct bwe
     }
 }
 
-/* Bidirectional multi-head attention: every position attends to all n. p is n floats of scratch. */
-static void attention(const float *q, const float *k, const float *v, float *out, float *p, int n, int n_head, int hd)
+/* Bidirectional multi-head attention: every position attends to all n. Per head, the two products
+ * (q k^T and p v) go through matmul with the head's keys, and its values transposed, standing in as
+ * F32 weight matrices. s is scratch of n*n + 3*n*hd floats. */
+static void attention(struct backend *be, const float *q, const float *k, const float *v, float *out, float *s,
+                      int n, int n_head, int hd, int nb)
 {
     const int d = n_head * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < n_head; h++)
+    float *p = s, *qh = p + (size_t)n * n, *kh = qh + (size_t)n * hd, *vt = kh + (size_t)n * hd;
+    float *oh = kh; /* the head's output reuses the keys' space, free once p is computed */
+    for (int h = 0; h < n_head; h++) {
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < hd; t++) {
+                qh[(size_t)i * hd + t] = q[(size_t)i * d + (size_t)h * hd + t] * scale;
+                kh[(size_t)i * hd + t] = k[(size_t)i * d + (size_t)h * hd + t];
+                vt[(size_t)t * n + i] = v[(size_t)i * d + (size_t)h * hd + t];
+            }
+        const struct bweight kw = {.name = "attention keys", .type = DT_F32, .rows = n, .cols = hd, .host = kh};
+        matmul(be, &kw, NULL, qh, p, n, nb);
         for (int i = 0; i < n; i++) {
-            const float *qi = q + (size_t)i * d + (size_t)h * hd;
-            float mx = -INFINITY;
+            float *pr = p + (size_t)i * n, mx = -INFINITY, sum = 0;
+            for (int j = 0; j < n; j++)
+                mx = pr[j] > mx ? pr[j] : mx;
             for (int j = 0; j < n; j++) {
-                const float *kj = k + (size_t)j * d + (size_t)h * hd;
-                float s = 0;
-                for (int t = 0; t < hd; t++)
-                    s += qi[t] * kj[t];
-                p[j] = s * scale;
-                if (p[j] > mx)
-                    mx = p[j];
+                pr[j] = expf(pr[j] - mx);
+                sum += pr[j];
             }
-            float sum = 0;
-            for (int j = 0; j < n; j++) {
-                p[j] = expf(p[j] - mx);
-                sum += p[j];
-            }
-            float *o = out + (size_t)i * d + (size_t)h * hd;
-            memset(o, 0, (size_t)hd * sizeof *o);
-            for (int j = 0; j < n; j++) {
-                const float *vj = v + (size_t)j * d + (size_t)h * hd;
-                const float pj = p[j] / sum;
-                for (int t = 0; t < hd; t++)
-                    o[t] += pj * vj[t];
-            }
+            const float inv = 1.0f / sum;
+            for (int j = 0; j < n; j++)
+                pr[j] *= inv;
         }
+        const struct bweight vw = {.name = "attention values", .type = DT_F32, .rows = hd, .cols = n, .host = vt};
+        matmul(be, &vw, NULL, p, oh, n, nb);
+        for (int i = 0; i < n; i++)
+            memcpy(out + (size_t)i * d + (size_t)h * hd, oh + (size_t)i * hd, (size_t)hd * sizeof *out);
+    }
 }
 
 static void add_row(float *x, const float *y, int d)
@@ -273,17 +277,21 @@ int bert_embed(struct model_ctx *c, const int32_t *tokens, int n, float *out, st
                            hp->n_vocab - 1);
     struct backend *be = b->be;
     const int d = hp->n_embd, ff = hp->n_ff, nb = c->n_batch;
-    int rc = be->ops->reserve(be, nb, ff > d ? ff : d, c->n_ctx, hp->head_dim, e);
+    /* matmul columns: d, ff, and n for the attention's p v */
+    int64_t max_cols = ff > d ? ff : d;
+    if (max_cols < n)
+        max_cols = n;
+    int rc = be->ops->reserve(be, nb, max_cols, c->n_ctx, hp->head_dim, e);
     if (rc)
         return rc;
 
-    /* x, q, k, v, att, tmp: [n, d]; up: [n, ff]; p: [n]; row: [d] (the token-type row). */
-    const size_t nd = (size_t)n * d;
-    float *mem = be->ops->alloc(be, (6 * nd + (size_t)n * ff + (size_t)n + (size_t)d) * sizeof(float));
+    /* x, q, k, v, att, tmp: [n, d]; up: [n, ff]; p: attention scratch; row: [d] (the token-type row). */
+    const size_t nd = (size_t)n * d, n_p = (size_t)n * n + 3 * (size_t)n * (d / hp->n_head);
+    float *mem = be->ops->alloc(be, (6 * nd + (size_t)n * ff + n_p + (size_t)d) * sizeof(float));
     if (!mem)
         return err_set(e, ERR_NOMEM, "out of memory for the activations of %d tokens", n);
     float *x = mem, *q = x + nd, *k = q + nd, *v = k + nd, *att = v + nd, *tmp = att + nd, *up = tmp + nd;
-    float *p = up + (size_t)n * ff, *type_row = p + n;
+    float *p = up + (size_t)n * ff, *type_row = p + n_p;
 
     const size_t tok_bytes = dtype_row_bytes(b->tok_embd.type, d), pos_bytes = dtype_row_bytes(b->pos_embd.type, d);
     if (b->has_types && (rc = dtype_dequantize(b->type_embd.type, b->type_embd.host, type_row, d, e)))
@@ -306,7 +314,7 @@ int bert_embed(struct model_ctx *c, const int32_t *tokens, int n, float *out, st
         matmul(be, &l->wq, &l->bq, x, q, n, nb);
         matmul(be, &l->wk, &l->bk, x, k, n, nb);
         matmul(be, &l->wv, &l->bv, x, v, n, nb);
-        attention(q, k, v, att, p, n, hp->n_head, d / hp->n_head);
+        attention(be, q, k, v, att, p, n, hp->n_head, d / hp->n_head, nb);
         matmul(be, &l->wo, &l->bo, att, tmp, n, nb);
         for (size_t i = 0; i < nd; i++)
             x[i] += tmp[i];
