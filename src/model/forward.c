@@ -72,6 +72,9 @@ int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logi
                   struct err *e)
 {
     const int n_vocab = c->m->hp.n_vocab;
+    if (c->m->hp.arch == ARCH_BERT)
+        return err_set(e, ERR_UNSUPPORTED, "%s is an embedding model (bert): use it with the embedding endpoints",
+                       c->m->path);
     if (n <= 0)
         return err_set(e, ERR_INVALID, "nothing to evaluate (0 tokens)");
     if (c->n_past + n > c->n_ctx)

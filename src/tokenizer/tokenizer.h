@@ -1,7 +1,8 @@
 /* tokenizer.h — text to token ids and back, for every vocabulary hearth runs.
  *
- * Two kinds: SPM-style (tokenizer.ggml.model = "llama": scores, byte fallback, leading space) and
- * byte-level BPE ("gpt2": merges plus the pre-tokenizer named by tokenizer.ggml.pre). A vocabulary
+ * Three kinds: SPM-style (tokenizer.ggml.model = "llama": scores, byte fallback, leading space),
+ * byte-level BPE ("gpt2": merges plus the pre-tokenizer named by tokenizer.ggml.pre) and WordPiece
+ * ("bert", for embedding models). A vocabulary
  * comes from GGUF metadata or from a Hugging Face tokenizer.json. */
 #ifndef HEARTH_TOKENIZER_TOKENIZER_H
 #define HEARTH_TOKENIZER_TOKENIZER_H
