@@ -18,7 +18,7 @@ done
 
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-mkdir -p "$corpus/gguf" "$corpus/tokenizer" "$corpus/jinja"
+mkdir -p "$corpus/gguf" "$corpus/tokenizer" "$corpus/jinja" "$corpus/safetensors"
 cp "$shared"/models/*.gguf "$corpus/gguf/" 2>/dev/null || true
 cp "$shared"/vocab/*.inp "$corpus/tokenizer/" 2>/dev/null || true
 cp "$shared"/tokenizers/chat_templates/*.jinja "$corpus/jinja/" 2>/dev/null || true
@@ -36,4 +36,5 @@ run() {
 run gguf "$out/fuzz_gguf" -max_len=65536
 HEARTH_FUZZ_BPE=$bpe_json HEARTH_FUZZ_SPM="$shared/models/stories260K.gguf" run tokenizer "$out/fuzz_tokenizer" -max_len=2048
 run jinja "$out/fuzz_jinja" -max_len=8192
+run safetensors "$out/fuzz_safetensors" -max_len=65536
 echo "fuzzing: no crashes"
