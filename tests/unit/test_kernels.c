@@ -231,8 +231,39 @@ static void check_tile(const char *label, const struct cpu_kernel *k, const uint
         }
 }
 
-/* The GEMM tiles of every SIMD table equal the table's vec_dot on llama.cpp's quantized weights
- * (and on F16/F32 rows), with whole and repeated-row tiles. */
+/* One 8x8 tile (gemm8, on +128 activations) against vec_dot of every pair on the plain ones. */
+static void check_tile8(const char *label, const struct cpu_kernel *k, const uint8_t *w, size_t w_row, int r0,
+                        const float *x, int64_t cols, const float *wv)
+{
+    const size_t a_row = dtype_row_bytes(k->act_type, cols);
+    uint8_t *qa = malloc(8 * a_row), *qb = malloc(8 * a_row);
+    assert_true(qa && qb);
+    const void *wp[8], *ap[8];
+    for (int c = 0; c < 8; c++) {
+        /* Tokens 6 and 7 repeat token 5, as in a partial token tile. */
+        const int src = c < 6 ? c : 5;
+        k->quantize(x + (size_t)src * cols, qa + (size_t)c * a_row, cols);
+        memcpy(qb + (size_t)c * a_row, qa + (size_t)c * a_row, a_row);
+        cpu_q8_0_bias(qb + (size_t)c * a_row, cols);
+        ap[c] = qb + (size_t)c * a_row;
+        wp[c] = w + (size_t)(r0 + 3 * c) * w_row;
+    }
+    float out[64];
+    k->gemm8(cols, wp, ap, out);
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 8; c++) {
+            const float ref = k->vec_dot(cols, wp[r], qa + (size_t)c * a_row);
+            const double mag = abs_dot(wv + (size_t)(r0 + 3 * r) * cols, x + (size_t)(c < 6 ? c : 5) * cols, cols);
+            if (!(fabs(out[8 * c + r] - ref) <= 2e-5 * mag + 1e-5))
+                fail_msg("%s 8x8 tile row %d token %d: %g, vec_dot %g", label, r0 + 3 * r, c, (double)out[8 * c + r],
+                         (double)ref);
+        }
+    free(qa);
+    free(qb);
+}
+
+/* The GEMM tiles (4x4, and 8x8 where the format has them) of every SIMD table equal the table's
+ * vec_dot on llama.cpp's quantized weights (and on F16/F32 rows), with whole and repeated-row tiles. */
 static void test_gemm_tiles(void **state)
 {
     (void)state;
@@ -249,9 +280,9 @@ static void test_gemm_tiles(void **state)
             continue;
         const uint32_t type = rw.t->type;
         const int64_t cols = rw.cols;
-        float *x = malloc((size_t)4 * cols * sizeof *x);
+        float *x = malloc((size_t)8 * cols * sizeof *x);
         assert_non_null(x);
-        fill_acts(x, 4 * cols, 300 + f);
+        fill_acts(x, 8 * cols, 300 + f);
         for (int t = 0; t < n_tables; t++) {
             const struct cpu_kernel *k = tables[t](type);
             if (!k || !k->gemm)
@@ -271,6 +302,11 @@ static void test_gemm_tiles(void **state)
             /* A repeated token column, as in a partial token tile. */
             const void *rep[4] = {ap[2], ap[2], ap[2], ap[2]};
             check_tile(label, k, rw.t->data, dtype_row_bytes(type, cols), row_sets[1], rep, cols, rw.values, x);
+            if (k->gemm8) {
+                check_tile8(label, k, rw.t->data, dtype_row_bytes(type, cols), 0, x, cols, rw.values);
+                check_tile8(label, k, rw.t->data, dtype_row_bytes(type, cols), 200, x, cols, rw.values);
+                tested++;
+            }
             free(qa);
             tested++;
         }

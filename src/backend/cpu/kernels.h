@@ -18,12 +18,21 @@ typedef float (*vec_dot_fn)(int64_t n, const void *w, const void *a);
 /* A 4x4 tile of dot products for prefill: out[4 * r + c] = dot(w[r], a[c]), n elements each. */
 typedef void (*gemm_tile_fn)(int64_t n, const void *const w[4], const void *const a[4], float out[16]);
 
+/* An 8x8 tile: out[8 * c + r] = dot(w[r], a[c]) for eight weight rows and eight activation rows. */
+typedef void (*gemm_tile8_fn)(int64_t n, const void *const w[8], const void *const a[8], float out[64]);
+
 struct cpu_kernel {
     uint32_t act_type;        /* enum dtype of the converted activations */
     act_quantize_fn quantize; /* NULL when act_type is DT_F32 (rows are used as they are) */
     vec_dot_fn vec_dot;
     gemm_tile_fn gemm; /* NULL: matmuls of several tokens call vec_dot per pair */
+    /* Preferred over gemm when set: 8 rows x 8 tokens, out[8 * c + r], on DT_Q8_0 activations
+     * stored +128 (every qs byte xor 0x80; see cpu_q8_0_bias). */
+    gemm_tile8_fn gemm8;
 };
+
+/* Flips Q8_0 activation rows to the +128 form gemm8 tiles read (n elements). */
+void cpu_q8_0_bias(void *blocks, int64_t n);
 
 /* The kernel used for weights of this type on this CPU; NULL if the type cannot be multiplied. */
 const struct cpu_kernel *cpu_kernel_for(uint32_t weight_type);

@@ -373,3 +373,11 @@ static void vec_add(int64_t n, float *x, const float *y)
 }
 
 const struct cpu_vec_kernels cpu_vec_kernels_scalar = {vec_sum_sq, vec_scale_mul, vec_swiglu, vec_add};
+
+void cpu_q8_0_bias(void *blocks, int64_t n)
+{
+    struct block_q8_0 *y = blocks;
+    for (int64_t b = 0; b < n / QUANT_QK; b++)
+        for (int j = 0; j < QUANT_QK; j++)
+            y[b].qs[j] = (int8_t)((uint8_t)y[b].qs[j] ^ 0x80);
+}

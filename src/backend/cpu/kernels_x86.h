@@ -693,6 +693,143 @@ static void X86_NAME(gemm_f32)(int64_t n, const void *const w[4], const void *co
                 out[4 * r + c] += x[r][i] * y[c][i];
 }
 
+/* ---- 8x8 tiles with one row per lane (Q4_0, Q8_0) ----
+ *
+ * The 4x4 tiles above keep one accumulator per (row, token) pair and pay an int-to-float conversion
+ * and a scale FMA per pair per 32-element block. Here a register holds four consecutive weight bytes
+ * of eight rows (one row per 32-bit lane, built by an 8x8 transpose of the rows' blocks), and the
+ * token's four matching activation bytes are broadcast to all lanes, so eight vpdpbusd give eight
+ * rows' block sums for one token, and one conversion and one FMA apply eight rows' scales at once.
+ * Results come out as eight rows per token with no horizontal sums. vpdpbusd needs one unsigned
+ * operand, so these tiles take Q8_0 activations stored +128 (qs ^ 0x80, the quantizer keeps
+ * -127..127) and start each row's sum at -128 * sum(weights). Only in the VNNI build: without it,
+ * maddubs would saturate on Q8_0 weights. out[8 * c + r] = dot(w[r], a[c]). */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+
+/* v[r] holds row r's eight 32-bit groups; afterwards v[k] holds group k of rows 0..7. */
+static inline void x86_transpose8_epi32(__m256i v[8])
+{
+    const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+    const __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+    const __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    v[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    v[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    v[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    v[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    v[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    v[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    v[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+/* Four activation bytes broadcast to every lane (a load with broadcast, no shuffle). */
+static inline __m256i x86_bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
+/* One 32-element block of eight rows (signed bytes, transposed) against eight tokens' blocks. */
+static inline void x86_rows8_block(const __m256i wt[8], __m256 dw, const struct block_q8_0 *const y[8], int64_t b,
+                                   __m256 acc[8])
+{
+    /* -128 * sum of each row's weights: the +128 of the activations taken back out. */
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    const __m256i b128 = _mm256_set1_epi8((char)0x80);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k += 2) {
+        s0 = _mm256_dpbusd_epi32(s0, b128, wt[k]);
+        s1 = _mm256_dpbusd_epi32(s1, b128, wt[k + 1]);
+    }
+    const __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_add_epi32(s0, s1));
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; c++) {
+        const int8_t *qs = y[c][b].qs;
+        __m256i p0 = corr, p1 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k += 2) {
+            p0 = _mm256_dpbusd_epi32(p0, x86_bcast4(qs + 4 * k), wt[k]);
+            p1 = _mm256_dpbusd_epi32(p1, x86_bcast4(qs + 4 * k + 4), wt[k + 1]);
+        }
+        const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(x86_h2f(y[c][b].d)));
+        acc[c] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), acc[c]);
+    }
+}
+
+static inline __m256 x86_rows8_scales(uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3, uint16_t d4, uint16_t d5,
+                                      uint16_t d6, uint16_t d7)
+{
+    return _mm256_cvtph_ps(_mm_set_epi16((short)d7, (short)d6, (short)d5, (short)d4, (short)d3, (short)d2,
+                                         (short)d1, (short)d0));
+}
+
+static void X86_NAME(gemm8_q4_0)(int64_t n, const void *const w[8], const void *const a[8], float out[64])
+{
+    const struct block_q4_0 *x[8];
+    const struct block_q8_0 *y[8];
+    for (int i = 0; i < 8; i++) {
+        x[i] = w[i];
+        y[i] = a[i];
+    }
+    const int64_t nb = n / QUANT_QK;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    __m256 acc[8];
+    for (int c = 0; c < 8; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wt[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
+            wt[r] = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4), eight);
+        }
+        x86_transpose8_epi32(wt);
+        const __m256 dw = x86_rows8_scales(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d, x[4][b].d, x[5][b].d,
+                                           x[6][b].d, x[7][b].d);
+        x86_rows8_block(wt, dw, y, b, acc);
+    }
+    for (int c = 0; c < 8; c++)
+        _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+
+static void X86_NAME(gemm8_q8_0)(int64_t n, const void *const w[8], const void *const a[8], float out[64])
+{
+    const struct block_q8_0 *x[8];
+    const struct block_q8_0 *y[8];
+    for (int i = 0; i < 8; i++) {
+        x[i] = w[i];
+        y[i] = a[i];
+    }
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc[8];
+    for (int c = 0; c < 8; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wt[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            wt[r] = _mm256_loadu_si256((const __m256i *)x[r][b].qs);
+        x86_transpose8_epi32(wt);
+        const __m256 dw = x86_rows8_scales(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d, x[4][b].d, x[5][b].d,
+                                           x[6][b].d, x[7][b].d);
+        x86_rows8_block(wt, dw, y, b, acc);
+    }
+    for (int c = 0; c < 8; c++)
+        _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+#define X86_GEMM8_Q4_0 X86_NAME(gemm8_q4_0)
+#define X86_GEMM8_Q8_0 X86_NAME(gemm8_q8_0)
+#else
+#define X86_GEMM8_Q4_0 NULL
+#define X86_GEMM8_Q8_0 NULL
+#endif
+
 /* exp(x) for any float x: arguments are clamped to [-87, 88], so the result stays finite and normal
  * (silu's exp(-g) then gives g / (1 + big) ~ -0 for very negative g, as expf would). */
 static inline __m256 x86_exp(__m256 x)
@@ -768,11 +905,11 @@ static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
     [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
-    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0)},
+    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
-    [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0), X86_NAME(gemm_q8_0)},
+    [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0), X86_NAME(gemm_q8_0), X86_GEMM8_Q8_0},
     [DT_Q4_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k)},
     [DT_Q5_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q5_k)},
     [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k)},

@@ -2,8 +2,9 @@
  * activation type, then the rows of W split evenly across the thread pool.
  *
  * One token (decode): each thread walks its rows with the format's vec_dot, reading every weight
- * byte once. Several tokens (prefill): 4x4 tiles (4 weight rows x 4 tokens, kernels.h gemm) so each
- * unpacked weight block serves four tokens and each activation block four rows. Each thread takes a
+ * byte once. Several tokens (prefill): tiles of 4 weight rows x 4 tokens (kernels.h gemm), or 8 x 8
+ * where the format has a gemm8, so each unpacked weight block serves several tokens and each
+ * activation block several rows. Each thread takes a
  * panel of its rows small enough to stay in its L2 cache and runs every token tile against it before
  * moving on, so weights are read from memory once per call and activations come from cache. Weights
  * are used in place (no repacked copy). */
@@ -34,13 +35,18 @@ struct quantize_job {
     int64_t cols;
     size_t row_bytes;
     int n;
+    int bias; /* store Q8_0 rows +128 for gemm8 */
 };
 
 static void quantize_rows(void *ctx, int t, int nt)
 {
     struct quantize_job *j = ctx;
-    for (int i = t; i < j->n; i += nt)
-        j->k->quantize(j->x + (size_t)i * j->cols, (uint8_t *)j->dst + (size_t)i * j->row_bytes, j->cols);
+    for (int i = t; i < j->n; i += nt) {
+        uint8_t *row = (uint8_t *)j->dst + (size_t)i * j->row_bytes;
+        j->k->quantize(j->x + (size_t)i * j->cols, row, j->cols);
+        if (j->bias)
+            cpu_q8_0_bias(row, j->cols);
+    }
 }
 
 static void matmul_rows(void *ctx, int t, int nt)
@@ -60,29 +66,35 @@ static void matmul_rows(void *ctx, int t, int nt)
     }
 }
 
-/* Rows [r0, r1) x tokens [c0, c1) in 4x4 tiles. A partial tile repeats its last row or token (the
- * kernel always computes 16 pairs) and stores only the real ones. */
+/* Rows [r0, r1) x tokens [c0, c1) in tiles (8x8 with gemm8, else 4x4). A partial tile repeats its
+ * last row or token (the kernel always computes a whole tile) and stores only the real ones. */
 static void matmul_block(const struct matmul_job *j, int64_t r0, int64_t r1, int c0, int c1)
 {
     const int64_t rows = j->w->rows, cols = j->w->cols;
     const uint8_t *wbase = j->w->host, *abase = j->act;
     const float *bias = j->bias ? j->bias->host : NULL;
-    for (int c = c0; c < c1; c += 4) {
-        const void *ap[4];
-        const int nc = c1 - c < 4 ? c1 - c : 4;
-        for (int k = 0; k < 4; k++)
+    const int wide = j->k->gemm8 != NULL, tile = wide ? 8 : 4;
+    for (int c = c0; c < c1; c += tile) {
+        const void *ap[8];
+        const int nc = c1 - c < tile ? c1 - c : tile;
+        for (int k = 0; k < tile; k++)
             ap[k] = abase + (size_t)(c + (k < nc ? k : nc - 1)) * j->act_row_bytes;
-        for (int64_t r = r0; r < r1; r += 4) {
-            const void *wp[4];
-            const int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
-            for (int k = 0; k < 4; k++)
+        for (int64_t r = r0; r < r1; r += tile) {
+            const void *wp[8];
+            const int nr = r1 - r < tile ? (int)(r1 - r) : tile;
+            for (int k = 0; k < tile; k++)
                 wp[k] = wbase + (size_t)(r + (k < nr ? k : nr - 1)) * j->w_row_bytes;
-            float out[16];
-            j->k->gemm(cols, wp, ap, out);
-            for (int ri = 0; ri < nr; ri++) {
-                const float b = bias ? bias[r + ri] : 0.0f;
-                for (int ci = 0; ci < nc; ci++)
-                    j->y[(size_t)(c + ci) * rows + r + ri] = out[4 * ri + ci] + b;
+            float out[64];
+            if (wide)
+                j->k->gemm8(cols, wp, ap, out);
+            else
+                j->k->gemm(cols, wp, ap, out);
+            /* gemm8 writes token-major (8 * c + r), gemm row-major (4 * r + c). */
+            const int rs = wide ? 1 : 4, cs = wide ? 8 : 1;
+            for (int ci = 0; ci < nc; ci++) {
+                float *yc = j->y + (size_t)(c + ci) * rows + r;
+                for (int ri = 0; ri < nr; ri++)
+                    yc[ri] = out[rs * ri + cs * ci] + (bias ? bias[r + ri] : 0.0f);
             }
         }
     }
@@ -92,7 +104,8 @@ static void matmul_tiles(void *ctx, int t, int nt)
 {
     struct matmul_job *j = ctx;
     const int64_t rows = j->w->rows;
-    const int64_t tiles = (rows + 3) / 4;
+    const int tile = j->k->gemm8 ? 8 : 4;
+    const int64_t tiles = (rows + tile - 1) / tile;
     if (tiles < 2 * nt) {
         /* Too few rows to keep every thread busy (small test shapes): split the tokens instead. */
         const int c0 = (int)((int64_t)j->n * t / nt), c1 = (int)((int64_t)j->n * (t + 1) / nt);
@@ -101,11 +114,11 @@ static void matmul_tiles(void *ctx, int t, int nt)
         return;
     }
     /* Whole tiles per thread, so only the last thread can have a partial one. */
-    const int64_t r0 = tiles * t / nt * 4, r1e = tiles * (t + 1) / nt * 4;
+    const int64_t r0 = tiles * t / nt * tile, r1e = tiles * (t + 1) / nt * tile;
     const int64_t r1 = r1e < rows ? r1e : rows;
-    int64_t panel = (int64_t)(PANEL_BYTES / (j->w_row_bytes ? j->w_row_bytes : 1)) & ~(int64_t)3;
-    if (panel < 4)
-        panel = 4;
+    int64_t panel = (int64_t)(PANEL_BYTES / (j->w_row_bytes ? j->w_row_bytes : 1)) / tile * tile;
+    if (panel < tile)
+        panel = tile;
     for (int64_t p = r0; p < r1; p += panel)
         matmul_block(j, p, p + panel < r1 ? p + panel : r1, 0, j->n);
 }
@@ -121,7 +134,7 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
     };
     if (k->quantize) {
         size_t row_bytes = dtype_row_bytes(k->act_type, w->cols);
-        struct quantize_job q = {k, x, c->act_scratch, w->cols, row_bytes, n};
+        struct quantize_job q = {k, x, c->act_scratch, w->cols, row_bytes, n, n > 1 && k->gemm8 != NULL};
         if (n > 1)
             threadpool_run(c->pool, quantize_rows, &q);
         else
