@@ -69,11 +69,13 @@ static int emit_stdout(void *user, const char *text, size_t len)
     return 0;
 }
 
-/* A path to an existing regular file runs in process; anything else is a model name for the server. */
+/* An existing regular file or a name ending in .gguf runs in process (a missing file is then
+ * reported as such); anything else is a model name for the server. */
 static bool is_gguf_file(const char *s)
 {
     struct stat sb;
-    return stat(s, &sb) == 0 && S_ISREG(sb.st_mode);
+    size_t n = strlen(s);
+    return (stat(s, &sb) == 0 && S_ISREG(sb.st_mode)) || (n > 5 && strcmp(s + n - 5, ".gguf") == 0);
 }
 
 char *run_read_stdin(void)

@@ -7,7 +7,7 @@
 
 #include "gguf/gguf.h"
 #include "model/model.h"
-#include "template/jinja.h"
+#include "template/select.h"
 #include "tokenizer/tokenizer.h"
 
 static char *token_text(const struct tokenizer *t, int32_t id)
@@ -32,14 +32,14 @@ int chat_template_load(const struct model *m, struct chat_template *ct, struct e
     ct->source = gguf_str_dup(s);
     if (!ct->source)
         return err_set(e, ERR_NOMEM, "out of memory");
-    if (jinja_compile(ct->source, strlen(ct->source), &ct->tpl, e))
+    if (tmpl_new(TMPL_JINJA, ct->source, ct->bos, ct->eos, &ct->tpl, e))
         return err_prefix(e, "%s: tokenizer.chat_template", m->path);
     return 0;
 }
 
 void chat_template_free(struct chat_template *ct)
 {
-    jinja_free(ct->tpl);
+    tmpl_free(ct->tpl);
     free(ct->source);
     free(ct->bos);
     free(ct->eos);
@@ -74,12 +74,16 @@ int chat_validate_messages(json_t *messages, struct err *e)
     return 0;
 }
 
-int chat_render(const struct chat_template *ct, const json_t *messages, const json_t *tools, char **out,
-                bool *templated, struct err *e)
+int chat_render(const struct chat_template *ct, const json_t *messages, const struct chat_render_opts *o,
+                char **out, bool *templated, struct err *e)
 {
+    static const struct chat_render_opts none = {.think = -1};
+    if (!o)
+        o = &none;
     *out = NULL;
-    *templated = ct->tpl != NULL;
-    if (!ct->tpl) {
+    const struct tmpl *t = o->override ? o->override : ct->tpl;
+    *templated = t != NULL;
+    if (!t) {
         size_t cap = 1;
         size_t i;
         json_t *msg;
@@ -108,20 +112,16 @@ int chat_render(const struct chat_template *ct, const json_t *messages, const js
         *out = buf;
         return 0;
     }
-    json_t *vars = json_object();
-    if (!vars)
-        return err_set(e, ERR_NOMEM, "out of memory");
-    json_object_set(vars, "messages", (json_t *)messages);
-    if (tools && json_is_array(tools) && json_array_size(tools) > 0)
-        json_object_set(vars, "tools", (json_t *)tools);
-    json_object_set_new(vars, "add_generation_prompt", json_true());
-    json_object_set_new(vars, "bos_token", json_string(ct->bos));
-    json_object_set_new(vars, "eos_token", json_string(ct->eos));
+    struct tmpl_input in = {
+        .messages = messages,
+        .tools = json_is_array(o->tools) && json_array_size(o->tools) > 0 ? o->tools : NULL,
+        .think = o->think,
+        .think_level = o->think_level,
+        .add_generation_prompt = true,
+    };
     char *text = NULL;
     size_t len = 0;
-    int rc = jinja_render(ct->tpl, vars, NULL, &text, &len, e);
-    json_decref(vars);
-    if (rc)
+    if (tmpl_render(t, &in, &text, &len, e))
         return err_prefix(e, "chat template");
     size_t bl = strlen(ct->bos);
     if (ct->add_bos && bl && len >= bl && memcmp(text, ct->bos, bl) == 0)

@@ -11,8 +11,10 @@
 
 struct model;
 
+struct tmpl;
+
 struct chat_template {
-    struct jinja_template *tpl; /* NULL: the model has no chat template */
+    struct tmpl *tpl;           /* the compiled Jinja template; NULL: the model has none */
     char *source;               /* the template text (for /api/show), or NULL */
     char *bos, *eos;            /* token texts given to the template as bos_token/eos_token */
     bool add_bos;               /* the tokenizer adds BOS itself */
@@ -23,13 +25,21 @@ struct chat_template {
 int chat_template_load(const struct model *m, struct chat_template *ct, struct err *e);
 void chat_template_free(struct chat_template *ct);
 
-/* Renders messages (a JSON array of {role, content}) with add_generation_prompt. Without a template
- * the prompt is the messages' contents in order joined by blank lines (a single user message gives
- * its text unchanged, like Ollama's "{{ .Prompt }}" fallback). When the template writes the BOS text
- * itself and the tokenizer also adds BOS, the leading BOS text is removed so BOS is not doubled.
- * *out is malloc'd. *templated tells whether special-token text should be parsed. */
-int chat_render(const struct chat_template *ct, const json_t *messages, const json_t *tools, char **out,
-                bool *templated, struct err *e);
+/* What to render besides the messages. */
+struct chat_render_opts {
+    const json_t *tools;        /* array of tools, or NULL */
+    int think;                  /* -1 not set, 0 off, 1 on (Jinja's enable_thinking, Go's .Think) */
+    const char *think_level;    /* "low"/"medium"/"high" or NULL */
+    const struct tmpl *override; /* a Modelfile TEMPLATE to use instead of the GGUF's, or NULL */
+};
+
+/* Renders messages (a JSON array of {role, content, ...}) with add_generation_prompt. Without a
+ * template the prompt is the messages' contents in order joined by blank lines (a single user message
+ * gives its text unchanged, like Ollama's "{{ .Prompt }}" fallback). When the template writes the BOS
+ * text itself and the tokenizer also adds BOS, the leading BOS text is removed so BOS is not doubled.
+ * *out is malloc'd. *templated tells whether special-token text should be parsed. o may be NULL. */
+int chat_render(const struct chat_template *ct, const json_t *messages, const struct chat_render_opts *o,
+                char **out, bool *templated, struct err *e);
 
 /* Checks a messages array: objects with a string role (lower-cased in place) and string or null
  * content. ERR_INVALID names the index and field. */

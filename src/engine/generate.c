@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "model/model.h"
+#include "sample/grammar.h"
 #include "tokenizer/tokenizer.h"
 
 #define TEXT_CAP 4096
@@ -82,9 +83,14 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
             st->done_reason = "length";
             break;
         }
+        /* The grammar masks first, so penalties and truncation only ever pick among allowed tokens. */
+        if (r->grammar && grammar_apply(r->grammar, logits) == 0)
+            break;
         int32_t tok = sampler_sample(smp, logits);
         if (tokenizer_is_eog(m->tok, tok))
             break;
+        if (r->grammar && (rc = grammar_accept(r->grammar, tok, e)) != 0)
+            goto out;
         st->eval_tokens++;
         sampler_accept(smp, tok);
         if (r->out_tokens && (size_t)st->eval_tokens <= r->out_cap)

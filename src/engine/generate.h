@@ -13,6 +13,7 @@
 #include "sample/sample.h"
 
 struct model_ctx;
+struct grammar;
 
 struct gen_request {
     const int32_t *prompt;
@@ -33,6 +34,10 @@ struct gen_request {
      * used without these must have *n_kv_tokens reset to 0 by its owner. */
     int32_t *kv_tokens;
     size_t *n_kv_tokens;
+    /* Optional: every sampled token must be allowed by this grammar (grammar.h), which masks the
+     * logits before the draw and advances after it; generation ends once no token is allowed. The
+     * caller makes it (fresh or reset) and frees it. */
+    struct grammar *grammar;
 };
 
 struct gen_stats {

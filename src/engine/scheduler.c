@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "base/clock.h"
 #include "gguf/gguf.h"
+#include "sample/grammar.h"
 #include "model/model.h"
 
 struct sched_entry {
@@ -21,6 +22,7 @@ struct sched_entry {
     struct model *m;
     struct backend *be;
     struct chat_template tpl;
+    struct grammar_vocab *gvocab; /* built on the first constrained request, under fwd */
     pthread_mutex_t fwd;
     struct model_ctx **ctx;
     bool *busy;
@@ -84,6 +86,7 @@ static void entry_unload(struct sched *s, struct sched_entry *en)
     for (int i = 0; i < s->cfg.num_parallel; i++)
         model_ctx_free(en->ctx[i]);
     chat_template_free(&en->tpl);
+    grammar_vocab_free(en->gvocab);
     model_free(en->m);
     if (en->be)
         en->be->ops->free(en->be);
@@ -379,6 +382,19 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
     l->n_kv_tokens = &en->n_hist[l->slot];
     l->load_ns = clock_ns() - t0;
     return 0;
+}
+
+int sched_grammar_vocab(struct sched_lease *l, const struct grammar_vocab **out, struct err *e)
+{
+    struct sched_entry *en = l->ent;
+    int rc = 0;
+    /* The forward lock serialises the one-time build between this model's slots. */
+    pthread_mutex_lock(&en->fwd);
+    if (!en->gvocab)
+        rc = grammar_vocab_new(en->m->tok, &en->gvocab, e);
+    *out = en->gvocab;
+    pthread_mutex_unlock(&en->fwd);
+    return rc;
 }
 
 void sched_release(struct sched *s, struct sched_lease *l, long long keep_alive_ns)

@@ -62,6 +62,10 @@ bool sched_unload(struct sched *s, const char *path);
 void sched_label(struct sched *s, const char *path, const char *name, const char *digest);
 /* /api/ps entries: [{path, name, digest, size, expires_at (unix ns, 0 = forever), context_length}]. */
 json_t *sched_list(struct sched *s);
+/* The leased model's grammar vocabulary (grammar.h), built on first use and kept with the model.
+ * Read-only afterwards; valid while the lease is held. */
+struct grammar_vocab;
+int sched_grammar_vocab(struct sched_lease *l, const struct grammar_vocab **out, struct err *e);
 /* The server default context length. */
 int sched_default_ctx(const struct sched *s);
 

@@ -1,7 +1,9 @@
 /* api_gen.c — the generating routes: Ollama's /api/generate and /api/chat (NDJSON streams or one
  * object) and OpenAI's /v1/chat/completions and /v1/completions (SSE or one object). All four parse
  * into one job: a model lease from the scheduler, prompt tokens, options; then one generation whose
- * text is framed per protocol. */
+ * text is split into content, reasoning and tool calls (toolcall.h) and framed per protocol.
+ * "format" / response_format constrain sampling with a JSON grammar (grammar.h); tool_choice
+ * "required" or a named function forces a call the same way. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,10 @@
 #include "engine/generate.h"
 #include "engine/options.h"
 #include "model/model.h"
+#include "sample/grammar.h"
 #include "store/store.h"
+#include "template/select.h"
+#include "template/toolcall.h"
 #include "server/server_internal.h"
 #include "tokenizer/tokenizer.h"
 
@@ -42,11 +47,31 @@ struct job {
     int32_t *out_tokens;
     size_t out_cap;
     long long load_ns;
+    /* structured output, tools, thinking */
+    json_t *format;          /* NULL, "json" or a JSON Schema object */
+    int think;               /* -1 not set, 0 off, 1 on */
+    char *think_level;
+    json_t *tools;           /* the tools given to the template, or NULL */
+    int tool_choice;         /* TC_* */
+    char *tool_name;         /* TC_NAMED: the function to call */
+    char *mf_template;       /* the Modelfile's TEMPLATE, or NULL */
+    struct tmpl *override;   /* mf_template compiled */
+    bool thinking;           /* reasoning is split off into "thinking" */
+    struct toolcall_parser *tp;
+    struct grammar *grammar;
+    const char *forced_suffix; /* fed to the parser after a forced call's JSON */
+    char *thinking_text;     /* non-streamed: the reasoning */
+    size_t thinking_len, thinking_cap;
+    json_t *calls;           /* every tool call so far (Ollama's shape) */
+    bool truncated;          /* the prompt was cut to fit the context */
+    size_t dropped_tokens;
     /* outcome */
     struct gen_stats stats;
     int rc;
     struct err err;
 };
+
+enum { TC_AUTO, TC_NONE, TC_REQUIRED, TC_NAMED };
 
 static bool is_openai(enum kind k)
 {
@@ -65,6 +90,16 @@ static void job_free(void *p)
     free(j->mf_system);
     free(j->ps_name);
     json_decref(j->mf_messages);
+    json_decref(j->format);
+    json_decref(j->tools);
+    json_decref(j->calls);
+    free(j->think_level);
+    free(j->tool_name);
+    free(j->mf_template);
+    free(j->thinking_text);
+    tmpl_free(j->override);
+    toolcall_parser_free(j->tp);
+    grammar_free(j->grammar);
     options_free(&j->opt);
     free(j);
 }
@@ -120,25 +155,74 @@ static int write_json_line(struct job *j, json_t *o, bool sse)
     return rc;
 }
 
-static int emit(void *user, const char *text, size_t len)
+static int buf_add(char **p, size_t *n, size_t *cap, const char *text, size_t len)
 {
-    struct job *j = user;
+    if (*n + len + 1 > *cap) {
+        size_t c = *cap ? *cap * 2 : 1024;
+        while (c < *n + len + 1)
+            c *= 2;
+        char *nb = realloc(*p, c);
+        if (!nb)
+            return -1;
+        *p = nb;
+        *cap = c;
+    }
+    memcpy(*p + *n, text, len);
+    *n += len;
+    (*p)[*n] = '\0';
+    return 0;
+}
+
+/* Ollama's message.tool_calls from the parser's {name, arguments} objects, numbered from first. */
+static json_t *ollama_calls(const json_t *calls, size_t first)
+{
+    json_t *arr = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        char id[32];
+        snprintf(id, sizeof id, "call_%zu", first + i);
+        json_array_append_new(arr, json_pack("{s:s,s:{s:I,s:O,s:O}}", "id", id, "function", "index",
+                                             (json_int_t)(first + i), "name", json_object_get(c, "name"),
+                                             "arguments", json_object_get(c, "arguments")));
+    }
+    return arr;
+}
+
+/* OpenAI's tool_calls: arguments as a JSON string, an id per call. */
+static json_t *oai_calls(const json_t *calls, size_t first)
+{
+    json_t *arr = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        char id[32];
+        snprintf(id, sizeof id, "call_%zu", first + i);
+        char *args = json_dumps(json_object_get(c, "arguments"), JSON_COMPACT | JSON_ENCODE_ANY);
+        json_array_append_new(arr, json_pack("{s:i,s:s,s:s,s:{s:O,s:s}}", "index", (int)(first + i), "id", id,
+                                             "type", "function", "function", "name", json_object_get(c, "name"),
+                                             "arguments", args ? args : "{}"));
+        free(args);
+    }
+    return arr;
+}
+
+/* Frames one piece of output: visible text, reasoning and completed calls (any may be empty). */
+static int emit_parts(struct job *j, const char *text, size_t len, const char *think, size_t think_len,
+                      const json_t *calls)
+{
+    size_t n_calls = json_array_size(calls);
+    size_t first = json_array_size(j->calls);
+    if (n_calls && j->calls)
+        json_array_extend(j->calls, (json_t *)calls);
     if (!j->stream) {
-        if (j->text_len + len + 1 > j->text_cap) {
-            size_t cap = j->text_cap ? j->text_cap * 2 : 1024;
-            while (cap < j->text_len + len + 1)
-                cap *= 2;
-            char *nb = realloc(j->text, cap);
-            if (!nb)
-                return -1;
-            j->text = nb;
-            j->text_cap = cap;
-        }
-        memcpy(j->text + j->text_len, text, len);
-        j->text_len += len;
-        j->text[j->text_len] = '\0';
+        if ((len && buf_add(&j->text, &j->text_len, &j->text_cap, text, len)) ||
+            (think_len && buf_add(&j->thinking_text, &j->thinking_len, &j->thinking_cap, think, think_len)))
+            return -1;
         return j->s->stopping ? -1 : 0;
     }
+    if (!len && !think_len && !n_calls)
+        return 0;
     json_t *piece = json_stringn(text, len);
     if (!piece)
         piece = json_string(""); /* cannot happen: the detokenizer emits whole UTF-8 characters */
@@ -148,17 +232,33 @@ static int emit(void *user, const char *text, size_t len)
     case K_GENERATE:
         now_str(ts);
         o = json_pack("{s:s,s:s,s:o,s:b}", "model", j->model, "created_at", ts, "response", piece, "done", 0);
+        if (think_len)
+            json_object_set_new(o, "thinking", json_stringn(think, think_len));
         return write_json_line(j, o, false);
-    case K_CHAT:
+    case K_CHAT: {
         now_str(ts);
-        o = json_pack("{s:s,s:s,s:{s:s,s:o},s:b}", "model", j->model, "created_at", ts, "message", "role",
-                      "assistant", "content", piece, "done", 0);
+        json_t *m = json_pack("{s:s,s:o}", "role", "assistant", "content", piece);
+        if (think_len)
+            json_object_set_new(m, "thinking", json_stringn(think, think_len));
+        if (n_calls)
+            json_object_set_new(m, "tool_calls", ollama_calls(calls, first));
+        o = json_pack("{s:s,s:s,s:o,s:b}", "model", j->model, "created_at", ts, "message", m, "done", 0);
         return write_json_line(j, o, false);
-    case K_OAI_CHAT:
+    }
+    case K_OAI_CHAT: {
         o = oai_chunk(j);
-        json_object_set_new(o, "choices",
-                            json_pack("[{s:i,s:{s:o},s:n}]", "index", 0, "delta", "content", piece, "finish_reason"));
+        json_t *d = json_object();
+        if (len || (!think_len && !n_calls))
+            json_object_set_new(d, "content", piece);
+        else
+            json_decref(piece);
+        if (think_len)
+            json_object_set_new(d, "reasoning", json_stringn(think, think_len));
+        if (n_calls)
+            json_object_set_new(d, "tool_calls", oai_calls(calls, first));
+        json_object_set_new(o, "choices", json_pack("[{s:i,s:o,s:n}]", "index", 0, "delta", d, "finish_reason"));
         return write_json_line(j, o, true);
+    }
     case K_OAI_COMPLETION:
         o = oai_chunk(j);
         json_object_set_new(o, "choices",
@@ -171,6 +271,40 @@ static int emit(void *user, const char *text, size_t len)
     return -1;
 }
 
+static int emit(void *user, const char *text, size_t len)
+{
+    struct job *j = user;
+    if (!j->tp)
+        return emit_parts(j, text, len, NULL, 0, NULL);
+    struct toolcall_delta d;
+    struct err e = {0};
+    if (toolcall_push(j->tp, text, len, &d, &e))
+        return -1;
+    return emit_parts(j, d.content, d.content_len, d.thinking, d.thinking_len, d.calls);
+}
+
+/* After generation: what the parser still holds (a forced call's closing tag first). */
+static void emit_rest(struct job *j)
+{
+    if (!j->tp)
+        return;
+    struct toolcall_delta d;
+    struct err e = {0};
+    if (j->forced_suffix && strcmp(j->stats.done_reason, "stop") == 0 &&
+        toolcall_push(j->tp, j->forced_suffix, strlen(j->forced_suffix), &d, &e) == 0)
+        emit_parts(j, d.content, d.content_len, d.thinking, d.thinking_len, d.calls);
+    if (toolcall_finish(j->tp, &d, &e) == 0)
+        emit_parts(j, d.content, d.content_len, d.thinking, d.thinking_len, d.calls);
+}
+
+static void add_truncation(const struct job *j, json_t *o)
+{
+    if (j->truncated) {
+        json_object_set_new(o, "truncated", json_true());
+        json_object_set_new(o, "truncated_tokens", json_integer((json_int_t)j->dropped_tokens));
+    }
+}
+
 /* The final Ollama object (metrics omitted when zero, as Ollama does). */
 static json_t *ollama_final(struct job *j, const char *text)
 {
@@ -178,12 +312,23 @@ static json_t *ollama_final(struct job *j, const char *text)
     now_str(ts);
     const struct gen_stats *st = &j->stats;
     json_t *o = json_pack("{s:s,s:s}", "model", j->model, "created_at", ts);
-    if (j->kind == K_GENERATE)
+    /* Non-streamed replies carry everything here; a stream's last object only the figures. */
+    const char *think = j->stream ? NULL : j->thinking_text;
+    if (j->kind == K_GENERATE) {
         json_object_set_new(o, "response", json_string(text));
-    else
-        json_object_set_new(o, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", text));
+        if (think && *think)
+            json_object_set_new(o, "thinking", json_string(think));
+    } else {
+        json_t *m = json_pack("{s:s,s:s}", "role", "assistant", "content", text);
+        if (think && *think)
+            json_object_set_new(m, "thinking", json_string(think));
+        if (!j->stream && json_array_size(j->calls))
+            json_object_set_new(m, "tool_calls", ollama_calls(j->calls, 0));
+        json_object_set_new(o, "message", m);
+    }
     json_object_set_new(o, "done", json_true());
     json_object_set_new(o, "done_reason", json_string(st->done_reason ? st->done_reason : "stop"));
+    add_truncation(j, o);
     if (j->kind == K_GENERATE && j->want_context) {
         json_t *ctx = json_array();
         for (size_t i = 0; i < j->n_prompt; i++)
@@ -217,7 +362,9 @@ static json_t *usage(const struct job *j)
 
 static const char *finish_reason(const struct job *j)
 {
-    return j->stats.done_reason && strcmp(j->stats.done_reason, "length") == 0 ? "length" : "stop";
+    if (j->stats.done_reason && strcmp(j->stats.done_reason, "length") == 0)
+        return "length";
+    return json_array_size(j->calls) ? "tool_calls" : "stop";
 }
 
 static json_t *oai_final(struct job *j)
@@ -226,14 +373,19 @@ static json_t *oai_final(struct job *j)
                           j->kind == K_OAI_CHAT ? "chat.completion" : "text_completion", "created",
                           (json_int_t)j->created, "model", j->model, "system_fingerprint", "fp_ollama");
     const char *text = j->text ? j->text : "";
-    if (j->kind == K_OAI_CHAT)
+    if (j->kind == K_OAI_CHAT) {
+        json_t *m = json_pack("{s:s,s:s}", "role", "assistant", "content", text);
+        if (j->thinking_text && *j->thinking_text)
+            json_object_set_new(m, "reasoning", json_string(j->thinking_text));
+        if (json_array_size(j->calls))
+            json_object_set_new(m, "tool_calls", oai_calls(j->calls, 0));
         json_object_set_new(o, "choices",
-                            json_pack("[{s:i,s:{s:s,s:s},s:s}]", "index", 0, "message", "role", "assistant",
-                                      "content", text, "finish_reason", finish_reason(j)));
-    else
+                            json_pack("[{s:i,s:o,s:s}]", "index", 0, "message", m, "finish_reason", finish_reason(j)));
+    } else
         json_object_set_new(o, "choices", json_pack("[{s:s,s:i,s:s}]", "text", text, "index", 0, "finish_reason",
                                                     finish_reason(j)));
     json_object_set_new(o, "usage", usage(j));
+    add_truncation(j, o);
     return o;
 }
 
@@ -254,8 +406,11 @@ static void run_generation(struct job *j)
         .out_cap = j->out_cap,
         .kv_tokens = j->lease.kv_tokens,
         .n_kv_tokens = j->lease.n_kv_tokens,
+        .grammar = j->grammar,
     };
     j->rc = generate(j->lease.ctx, &req, emit, j, &j->stats, &j->err);
+    if (!j->rc && strcmp(j->stats.done_reason, "cancel") != 0)
+        emit_rest(j);
     /* Release before the final chunk is written so a client that sends its next request as soon
      * as it sees done:true finds the slot free. */
     sched_release(j->s->sched, &j->lease, j->keep_alive);
@@ -298,6 +453,7 @@ static void stream_job(struct stream *st, void *p)
     else
         json_object_set_new(o, "choices", json_pack("[{s:s,s:i,s:s}]", "text", "", "index", 0, "finish_reason",
                                                     finish_reason(j)));
+    add_truncation(j, o);
     if (write_json_line(j, o, true))
         return;
     if (j->include_usage) {
@@ -326,7 +482,105 @@ static void truncate_prompt(struct job *j, int n_ctx)
         keep = target / 2;
     size_t tail = (size_t)(target - keep);
     memmove(j->prompt + keep, j->prompt + j->n_prompt - tail, tail * sizeof *j->prompt);
+    j->truncated = true;
+    j->dropped_tokens = j->n_prompt - (size_t)target;
+    fprintf(stderr, "hearth: truncating a prompt of %zu tokens to %d to fit the context of %d (model %s)\n",
+            j->n_prompt, target, n_ctx, j->model);
     j->n_prompt = (size_t)target;
+}
+
+static const char *template_source(const struct job *j)
+{
+    return j->override ? tmpl_source(j->override) : j->lease.tpl->source;
+}
+
+/* The JSON a forced call must be: {"name": one of the tools, "arguments": its parameters}. */
+static json_t *call_schema(const struct job *j, enum toolcall_format fmt)
+{
+    json_t *any = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(j->tools, i, t) {
+        json_t *f = json_object_get(t, "function");
+        const char *name = json_string_value(json_object_get(f, "name"));
+        if (!name || (j->tool_choice == TC_NAMED && strcmp(name, j->tool_name) != 0))
+            continue;
+        json_t *params = json_object_get(f, "parameters");
+        const char *key = fmt == TOOLCALL_LLAMA3 ? "parameters" : "arguments";
+        json_array_append_new(any, json_pack("{s:s,s:{s:{s:s},s:O},s:[s,s]}", "type", "object", "properties", "name",
+                                             "const", name, key,
+                                             json_is_object(params) ? params : json_pack("{s:s}", "type", "object"),
+                                             "required", "name", key));
+    }
+    return json_pack("{s:o}", "anyOf", any);
+}
+
+/* Once the prompt text is known: whether reasoning is split off, how tool calls are parsed, and the
+ * grammar for "format" or a forced call. *prompt_out gets the prompt with a forced call's opening
+ * tag appended (malloc'd), or NULL to keep text. On failure fills r. */
+static bool setup_output(struct job *j, const char *text, char **prompt_out, struct reply *r)
+{
+    bool openai = is_openai(j->kind);
+    struct err e = {0};
+    *prompt_out = NULL;
+    if (j->kind == K_OAI_COMPLETION)
+        return true;
+    const char *src = template_source(j);
+    j->thinking = j->think != 0 && toolcall_template_thinks(src);
+    bool starts = false;
+    if (j->thinking) {
+        size_t n = strlen(text);
+        while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
+            n--;
+        starts = n >= 7 && memcmp(text + n - 7, "<think>", 7) == 0;
+    }
+    bool use_tools = j->tools && j->tool_choice != TC_NONE;
+    bool forced = use_tools && (j->tool_choice == TC_REQUIRED || j->tool_choice == TC_NAMED);
+    enum toolcall_format fmt = use_tools ? toolcall_format_detect(src) : TOOLCALL_NONE;
+    if (j->thinking || fmt != TOOLCALL_NONE) {
+        if (toolcall_parser_new(fmt, j->thinking, starts, &j->tp, &e)) {
+            fail(r, openai, 500, "%s", e.msg);
+            return false;
+        }
+    }
+    const char *prefix = NULL;
+    if (forced) {
+        /* The model is put inside a call: the prompt ends with the format's opening tag, the
+         * grammar allows only a call's JSON, and the parser sees the whole call. */
+        prefix = fmt == TOOLCALL_MISTRAL ? "[TOOL_CALLS][" : fmt == TOOLCALL_LLAMA3 ? "" : "<tool_call>\n";
+        j->forced_suffix = fmt == TOOLCALL_MISTRAL ? "]" : fmt == TOOLCALL_LLAMA3 ? NULL : "\n</tool_call>";
+        struct toolcall_delta d;
+        if (*prefix && toolcall_push(j->tp, prefix, strlen(prefix), &d, &e)) {
+            fail(r, openai, 500, "%s", e.msg);
+            return false;
+        }
+    }
+    if (forced || j->format) {
+        json_t *schema = forced ? call_schema(j, fmt) : json_is_object(j->format) ? json_incref(j->format) : NULL;
+        const struct grammar_vocab *gv = NULL;
+        int rc = sched_grammar_vocab(&j->lease, &gv, &e);
+        if (!rc)
+            rc = grammar_new_json(gv, schema, &j->grammar, &e);
+        json_decref(schema);
+        if (!rc && j->thinking)
+            rc = grammar_set_trigger(j->grammar, "</think>", &e);
+        if (rc) {
+            fail(r, openai, rc == ERR_INVALID ? 400 : 500, "%s%s", rc == ERR_INVALID ? "invalid JSON schema in format: " : "",
+                 e.msg);
+            return false;
+        }
+    }
+    if (prefix && *prefix) {
+        size_t a = strlen(text), b = strlen(prefix);
+        *prompt_out = malloc(a + b + 1);
+        if (!*prompt_out) {
+            fail(r, openai, 500, "out of memory");
+            return false;
+        }
+        memcpy(*prompt_out, text, a);
+        memcpy(*prompt_out + a, prefix, b + 1);
+    }
+    return true;
 }
 
 /* Shared tail of every generating route: tokenizes text with the leased model and starts the
@@ -340,7 +594,16 @@ static void launch(struct job *j, const char *text, bool templated, bool truncat
     size_t n = 0;
     struct err e = {0};
     bool add_special = !(ctx_tokens && json_array_size(ctx_tokens) > 0);
-    if (tokenizer_encode(tok, text, strlen(text), add_special, templated, &ids, &n, &e)) {
+    char *forced_prompt = NULL;
+    if (!setup_output(j, text, &forced_prompt, r)) {
+        job_free(j);
+        return;
+    }
+    if (forced_prompt)
+        text = forced_prompt;
+    int erc = tokenizer_encode(tok, text, strlen(text), add_special, templated, &ids, &n, &e);
+    free(forced_prompt);
+    if (erc) {
         fail(r, openai, 500, "%s", e.msg);
         job_free(j);
         return;
@@ -418,8 +681,12 @@ static struct job *job_new(struct srv *s, enum kind kind, const char *model)
     j->stream = true;
     j->created = now_unix_ns() / 1000000000LL;
     options_default(&j->opt);
+    j->think = -1;
+    j->calls = json_array();
     snprintf(j->id, sizeof j->id, "%s-%d", kind == K_OAI_CHAT ? "chatcmpl" : "cmpl", rand() % 999);
-    if (!j->model) {
+    if (!j->model || !j->calls) {
+        json_decref(j->calls);
+        free(j->model);
         free(j);
         return NULL;
     }
@@ -438,6 +705,123 @@ static bool get_bool(const json_t *body, const char *key, bool def, bool *out, b
         return false;
     }
     *out = json_is_true(v);
+    return true;
+}
+
+/* format / response_format, think, tools and tool_choice. On failure fills r. */
+static bool parse_output_fields(struct job *j, const json_t *body, struct reply *r)
+{
+    bool openai = is_openai(j->kind);
+    json_t *f = json_object_get(body, "format");
+    if (openai) {
+        json_t *rf = json_object_get(body, "response_format");
+        f = NULL;
+        if (rf && !json_is_null(rf)) {
+            const char *type = json_string_value(json_object_get(rf, "type"));
+            if (!json_is_object(rf) || !type) {
+                fail(r, true, 400, "response_format must be an object with a \"type\"");
+                return false;
+            }
+            if (strcmp(type, "json_object") == 0) {
+                j->format = json_string("json");
+            } else if (strcmp(type, "json_schema") == 0) {
+                json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+                if (!json_is_object(schema)) {
+                    fail(r, true, 400, "response_format.json_schema.schema must be a JSON Schema object");
+                    return false;
+                }
+                j->format = json_incref(schema);
+            } else if (strcmp(type, "text") != 0) {
+                fail(r, true, 400, "response_format.type must be \"text\", \"json_object\" or \"json_schema\", not \"%s\"",
+                     type);
+                return false;
+            }
+        }
+    } else if (f && !json_is_null(f)) {
+        if (json_is_string(f) && strcmp(json_string_value(f), "json") == 0)
+            j->format = json_string("json");
+        else if (json_is_object(f))
+            j->format = json_incref(f);
+        else if (!(json_is_string(f) && !*json_string_value(f))) {
+            fail(r, false, 400, "invalid format: \"format\" must be \"json\" or a JSON Schema object");
+            return false;
+        }
+    }
+    json_t *th = json_object_get(body, openai ? "reasoning_effort" : "think");
+    if (openai && !th) {
+        json_t *reasoning = json_object_get(body, "reasoning");
+        th = json_object_get(reasoning, "effort");
+    }
+    if (th && !json_is_null(th)) {
+        const char *lvl = json_string_value(th);
+        if (json_is_boolean(th)) {
+            j->think = json_is_true(th);
+        } else if (lvl && (strcmp(lvl, "low") == 0 || strcmp(lvl, "medium") == 0 || strcmp(lvl, "high") == 0)) {
+            j->think = 1;
+            j->think_level = strdup(lvl);
+        } else if (lvl && strcmp(lvl, "none") == 0) {
+            j->think = 0;
+        } else {
+            fail(r, openai, 400, "%s must be true, false, \"low\", \"medium\" or \"high\"",
+                 openai ? "reasoning_effort" : "think");
+            return false;
+        }
+    }
+    bool chat = j->kind == K_CHAT || j->kind == K_OAI_CHAT;
+    json_t *tools = chat ? json_object_get(body, "tools") : NULL;
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools)) {
+            fail(r, openai, 400, "\"tools\" must be an array of {\"type\": \"function\", \"function\": {...}}");
+            return false;
+        }
+        size_t i;
+        json_t *t;
+        json_array_foreach(tools, i, t) {
+            if (!json_is_string(json_object_get(json_object_get(t, "function"), "name"))) {
+                fail(r, openai, 400, "tools[%zu].function.name must be a string", i);
+                return false;
+            }
+        }
+        if (json_array_size(tools))
+            j->tools = json_incref(tools);
+    }
+    /* tool_choice is OpenAI's; hearth also takes it on /api/chat. */
+    json_t *tc = chat ? json_object_get(body, "tool_choice") : NULL;
+    if (tc && !json_is_null(tc)) {
+        const char *v = json_string_value(tc);
+        const char *name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+        if (v && strcmp(v, "auto") == 0)
+            j->tool_choice = TC_AUTO;
+        else if (v && strcmp(v, "none") == 0)
+            j->tool_choice = TC_NONE;
+        else if (v && strcmp(v, "required") == 0)
+            j->tool_choice = TC_REQUIRED;
+        else if (name) {
+            j->tool_choice = TC_NAMED;
+            j->tool_name = strdup(name);
+        } else {
+            fail(r, openai, 400, "tool_choice must be \"auto\", \"none\", \"required\" or "
+                                 "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+            return false;
+        }
+        if ((j->tool_choice == TC_REQUIRED || j->tool_choice == TC_NAMED) && !j->tools) {
+            fail(r, openai, 400, "tool_choice \"%s\" needs \"tools\"", name ? name : v);
+            return false;
+        }
+        if (j->tool_choice == TC_NAMED) {
+            bool found = false;
+            size_t i;
+            json_t *t;
+            json_array_foreach(j->tools, i, t) {
+                const char *n = json_string_value(json_object_get(json_object_get(t, "function"), "name"));
+                found |= n && strcmp(n, name) == 0;
+            }
+            if (!found) {
+                fail(r, openai, 400, "tool_choice names the function \"%s\", which is not in \"tools\"", name);
+                return false;
+            }
+        }
+    }
     return true;
 }
 
@@ -503,6 +887,8 @@ static struct job *begin(struct srv *s, const json_t *body, enum kind kind, char
     }
     if (sm.system && *sm.system)
         j->mf_system = strdup(sm.system);
+    if (sm.template_text && *sm.template_text)
+        j->mf_template = strdup(sm.template_text);
     if (sm.name) {
         j->ps_name = strdup(sm.name);
         memcpy(j->ps_digest, sm.digest, sizeof j->ps_digest);
@@ -558,6 +944,8 @@ static struct job *begin(struct srv *s, const json_t *body, enum kind kind, char
         fail(r, openai, 400, "%s", e.msg);
         goto bad;
     }
+    if (!parse_output_fields(j, body, r))
+        goto bad;
     return j;
 bad:
     free(*path);
@@ -593,10 +981,37 @@ static void load_or_unload(struct job *j, const char *path, struct reply *r)
     job_free(j); /* releases the lease with the request's keep_alive */
 }
 
-static bool render(struct job *j, json_t *messages, const json_t *tools, char **text, bool *templated,
-                   struct reply *r)
+static bool render(struct job *j, json_t *messages, char **text, bool *templated, struct reply *r)
 {
     struct err e = {0};
+    bool openai = is_openai(j->kind);
+    const struct chat_template *ct = j->lease.tpl;
+    if (j->mf_template && !j->override) {
+        enum tmpl_kind k = tmpl_text_is_go(j->mf_template) ? TMPL_GO : TMPL_JINJA;
+        if (tmpl_new(k, j->mf_template, ct->bos, ct->eos, &j->override, &e)) {
+            fail(r, openai, 500, "model '%s' has a TEMPLATE that does not compile: %s", j->model, e.msg);
+            return false;
+        }
+    }
+    const char *src = template_source(j);
+    if (j->tools && j->tool_choice != TC_NONE && toolcall_format_detect(src) == TOOLCALL_NONE) {
+        fail(r, openai, 400, "%s does not support tools", j->model);
+        return false;
+    }
+    if (j->think == 1 && !toolcall_template_thinks(src)) {
+        fail(r, openai, 400, "\"%s\" does not support thinking", j->model);
+        return false;
+    }
+    bool forced = j->tools && (j->tool_choice == TC_REQUIRED || j->tool_choice == TC_NAMED);
+    struct chat_render_opts ro = {
+        .tools = j->tool_choice == TC_NONE ? NULL : j->tools,
+        /* A forced call is answered at once: no reasoning before it. */
+        .think = forced && toolcall_template_thinks(src) ? 0 : j->think,
+        .think_level = forced ? NULL : j->think_level,
+        .override = j->override,
+    };
+    if (forced)
+        j->think = ro.think;
     json_t *all = json_incref(messages);
     if (j->kind == K_CHAT || j->kind == K_OAI_CHAT) {
         /* The Modelfile's SYSTEM unless the chat brings its own, then its MESSAGEs, then the chat. */
@@ -618,7 +1033,7 @@ static bool render(struct job *j, json_t *messages, const json_t *tools, char **
             json_array_extend(all, messages);
         }
     }
-    int rc = chat_render(j->lease.tpl, all, tools, text, templated, &e);
+    int rc = chat_render(ct, all, &ro, text, templated, &e);
     json_decref(all);
     if (rc) {
         fail(r, is_openai(j->kind), 400, "%s", e.msg);
@@ -685,7 +1100,7 @@ void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
         else if (j->mf_system)
             json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", j->mf_system));
         json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
-        bool ok = render(j, msgs, NULL, &text, &templated, r);
+        bool ok = render(j, msgs, &text, &templated, r);
         json_decref(msgs);
         if (!ok) {
             job_free(j);
@@ -731,7 +1146,7 @@ void api_chat(struct srv *s, const struct http_req *q, struct reply *r)
     }
     char *text = NULL;
     bool templated = false;
-    if (!render(j, msgs, json_object_get(body, "tools"), &text, &templated, r)) {
+    if (!render(j, msgs, &text, &templated, r)) {
         job_free(j);
         goto out;
     }
@@ -742,51 +1157,22 @@ out:
     json_decref(body);
 }
 
-/* OpenAI message content: a string, or an array of parts of which the text parts are joined. */
+/* OpenAI messages to Ollama's (select.h), refusing images: hearth's models read text only. */
 static int oai_messages(json_t *in, json_t **out, struct err *e)
 {
     if (!json_is_array(in))
         return err_set(e, ERR_INVALID, "\"messages\" must be an array");
-    if (json_array_size(in) == 0)
-        return err_set(e, ERR_INVALID, "[] is too short - 'messages'");
-    json_t *arr = json_array();
+    json_t *arr = NULL;
+    if (tmpl_messages_from_openai(in, &arr, e))
+        return e->code;
     size_t i;
     json_t *m;
-    json_array_foreach(in, i, m) {
-        if (!json_is_object(m)) {
+    json_array_foreach(arr, i, m) {
+        if (json_array_size(json_object_get(m, "images"))) {
             json_decref(arr);
-            return err_set(e, ERR_INVALID, "messages[%zu] must be an object", i);
+            return err_set(e, ERR_INVALID, "messages[%zu]: image parts are not supported (hearth's models read text only)",
+                           i);
         }
-        json_t *c = json_object_get(m, "content");
-        json_t *copy = json_deep_copy(m);
-        if (json_is_array(c)) {
-            size_t k;
-            json_t *part;
-            char *joined = strdup("");
-            json_array_foreach(c, k, part) {
-                const char *type = json_string_value(json_object_get(part, "type"));
-                if (!type || strcmp(type, "text") != 0) {
-                    free(joined);
-                    json_decref(copy);
-                    json_decref(arr);
-                    return err_set(e, ERR_INVALID, "messages[%zu].content[%zu]: only text parts are supported", i, k);
-                }
-                const char *t = json_string_value(json_object_get(part, "text"));
-                size_t a = strlen(joined), b = t ? strlen(t) : 0;
-                char *nj = realloc(joined, a + b + 1);
-                if (!nj) {
-                    free(joined);
-                    json_decref(copy);
-                    json_decref(arr);
-                    return err_set(e, ERR_NOMEM, "out of memory");
-                }
-                joined = nj;
-                memcpy(joined + a, t ? t : "", b + 1);
-            }
-            json_object_set_new(copy, "content", json_string(joined));
-            free(joined);
-        }
-        json_array_append_new(arr, copy);
     }
     if (chat_validate_messages(arr, e)) {
         json_decref(arr);
@@ -818,7 +1204,7 @@ void oai_chat(struct srv *s, const struct http_req *q, struct reply *r)
     }
     char *text = NULL;
     bool templated = false;
-    if (!render(j, msgs, json_object_get(body, "tools"), &text, &templated, r)) {
+    if (!render(j, msgs, &text, &templated, r)) {
         job_free(j);
         goto out;
     }
@@ -852,7 +1238,7 @@ void oai_completions(struct srv *s, const struct http_req *q, struct reply *r)
     json_t *msgs = json_pack("[{s:s,s:O}]", "role", "user", "content", pv);
     char *text = NULL;
     bool templated = false;
-    bool ok = render(j, msgs, NULL, &text, &templated, r);
+    bool ok = render(j, msgs, &text, &templated, r);
     json_decref(msgs);
     if (!ok) {
         job_free(j);
