@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "server/server_internal.h"
 #include "store/store.h"
+#include "template/toolcall.h"
 #include "tokenizer/tokenizer.h"
 #include <strings.h>
 
@@ -314,6 +315,13 @@ void api_show(struct srv *s, const struct http_req *q, struct reply *r)
         fmt_time(sm.modified_ns, ts, sizeof ts);
         json_object_set_new(o, "modified_at", json_string(ts));
     }
+    /* What the prompt template can do, as Ollama reports it: tool calls and thinking. */
+    const char *tsrc = json_string_value(json_object_get(o, "template"));
+    json_t *caps = json_object_get(o, "capabilities");
+    if (toolcall_format_detect(tsrc) != TOOLCALL_NONE)
+        json_array_append_new(caps, json_string("tools"));
+    if (toolcall_template_thinks(tsrc))
+        json_array_append_new(caps, json_string("thinking"));
     if (verbose) {
         json_t *tensors = json_array();
         for (uint64_t i = 0; i < f->n_tensors; i++) {

@@ -300,3 +300,8 @@ test('a prompt longer than the context is truncated and the reply says so', asyn
   const o = await openai.chat.completions.create({ model: 'stories', messages: [{ role: 'user', content: long }], max_tokens: 2 });
   assert.equal(o.truncated, true);
 });
+
+test('show lists the template capabilities: tools and thinking for Qwen3, neither for stories', async () => {
+  assert.deepEqual((await ollama.show({ model: 'qwen3' })).capabilities, ['completion', 'tools', 'thinking']);
+  assert.deepEqual((await ollama.show({ model: 'stories' })).capabilities, ['completion']);
+});
