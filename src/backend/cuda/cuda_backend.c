@@ -53,6 +53,7 @@ struct cuda_backend {
     size_t wh_elems;
     size_t max_weight_elems; /* largest prepared matrix */
     int64_t max_cols;
+    int max_ctx; /* largest context reserved: sizes the attention kernel's shared memory */
     /* Int8 activations for the repacked Q4_0 / Q8_0 products (xq_batch rows of xq_cols), and which
      * buffer they currently hold (NULL: none). */
     void *d_xq, *d_xds;
@@ -354,7 +355,8 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
             return rc;
         c->wh_elems = wcur / 2;
     }
-    (void)max_ctx;
+    if (max_ctx > c->max_ctx)
+        c->max_ctx = max_ctx;
     return 0;
 }
 
@@ -453,7 +455,7 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
         break;
     case OP_ATTENTION:
         cuda_launch_attention(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2, r->i3,
-                              r->f0, c->stream);
+                              r->f0, (int)r->rows, c->stream);
         break;
     case OP_SWIGLU:
         cuda_launch_swiglu(r->p0, r->p1, (float *)r->p2, r->n, c->stream);
@@ -665,6 +667,7 @@ static void cuda_attention(struct backend *be, const float *q, const void *k_cac
     r.i2 = n_kv_heads;
     r.i3 = head_dim;
     r.f0 = scale;
+    r.rows = c->max_ctx; /* part of the record: it sizes the kernel's shared memory */
     r.n = (size_t)c->n_batch;
     submit(c, &r);
 }

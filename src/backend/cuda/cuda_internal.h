@@ -56,8 +56,11 @@ void cuda_launch_rope(float *x, const int32_t *pos, int n, int n_heads, int head
                       float freq_base, float freq_scale, const float *factors, cudaStream_t s);
 void cuda_launch_kv_store(void *kc, void *vc, int f16, const float *k, const float *v, const int32_t *pos, int n,
                           int kv_dim, cudaStream_t s);
+/* max_ctx: the most cache positions any token attends to (the context's size); up to about 12k the
+ * scores are kept in shared memory, beyond that an online-softmax kernel needing no scratch is used. */
 void cuda_launch_attention(const float *q, const void *kc, const void *vc, int f16, float *out, const int32_t *pos,
-                           int n, int n_heads, int n_kv_heads, int head_dim, float scale, cudaStream_t s);
+                           int n, int n_heads, int n_kv_heads, int head_dim, float scale, int max_ctx,
+                           cudaStream_t s);
 void cuda_launch_swiglu(const float *gate, const float *up, float *out, size_t n, cudaStream_t s);
 void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s);
 
