@@ -211,6 +211,42 @@ static void test_quantize_q8_0(void **state)
     free(b);
 }
 
+/* The SIMD Q8_K activation quantizer writes the same blocks as the reference one, including a
+ * zero block and a block whose largest magnitude appears with both signs (the first one wins). */
+static void test_quantize_q8_k(void **state)
+{
+    (void)state;
+    const struct cpu_kernel *(*tables[2])(uint32_t);
+    const char *names[2];
+    const int n_tables = simd_tables(tables, names);
+    if (n_tables == 0)
+        skip();
+    enum { N = 4096, NB = N / 256 };
+    float *x = malloc(N * sizeof *x);
+    struct block_q8_k *a = malloc(NB * sizeof *a), *b = malloc(NB * sizeof *b);
+    assert_true(x && a && b);
+    fill_acts(x, N, 6);
+    memset(x, 0, 256 * sizeof *x);
+    x[256 + 40] = -30.0f;
+    x[256 + 200] = 30.0f;
+    x[512 + 3] = 25.0f;
+    x[512 + 9] = -25.0f;
+    quant_quantize_q8_k(x, a, N);
+    for (int t = 0; t < n_tables; t++) {
+        memset(b, 0x55, NB * sizeof *b);
+        tables[t](DT_Q4_K)->quantize(x, b, N);
+        for (int blk = 0; blk < NB; blk++) {
+            if (a[blk].d != b[blk].d)
+                fail_msg("%s block %d: d %g vs %g", names[t], blk, (double)b[blk].d, (double)a[blk].d);
+            assert_memory_equal(a[blk].qs, b[blk].qs, sizeof a[blk].qs);
+            assert_memory_equal(a[blk].bsums, b[blk].bsums, sizeof a[blk].bsums);
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
 /* One 4x4 GEMM tile (rows r0.., activations of four tokens) against vec_dot of every pair, for
  * one kernel table entry. Rows may repeat (the matmul repeats the last row of a partial tile). */
 static void check_tile(const char *label, const struct cpu_kernel *k, const uint8_t *w, size_t w_row,
@@ -561,7 +597,7 @@ int main(void)
         cmocka_unit_test(test_simd_vs_scalar),   cmocka_unit_test(test_quantize_q8_0),
         cmocka_unit_test(test_matmul_reference), cmocka_unit_test(test_matmul_float),
         cmocka_unit_test(test_attention_kernels), cmocka_unit_test(test_gemm_tiles),
-        cmocka_unit_test(test_vec_kernels),
+        cmocka_unit_test(test_vec_kernels),      cmocka_unit_test(test_quantize_q8_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

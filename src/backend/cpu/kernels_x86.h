@@ -348,6 +348,60 @@ static void X86_NAME(quantize_q8_0)(const float *x, void *dst, int64_t n)
     }
 }
 
+/* Activation rows to Q8_K blocks, bit-identical to quant_quantize_q8_k: the element of largest
+ * magnitude (the first one on ties) maps to -127, rounding to nearest even, 16-element sums. */
+static void X86_NAME(quantize_q8_k)(const float *x, void *dst, int64_t n)
+{
+    struct block_q8_k *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QUANT_QKK; b++, x += QUANT_QKK) {
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < QUANT_QKK; i += 8)
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        if (!(amax > 0.0f)) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        float max = amax;
+        const __m256 av = _mm256_set1_ps(amax);
+        for (int i = 0; i < QUANT_QKK; i += 8) {
+            const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), av, _CMP_EQ_OQ));
+            if (mask) {
+                int k = 0;
+                while (!(mask >> k & 1))
+                    k++;
+                max = x[i + k];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+        for (int g = 0; g < QUANT_QKK / 32; g++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * k), is));
+                q[k] = _mm256_min_epi32(_mm256_max_epi32(q[k], lo), hi);
+            }
+            /* Two 16-element sums: lanes of q0+q1 and of q2+q3. */
+            const __m256i s01 = _mm256_add_epi32(q[0], q[1]), s23 = _mm256_add_epi32(q[2], q[3]);
+            __m256i h = _mm256_hadd_epi32(s01, s23); /* [s01 pairs | s23 pairs] per 128-bit lane */
+            h = _mm256_hadd_epi32(h, h);
+            const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            y[b].bsums[2 * g] = (int16_t)_mm_cvtsi128_si32(t);
+            y[b].bsums[2 * g + 1] = (int16_t)_mm_extract_epi32(t, 1);
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[b].qs + 32 * g), p);
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
 static void X86_NAME(axpy_f16)(int64_t n, float alpha, const void *xv, float *y)
 {
     const uint16_t *x = xv;
@@ -910,7 +964,7 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
     [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0), X86_NAME(gemm_q8_0), X86_GEMM8_Q8_0},
-    [DT_Q4_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k)},
-    [DT_Q5_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q5_k)},
-    [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k)},
+    [DT_Q4_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k)},
+    [DT_Q5_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q5_k)},
+    [DT_Q6_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k)},
 };
