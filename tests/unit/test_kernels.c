@@ -353,13 +353,16 @@ static void test_gemm_tiles(void **state)
     enum { COLS = 509, ROWS = 8 };
     float *w32 = malloc(ROWS * COLS * sizeof *w32), *wv = malloc(ROWS * COLS * sizeof *wv);
     float *x = malloc(4 * COLS * sizeof *x);
-    uint16_t *w16 = malloc(ROWS * COLS * sizeof *w16);
-    assert_true(w32 && wv && x && w16);
+    uint16_t *w16 = malloc(ROWS * COLS * sizeof *w16), *wb = malloc(ROWS * COLS * sizeof *wb);
+    float *wbv = malloc(ROWS * COLS * sizeof *wbv);
+    assert_true(w32 && wv && x && w16 && wb && wbv);
     fill_acts(w32, ROWS * COLS, 11);
     fill_acts(x, 4 * COLS, 12);
     for (int i = 0; i < ROWS * COLS; i++) {
         w16[i] = f32_to_fp16(w32[i]);
         wv[i] = fp16_to_f32(w16[i]);
+        wb[i] = f32_to_bf16(w32[i]);
+        wbv[i] = bf16_to_f32(wb[i]);
     }
     const void *ap[4] = {x, x + COLS, x + 2 * COLS, x + 3 * COLS};
     static const int rs[4] = {7, 0, 3, 3};
@@ -373,7 +376,20 @@ static void test_gemm_tiles(void **state)
             check_tile("F32", k32, (const uint8_t *)w32, COLS * sizeof *w32, rs, ap, COLS, w32, x);
             tested++;
         }
+        /* BF16: the SIMD dot against the scalar one, then the tile against the SIMD dot. */
+        const struct cpu_kernel *kb = tables[t](DT_BF16), *sb = cpu_kernel_scalar(DT_BF16);
+        if (kb) {
+            for (int r = 0; r < ROWS; r++) {
+                const float got = kb->vec_dot(COLS, wb + r * COLS, x), ref = sb->vec_dot(COLS, wb + r * COLS, x);
+                assert_true(fabsf(got - ref) <= 1e-5 * abs_dot(wbv + r * COLS, x, COLS) + 1e-6);
+            }
+            if (kb->gemm)
+                check_tile("BF16", kb, (const uint8_t *)wb, COLS * sizeof *wb, rs, ap, COLS, wbv, x);
+            tested++;
+        }
     }
+    free(wb);
+    free(wbv);
     free(w32);
     free(wv);
     free(x);

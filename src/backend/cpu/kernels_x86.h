@@ -299,6 +299,30 @@ static float X86_NAME(dot_f16)(int64_t n, const void *w, const void *a)
     return s;
 }
 
+/* Eight BF16 values to float: they are the top halves of float32 bit patterns. */
+static inline __m256 x86_bf16_ps(const uint16_t *p)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+static float X86_NAME(dot_bf16)(int64_t n, const void *w, const void *a)
+{
+    const uint16_t *x = w;
+    const float *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(x86_bf16_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(x86_bf16_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(x86_bf16_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+    float s = x86_hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++)
+        s += bf16_to_f32(x[i]) * y[i];
+    return s;
+}
+
 static float X86_NAME(dot_f32)(int64_t n, const void *w, const void *a)
 {
     const float *x = w, *y = a;
@@ -720,6 +744,33 @@ static void X86_NAME(gemm_f16)(int64_t n, const void *const w[4], const void *co
                 out[4 * r + c] += x86_h2f(x[r][i]) * y[c][i];
 }
 
+static void X86_NAME(gemm_bf16)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    const uint16_t *x[4] = {w[0], w[1], w[2], w[3]};
+    const float *y[4] = {a[0], a[1], a[2], a[3]};
+    __m256 acc[4][4];
+    X86_TILE_ZERO(acc);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            wv[r] = x86_bf16_ps(x[r] + i);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256 av = _mm256_loadu_ps(y[c] + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
+        }
+    }
+    x86_tile_store(acc, out);
+    for (; i < n; i++)
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++)
+                out[4 * r + c] += bf16_to_f32(x[r][i]) * y[c][i];
+}
+
 static void X86_NAME(gemm_f32)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
 {
     const float *x[4] = {w[0], w[1], w[2], w[3]};
@@ -959,6 +1010,7 @@ static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
     [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
+    [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
     [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
