@@ -275,6 +275,81 @@ static float X86_NAME(dot_q6_k)(int64_t n, const void *w, const void *a)
     return x86_hsum_ps(acc);
 }
 
+/* Q2_K and Q3_K share the 2-bit layout: element 128h + 32j + l is bits 2j..2j+1 of qs[32h + l].
+ * Each 32-element group spans two 16-element sub-blocks; its products go through maddubs (the
+ * unsigned operand is at most 7) and then madd with the two sub-blocks' scales. */
+static inline __m256i x86_k_pair_scales(int s0, int s1)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
+}
+
+static float X86_NAME(dot_q2_k)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q2_k *x = w;
+    const struct block_q8_k *y = a;
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *sc = x[b].scales;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                const int g = 8 * h + 2 * j;
+                const __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                const __m256i p =
+                    _mm256_maddubs_epi16(qj, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * h + 32 * j)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, x86_k_pair_scales(sc[g] & 15, sc[g + 1] & 15)));
+            }
+        }
+        /* Mins: sum over sub-blocks of (scale >> 4) * bsum. */
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_srli_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)sc),
+                                                                                _mm_set1_epi8((char)0xF0)), 4));
+        const __m256i summ = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums), mins);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[b].d * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fnmadd_ps(_mm256_set1_ps(y[b].d * x86_h2f(x[b].dmin)), _mm256_cvtepi32_ps(summ), acc);
+    }
+    return x86_hsum_ps(acc);
+}
+
+static float X86_NAME(dot_q3_k)(int64_t n, const void *w, const void *a)
+{
+    const struct block_q3_k *x = w;
+    const struct block_q8_k *y = a;
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        int16_t sc[16];
+        for (int i = 0; i < 16; i++) {
+            const int low = i < 8 ? (x[b].scales[i] & 15) : (x[b].scales[i - 8] >> 4);
+            const int high = (x[b].scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+            sc[i] = (int16_t)((low | high << 4) - 32);
+        }
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                const int g = 8 * h + 2 * j;
+                /* Stored value + 4 = low2 + 4 * hbit (0..7); the 4 comes back out below via bsums. */
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+                const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
+                                                  _mm256_slli_epi16(hb, 2));
+                const __m256i p =
+                    _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * h + 32 * j)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, x86_k_pair_scales(sc[g], sc[g + 1])));
+            }
+        }
+        const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
+                                               _mm256_loadu_si256((const __m256i *)sc));
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 2));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[b].d * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return x86_hsum_ps(acc);
+}
+
 static float X86_NAME(dot_f16)(int64_t n, const void *w, const void *a)
 {
     const uint16_t *x = w;
@@ -1016,6 +1091,8 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
     [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0), X86_NAME(gemm_q8_0), X86_GEMM8_Q8_0},
+    [DT_Q2_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q2_k)},
+    [DT_Q3_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q3_k)},
     [DT_Q4_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k)},
     [DT_Q5_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q5_k)},
     [DT_Q6_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k)},
