@@ -267,7 +267,8 @@ static void check_tile(const char *label, const struct cpu_kernel *k, const uint
         }
 }
 
-/* One 8x8 tile (gemm8, on +128 activations) against vec_dot of every pair on the plain ones. */
+/* One 8x8 tile (gemm8, on +128 activations for Q8_0 ones) against vec_dot of every pair on the
+ * plain ones. */
 static void check_tile8(const char *label, const struct cpu_kernel *k, const uint8_t *w, size_t w_row, int r0,
                         const float *x, int64_t cols, const float *wv)
 {
@@ -280,7 +281,8 @@ static void check_tile8(const char *label, const struct cpu_kernel *k, const uin
         const int src = c < 6 ? c : 5;
         k->quantize(x + (size_t)src * cols, qa + (size_t)c * a_row, cols);
         memcpy(qb + (size_t)c * a_row, qa + (size_t)c * a_row, a_row);
-        cpu_q8_0_bias(qb + (size_t)c * a_row, cols);
+        if (k->act_type == DT_Q8_0)
+            cpu_q8_0_bias(qb + (size_t)c * a_row, cols);
         ap[c] = qb + (size_t)c * a_row;
         wp[c] = w + (size_t)(r0 + 3 * c) * w_row;
     }

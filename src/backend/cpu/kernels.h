@@ -26,8 +26,9 @@ struct cpu_kernel {
     act_quantize_fn quantize; /* NULL when act_type is DT_F32 (rows are used as they are) */
     vec_dot_fn vec_dot;
     gemm_tile_fn gemm; /* NULL: matmuls of several tokens call vec_dot per pair */
-    /* Preferred over gemm when set: 8 rows x 8 tokens, out[8 * c + r], on DT_Q8_0 activations
-     * stored +128 (every qs byte xor 0x80; see cpu_q8_0_bias). */
+    /* Preferred over gemm when set: 8 rows x 8 tokens, out[8 * c + r]. When act_type is DT_Q8_0
+     * it reads activations stored +128 (every qs byte xor 0x80; see cpu_q8_0_bias); other
+     * activation types are used as quantize wrote them. */
     gemm_tile8_fn gemm8;
 };
 

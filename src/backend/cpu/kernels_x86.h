@@ -1003,11 +1003,83 @@ static void X86_NAME(gemm8_q8_0)(int64_t n, const void *const w[8], const void *
     for (int c = 0; c < 8; c++)
         _mm256_storeu_ps(out + 8 * c, acc[c]);
 }
+/* Q4_K in the same one-row-per-lane layout. Quants are unsigned 0..15, so plain Q8_K activations
+ * serve as vpdpbusd's signed operand (no +128). Each 32-element sub-block gives eight rows' sums for
+ * a token, multiplied by the rows' sub-block scales (a lane-wise vpmulld); the mins term uses
+ * vpdpwssd on the activations' 16-element sums. */
+static void X86_NAME(gemm8_q4_k)(int64_t n, const void *const w[8], const void *const a[8], float out[64])
+{
+    const struct block_q4_k *x[8];
+    const struct block_q8_k *y[8];
+    for (int i = 0; i < 8; i++) {
+        x[i] = w[i];
+        y[i] = a[i];
+    }
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc[8];
+    for (int c = 0; c < 8; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t sc[8][8], mn[8][8]; /* [sub-block][row]; mins as two equal int16 halves */
+        float dwv[8], dmv[8];
+        for (int r = 0; r < 8; r++) {
+            uint8_t s8[8], m8[8];
+            x86_q4_k_scales(x[r][b].scales, s8, m8);
+            for (int j = 0; j < 8; j++) {
+                sc[j][r] = s8[j];
+                mn[j][r] = (int32_t)m8[j] * 0x10001;
+            }
+            dwv[r] = x86_h2f(x[r][b].d);
+            dmv[r] = x86_h2f(x[r][b].dmin);
+        }
+        __m256i sumi[8];
+        for (int c = 0; c < 8; c++)
+            sumi[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            __m256i wt[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(x[r][b].qs + 32 * (j / 2)));
+                wt[r] = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, m4);
+            }
+            x86_transpose8_epi32(wt);
+            const __m256i scj = _mm256_loadu_si256((const __m256i *)sc[j]);
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                const int8_t *qs = y[c][b].qs + 32 * j;
+                __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k += 2) {
+                    p0 = _mm256_dpbusd_epi32(p0, wt[k], x86_bcast4(qs + 4 * k));
+                    p1 = _mm256_dpbusd_epi32(p1, wt[k + 1], x86_bcast4(qs + 4 * k + 4));
+                }
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32(_mm256_add_epi32(p0, p1), scj));
+            }
+        }
+        const __m256 dw = _mm256_loadu_ps(dwv), dm = _mm256_loadu_ps(dmv);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            const int8_t *bs = (const int8_t *)y[c][b].bsums;
+            __m256i mins = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                mins = _mm256_dpwssd_epi32(mins, _mm256_loadu_si256((const __m256i *)mn[j]), x86_bcast4(bs + 4 * j));
+            const __m256 dy = _mm256_set1_ps(y[c][b].d);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, dy), _mm256_cvtepi32_ps(mins), acc[c]);
+        }
+    }
+    for (int c = 0; c < 8; c++)
+        _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+#define X86_GEMM8_Q4_K X86_NAME(gemm8_q4_k)
 #define X86_GEMM8_Q4_0 X86_NAME(gemm8_q4_0)
 #define X86_GEMM8_Q8_0 X86_NAME(gemm8_q8_0)
 #else
 #define X86_GEMM8_Q4_0 NULL
 #define X86_GEMM8_Q8_0 NULL
+#define X86_GEMM8_Q4_K NULL
 #endif
 
 /* exp(x) for any float x: arguments are clamped to [-87, 88], so the result stays finite and normal
@@ -1093,7 +1165,7 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_Q8_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q8_0), X86_NAME(gemm_q8_0), X86_GEMM8_Q8_0},
     [DT_Q2_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q2_k)},
     [DT_Q3_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q3_k)},
-    [DT_Q4_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k)},
+    [DT_Q4_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k), X86_GEMM8_Q4_K},
     [DT_Q5_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q5_k)},
     [DT_Q6_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k)},
 };

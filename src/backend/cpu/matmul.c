@@ -35,7 +35,7 @@ struct quantize_job {
     int64_t cols;
     size_t row_bytes;
     int n;
-    int bias; /* store Q8_0 rows +128 for gemm8 */
+    int bias; /* store Q8_0 rows +128 for a gemm8 that reads them so */
 };
 
 static void quantize_rows(void *ctx, int t, int nt)
@@ -134,7 +134,7 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
     };
     if (k->quantize) {
         size_t row_bytes = dtype_row_bytes(k->act_type, w->cols);
-        struct quantize_job q = {k, x, c->act_scratch, w->cols, row_bytes, n, n > 1 && k->gemm8 != NULL};
+        struct quantize_job q = {k, x, c->act_scratch, w->cols, row_bytes, n, n > 1 && k->gemm8 != NULL && k->act_type == DT_Q8_0};
         if (n > 1)
             threadpool_run(c->pool, quantize_rows, &q);
         else
