@@ -1074,12 +1074,94 @@ static void X86_NAME(gemm8_q4_k)(int64_t n, const void *const w[8], const void *
         _mm256_storeu_ps(out + 8 * c, acc[c]);
 }
 #define X86_GEMM8_Q4_K X86_NAME(gemm8_q4_k)
+/* Q6_K in the one-row-per-lane layout: quants 0..63 (stored +32) against plain Q8_K activations;
+ * each 32-element group holds two 16-element sub-blocks with their own signed scales, and the +32
+ * comes back out as 32 * sum(scale * bsum) through vpdpwssd. */
+static void X86_NAME(gemm8_q6_k)(int64_t n, const void *const w[8], const void *const a[8], float out[64])
+{
+    const struct block_q6_k *x[8];
+    const struct block_q8_k *y[8];
+    for (int i = 0; i < 8; i++) {
+        x[i] = w[i];
+        y[i] = a[i];
+    }
+    const int64_t nb = n / QUANT_QKK;
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[8];
+    for (int c = 0; c < 8; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t sc[16][8], sp[8][8]; /* scales [sub-block][row]; scale pairs (2p, 2p+1) as int16 halves */
+        float dwv[8];
+        for (int r = 0; r < 8; r++) {
+            const int8_t *s = x[r][b].scales;
+            for (int i = 0; i < 16; i++)
+                sc[i][r] = s[i];
+            for (int p = 0; p < 8; p++)
+                sp[p][r] = (int32_t)(uint16_t)s[2 * p] | (int32_t)((uint32_t)(uint16_t)s[2 * p + 1] << 16);
+            dwv[r] = x86_h2f(x[r][b].d);
+        }
+        __m256i sumi[8];
+        for (int c = 0; c < 8; c++)
+            sumi[c] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            for (int k = 0; k < 4; k++) {
+                __m256i wt[8];
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++) {
+                    const __m256i l = _mm256_loadu_si256((const __m256i *)(x[r][b].ql + 64 * h + 32 * (k & 1)));
+                    const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[r][b].qh + 32 * h));
+                    const __m256i lo = _mm256_and_si256(k < 2 ? l : _mm256_srli_epi16(l, 4), m4);
+                    __m256i hi;
+                    switch (k) {
+                    case 0: hi = _mm256_slli_epi16(hb, 4); break;
+                    case 1: hi = _mm256_slli_epi16(hb, 2); break;
+                    case 2: hi = hb; break;
+                    default: hi = _mm256_srli_epi16(hb, 2); break;
+                    }
+                    wt[r] = _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
+                }
+                x86_transpose8_epi32(wt);
+                const int g = 8 * h + 2 * k;
+                const __m256i s0 = _mm256_loadu_si256((const __m256i *)sc[g]);
+                const __m256i s1 = _mm256_loadu_si256((const __m256i *)sc[g + 1]);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) {
+                    const int8_t *qs = y[c][b].qs + 128 * h + 32 * k;
+                    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                    for (int q = 0; q < 4; q++) {
+                        p0 = _mm256_dpbusd_epi32(p0, wt[q], x86_bcast4(qs + 4 * q));
+                        p1 = _mm256_dpbusd_epi32(p1, wt[q + 4], x86_bcast4(qs + 16 + 4 * q));
+                    }
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_mullo_epi32(p0, s0),
+                                                                         _mm256_mullo_epi32(p1, s1)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_loadu_ps(dwv);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            const int8_t *bs = (const int8_t *)y[c][b].bsums;
+            __m256i corr = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int p = 0; p < 8; p++)
+                corr = _mm256_dpwssd_epi32(corr, _mm256_loadu_si256((const __m256i *)sp[p]), x86_bcast4(bs + 4 * p));
+            const __m256i si = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(corr, 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(y[c][b].d)), _mm256_cvtepi32_ps(si), acc[c]);
+        }
+    }
+    for (int c = 0; c < 8; c++)
+        _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+#define X86_GEMM8_Q6_K X86_NAME(gemm8_q6_k)
 #define X86_GEMM8_Q4_0 X86_NAME(gemm8_q4_0)
 #define X86_GEMM8_Q8_0 X86_NAME(gemm8_q8_0)
 #else
 #define X86_GEMM8_Q4_0 NULL
 #define X86_GEMM8_Q8_0 NULL
 #define X86_GEMM8_Q4_K NULL
+#define X86_GEMM8_Q6_K NULL
 #endif
 
 /* exp(x) for any float x: arguments are clamped to [-87, 88], so the result stays finite and normal
@@ -1167,5 +1249,5 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_Q3_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q3_k)},
     [DT_Q4_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q4_k), X86_NAME(gemm_q4_k), X86_GEMM8_Q4_K},
     [DT_Q5_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q5_k)},
-    [DT_Q6_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k)},
+    [DT_Q6_K] = {DT_Q8_K, X86_NAME(quantize_q8_k), X86_NAME(dot_q6_k), X86_NAME(gemm_q6_k), X86_GEMM8_Q6_K},
 };
