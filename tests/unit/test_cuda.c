@@ -172,6 +172,78 @@ static void test_matmul_formats(void **state)
     be->ops->free(be);
 }
 
+/* Decode attention over a long F16 cache (split over context chunks, then merged) against a double-
+ * precision softmax over the same half values: 3 tokens at positions far apart, 4 query heads per KV
+ * head, and a token at position 0 (a single chunk of one position). */
+static void test_attention_split(void **state)
+{
+    (void)state;
+    require_gpu();
+    struct err e = {0};
+    struct backend *be = NULL;
+    if (backend_cuda_new(0, &be, &e) != 0)
+        fail_msg("%s", e.msg);
+    enum { CTX = 1000, NH = 8, NKV = 2, HD = 64, KVD = NKV * HD, NT = 4 };
+    assert_int_equal(be->ops->reserve(be, 8, 256, CTX, HD, &e), 0);
+    uint16_t *kh = malloc((size_t)CTX * KVD * 2), *vh = malloc((size_t)CTX * KVD * 2);
+    float *q = malloc((size_t)NT * NH * HD * sizeof *q), *out = malloc((size_t)NT * NH * HD * sizeof *out);
+    assert_true(kh && vh && q && out);
+    for (size_t i = 0; i < (size_t)CTX * KVD; i++) {
+        kh[i] = f32_to_fp16(frand() * 2.0f);
+        vh[i] = f32_to_fp16(frand());
+    }
+    for (size_t i = 0; i < (size_t)NT * NH * HD; i++)
+        q[i] = frand();
+    void *dk = to_device(kh, (size_t)CTX * KVD * 2), *dv = to_device(vh, (size_t)CTX * KVD * 2);
+    float *dq = to_device(q, (size_t)NT * NH * HD * sizeof *q);
+    float *dout = be->ops->alloc(be, (size_t)NT * NH * HD * sizeof *out);
+    assert_non_null(dout);
+    const int32_t pos[NT] = {700, 31, 999, 0};
+    const float scale = 0.125f;
+    for (int nt = 1; nt <= NT; nt += NT - 1) {
+        be->ops->set_batch(be, NULL, pos, nt);
+        be->ops->attention(be, dq, dk, dv, KV_F16, dout, NH, NKV, HD, scale);
+        be->ops->read(be, out, dout, (size_t)nt * NH * HD);
+        assert_int_equal(backend_cuda_check(be, &e), 0);
+        double worst = 0;
+        for (int t = 0; t < nt; t++)
+            for (int h = 0; h < NH; h++) {
+                const int kvh = h / (NH / NKV), np = pos[t] + 1;
+                double *sc = malloc((size_t)np * sizeof *sc), mx = -INFINITY, l = 0;
+                assert_non_null(sc);
+                for (int p = 0; p < np; p++) {
+                    double s = 0;
+                    for (int d = 0; d < HD; d++)
+                        s += (double)q[((size_t)t * NH + h) * HD + d] * fp16_to_f32(kh[(size_t)p * KVD + kvh * HD + d]);
+                    sc[p] = s * scale;
+                    mx = sc[p] > mx ? sc[p] : mx;
+                }
+                for (int p = 0; p < np; p++)
+                    l += (sc[p] = exp(sc[p] - mx));
+                for (int d = 0; d < HD; d++) {
+                    double o = 0;
+                    for (int p = 0; p < np; p++)
+                        o += sc[p] * fp16_to_f32(vh[(size_t)p * KVD + kvh * HD + d]);
+                    const double diff = fabs(o / l - out[((size_t)t * NH + h) * HD + d]);
+                    if (!(diff <= worst))
+                        worst = isnan(diff) ? INFINITY : diff;
+                }
+                free(sc);
+            }
+        print_message("attention %d token(s), context up to %d: max abs error %.3g\n", nt, CTX, worst);
+        assert_true(worst <= 2e-5);
+    }
+    be->ops->dealloc(be, dout);
+    cudaFree(dk);
+    cudaFree(dv);
+    cudaFree(dq);
+    free(kh);
+    free(vh);
+    free(q);
+    free(out);
+    be->ops->free(be);
+}
+
 /* ---- the forward pass of the tiny reference models (same checks as test_model.c, on the GPU) ---- */
 
 struct variant {
@@ -413,10 +485,11 @@ static void test_bench(void **state)
 int main(void)
 {
     enum { NV = sizeof variants / sizeof variants[0] };
-    struct CMUnitTest tests[NV + 2];
+    struct CMUnitTest tests[NV + 3];
     static char names[NV][64];
     size_t n = 0;
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_matmul_formats);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_attention_split);
     for (size_t i = 0; i < NV; i++) {
         snprintf(names[i], sizeof names[i], "cuda_forward_%s_%s", variants[i].arch, variants[i].file_suffix);
         tests[n++] = (struct CMUnitTest){names[i], test_variant, NULL, NULL, (void *)&variants[i]};

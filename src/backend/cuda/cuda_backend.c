@@ -63,6 +63,11 @@ struct cuda_backend {
     /* Decode-step recording: the ops of a one-token step are logged, then replayed as a CUDA graph when
      * the log equals the graph's (glog). use_graphs is off with HEARTH_CUDA_GRAPHS=0. */
     int use_graphs, recording;
+    /* Launch fusion over a recorded step's log (HEARTH_CUDA_FUSE=0 turns it off) and split-context
+     * decode attention (HEARTH_CUDA_SPLIT_ATTENTION=0) with its scratch of att_floats floats. */
+    int fuse, split_att;
+    float *d_att;
+    size_t att_floats;
     struct op_rec *log, *glog;
     int n_log, cap_log, n_glog;
     cudaGraphExec_t graph_exec;
@@ -168,6 +173,7 @@ static void cuda_free_be(struct backend *be)
     cudaFree(c->d_xq);
     cudaFree(c->d_xds);
     cudaStreamSynchronize(c->stream);
+    cudaFree(c->d_att);
     cudaFree(c->d_tokens);
     cudaFree(c->d_pos);
     cudaFreeHost(c->h_stage);
@@ -454,6 +460,11 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
         cuda_launch_kv_store((void *)r->p0, (void *)r->p1, r->i0, r->p2, r->p3, c->d_pos, (int)r->n, r->i1, c->stream);
         break;
     case OP_ATTENTION:
+        /* Decode batches: split over context chunks (p4 is the scratch, NULL when not in use). */
+        if (r->n <= CUDA_GEMV_MAX_BATCH && r->p4 &&
+            cuda_launch_attention_split(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2,
+                                        r->i3, r->f0, (int)r->rows, (void *)r->p4, c->stream) == 0)
+            break;
         cuda_launch_attention(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2, r->i3,
                               r->f0, (int)r->rows, c->stream);
         break;
@@ -468,6 +479,95 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
     }
 }
 
+/* Whether matmul record m multiplies x ([n, cols]) on the int8 path (repacked Q4_0 / Q8_0, decode batch). */
+static bool matmul_q8_on(const struct cuda_backend *c, const struct op_rec *m, const void *x, size_t n, int64_t cols)
+{
+    return m->kind == OP_MATMUL && m->p2 == x && m->n == n && m->cols == cols &&
+           (m->type == CUDA_T_Q4_0R || m->type == CUDA_T_Q8_0R) && (n <= CUDA_GEMV_MAX_BATCH || !c->d_xh) &&
+           c->d_xq && (int)n <= c->xq_batch && cols <= c->xq_cols;
+}
+
+static bool overlaps(const void *a, size_t abytes, const void *b, size_t bbytes)
+{
+    const char *pa = a, *pb = b;
+    return pa < pb + bbytes && pb < pa + abytes;
+}
+
+static void set_quantised(struct cuda_backend *c, const float *x, size_t n, int64_t cols)
+{
+    c->q_src = x;
+    c->q_n = (int)n;
+    c->q_cols = (int)cols;
+}
+
+/* Runs a recorded step's ops, merging neighbours into one launch where the second consumes the first's
+ * output: residual add + RMSNorm (+ the int8 activations of the product that follows), SwiGLU + int8
+ * activations, and up to CUDA_GEMV_MULTI int8 products of the same input (Q, K, V; gate, up). */
+static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const struct op_rec *r = &log[i], *nx = i + 1 < n ? &log[i + 1] : NULL;
+        if (!c->fuse) {
+            exec_op(c, r);
+            continue;
+        }
+        if (r->kind == OP_ADD && nx && nx->kind == OP_RMSNORM && nx->p0 == r->p0 && r->n == nx->n * (size_t)nx->cols) {
+            const struct op_rec *mm = i + 2 < n ? &log[i + 2] : NULL;
+            const bool q = mm && nx->cols % 32 == 0 && matmul_q8_on(c, mm, nx->p2, nx->n, nx->cols);
+            cuda_launch_norm_fused((float *)r->p0, r->p1, nx->p1, (float *)nx->p2, q ? c->d_xq : NULL,
+                                   q ? c->d_xds : NULL, (int)nx->n, (int)nx->cols, nx->f0, c->stream);
+            c->q_src = NULL;
+            if (q)
+                set_quantised(c, nx->p2, nx->n, nx->cols);
+            i++;
+            continue;
+        }
+        if (r->kind == OP_RMSNORM && nx && r->cols % 32 == 0 && matmul_q8_on(c, nx, r->p2, r->n, r->cols)) {
+            cuda_launch_norm_fused((float *)r->p0, NULL, r->p1, (float *)r->p2, c->d_xq, c->d_xds, (int)r->n,
+                                   (int)r->cols, r->f0, c->stream);
+            set_quantised(c, r->p2, r->n, r->cols);
+            continue;
+        }
+        if (r->kind == OP_SWIGLU && nx && nx->cols > 0 && r->n == nx->n * (size_t)nx->cols &&
+            matmul_q8_on(c, nx, r->p2, nx->n, nx->cols)) {
+            cuda_launch_swiglu_q8(r->p0, r->p1, (float *)r->p2, c->d_xq, c->d_xds, r->n, c->stream);
+            set_quantised(c, r->p2, nx->n, nx->cols);
+            continue;
+        }
+        if (r->kind == OP_MATMUL && matmul_q8_on(c, r, r->p2, r->n, r->cols)) {
+            const size_t xbytes = r->n * (size_t)r->cols * sizeof(float);
+            int k = 0;
+            while (k < CUDA_GEMV_MULTI && i + k < n) {
+                const struct op_rec *m = &log[i + k];
+                if (!matmul_q8_on(c, m, r->p2, r->n, r->cols) || m->type != r->type || m->row_bytes != r->row_bytes ||
+                    overlaps(m->p3, m->n * (size_t)m->rows * sizeof(float), r->p2, xbytes))
+                    break;
+                k++;
+            }
+            if (k > 1) {
+                if (c->q_src != r->p2 || c->q_n != (int)r->n || c->q_cols != (int)r->cols) {
+                    cuda_launch_quantize_q8(r->p2, c->d_xq, c->d_xds, (int)r->n, (int)r->cols, c->stream);
+                    set_quantised(c, r->p2, r->n, r->cols);
+                }
+                struct cuda_gemv_set set;
+                memset(&set, 0, sizeof set);
+                set.nm = k;
+                for (int j = 0; j < k; j++) {
+                    set.W[j] = log[i + j].p0;
+                    set.bias[j] = log[i + j].p1;
+                    set.y[j] = (float *)log[i + j].p3;
+                    set.rows[j] = (int)log[i + j].rows;
+                }
+                cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, c->d_xq, c->d_xds,
+                                          (int)r->n, c->stream);
+                i += k - 1;
+                continue;
+            }
+        }
+        exec_op(c, r);
+    }
+}
+
 /* Runs a record now, or logs it while a decode step is being recorded. A full log (a model far larger
  * than any seen) runs what it holds and finishes the step without a graph. */
 static void submit(struct cuda_backend *c, const struct op_rec *r)
@@ -478,8 +578,7 @@ static void submit(struct cuda_backend *c, const struct op_rec *r)
             return;
         }
         c->recording = 0;
-        for (int i = 0; i < c->n_log; i++)
-            exec_op(c, &c->log[i]);
+        exec_log(c, c->log, c->n_log);
         c->n_log = 0;
     }
     exec_op(c, r);
@@ -502,8 +601,7 @@ static void flush(struct cuda_backend *c)
         return;
     }
     if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
-        for (int i = 0; i < n; i++)
-            exec_op(c, &c->log[i]);
+        exec_log(c, c->log, n);
         cudaGraph_t g = NULL;
         if (cudaStreamEndCapture(c->stream, &g) == cudaSuccess && g) {
             bool ok = false;
@@ -536,8 +634,7 @@ static void flush(struct cuda_backend *c)
     c->use_graphs = 0;
     c->n_glog = 0;
     c->q_src = NULL;
-    for (int i = 0; i < n; i++)
-        exec_op(c, &c->log[i]);
+    exec_log(c, c->log, n);
 }
 
 static void cuda_set_batch(struct backend *be, const int32_t *tokens, const int32_t *pos, int n)
@@ -669,6 +766,23 @@ static void cuda_attention(struct backend *be, const float *q, const void *k_cac
     r.f0 = scale;
     r.rows = c->max_ctx; /* part of the record: it sizes the kernel's shared memory */
     r.n = (size_t)c->n_batch;
+    if (c->split_att && r.n <= CUDA_GEMV_MAX_BATCH && c->max_ctx > 0) {
+        /* Scratch for the split kernel's partial results, sized for the largest decode batch so that
+         * it is allocated once per model shape (the pointer is part of the record). */
+        const size_t need = cuda_attention_split_floats(CUDA_GEMV_MAX_BATCH, n_heads, head_dim, c->max_ctx);
+        if (need > c->att_floats) {
+            flush(c); /* logged ops may still refer to the old buffer */
+            cudaStreamSynchronize(c->stream);
+            cudaFree(c->d_att);
+            c->d_att = NULL;
+            c->att_floats = 0;
+            if (cudaMalloc((void **)&c->d_att, need * sizeof(float)) == cudaSuccess)
+                c->att_floats = need;
+            else
+                cudaGetLastError(); /* no scratch: the single-pass kernel runs instead */
+        }
+        r.p4 = c->d_att;
+    }
     submit(c, &r);
 }
 
@@ -764,6 +878,10 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
     c->base.ops = &cuda_ops;
     const char *g = getenv("HEARTH_CUDA_GRAPHS");
     c->use_graphs = !(g && *g == '0');
+    const char *f = getenv("HEARTH_CUDA_FUSE");
+    c->fuse = !(f && *f == '0');
+    const char *sa = getenv("HEARTH_CUDA_SPLIT_ATTENTION");
+    c->split_att = !(sa && *sa == '0');
     c->cap_log = LOG_CAP;
     c->log = malloc(LOG_CAP * sizeof *c->log);
     c->glog = malloc(LOG_CAP * sizeof *c->glog);

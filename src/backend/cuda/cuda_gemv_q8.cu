@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
 
@@ -96,13 +97,32 @@ template <> struct qg_block<CUDA_T_Q8_0R> {
     }
 };
 
+/* The matrices of one launch: block b works on matrix k for blk_end[k-1] <= b < blk_end[k]. */
+struct qg_set {
+    const uint8_t *W[CUDA_GEMV_MULTI];
+    const float *bias[CUDA_GEMV_MULTI];
+    float *y[CUDA_GEMV_MULTI];
+    int rows[CUDA_GEMV_MULTI];
+    int blk_end[CUDA_GEMV_MULTI];
+};
+
 template <int T, int NB>
 __global__ void __launch_bounds__(QG_WARPS * 32)
-    k_gemv_q8(const uint8_t *__restrict__ W, size_t row_bytes, int rows, int nch, const int8_t *__restrict__ xq,
-              const float2 *__restrict__ xds, const float *__restrict__ bias, float *__restrict__ y)
+    k_gemv_q8(const qg_set set, size_t row_bytes, int nch, const int8_t *__restrict__ xq,
+              const float2 *__restrict__ xds)
 {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int r0 = (blockIdx.x * QG_WARPS + warp) * QG_ROWS;
+    /* Selects rather than indexing the parameter arrays with a computed index, which would copy them
+     * to local memory. */
+    static_assert(CUDA_GEMV_MULTI == 3, "matrix selection below is written for three matrices");
+    const int bx = (int)blockIdx.x;
+    const int m = bx >= set.blk_end[0] ? (bx >= set.blk_end[1] ? 2 : 1) : 0;
+    const int b0 = m == 0 ? 0 : m == 1 ? set.blk_end[0] : set.blk_end[1];
+    const int rows = m == 0 ? set.rows[0] : m == 1 ? set.rows[1] : set.rows[2];
+    const uint8_t *W = m == 0 ? set.W[0] : m == 1 ? set.W[1] : set.W[2];
+    const float *bias = m == 0 ? set.bias[0] : m == 1 ? set.bias[1] : set.bias[2];
+    float *y = m == 0 ? set.y[0] : m == 1 ? set.y[1] : set.y[2];
+    const int r0 = ((bx - b0) * QG_WARPS + warp) * QG_ROWS;
     if (r0 >= rows)
         return;
     const uint8_t *rp[QG_ROWS];
@@ -146,41 +166,72 @@ __global__ void __launch_bounds__(QG_WARPS * 32)
 }
 
 template <int T>
-static void launch(const uint8_t *W, size_t row_bytes, int rows, int cols, const int8_t *xq, const float2 *xds,
-                   const float *bias, float *y, int n, cudaStream_t s)
+static void launch(const qg_set &set, int nblk, size_t row_bytes, int rows_total, int cols, const int8_t *xq,
+                   const float2 *xds, int n, cudaStream_t s)
 {
-    const int per_block = QG_WARPS * QG_ROWS, nch = cols / 32;
-    const dim3 grid((unsigned)((rows + per_block - 1) / per_block)), block(QG_WARPS * 32);
+    (void)rows_total;
+    const int nch = cols / 32;
+    const dim3 grid((unsigned)nblk), block(QG_WARPS * 32);
+    qg_set cur = set;
     for (int done = 0; done < n;) {
         const int rem = n - done;
         const int8_t *xs = xq + (size_t)done * cols;
         const float2 *ds = xds + (size_t)done * nch;
-        float *ys = y + (size_t)done * rows;
+        for (int k = 0; k < CUDA_GEMV_MULTI; k++)
+            cur.y[k] = set.y[k] ? set.y[k] + (size_t)done * set.rows[k] : NULL;
         if (rem >= 8) {
-            k_gemv_q8<T, 8><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            k_gemv_q8<T, 8><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
             done += 8;
         } else if (rem >= 4) {
-            k_gemv_q8<T, 4><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            k_gemv_q8<T, 4><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
             done += 4;
         } else if (rem >= 2) {
-            k_gemv_q8<T, 2><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            k_gemv_q8<T, 2><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
             done += 2;
         } else {
-            k_gemv_q8<T, 1><<<grid, block, 0, s>>>(W, row_bytes, rows, nch, xs, ds, bias, ys);
+            k_gemv_q8<T, 1><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
             done += 1;
         }
     }
 }
 
-int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int rows, int cols, const void *xq,
-                        const void *xds, const float *bias, float *y, int n, cudaStream_t s)
+int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *in, size_t row_bytes, int cols,
+                              const void *xq, const void *xds, int n, cudaStream_t s)
 {
-    const uint8_t *w = (const uint8_t *)W;
+    if (in->nm < 1 || in->nm > CUDA_GEMV_MULTI)
+        return -1;
+    const int per_block = QG_WARPS * QG_ROWS;
+    qg_set set;
+    int nblk = 0;
+    for (int k = 0; k < CUDA_GEMV_MULTI; k++) {
+        const bool used = k < in->nm;
+        set.W[k] = used ? (const uint8_t *)in->W[k] : NULL;
+        set.bias[k] = used ? in->bias[k] : NULL;
+        set.y[k] = used ? in->y[k] : NULL;
+        set.rows[k] = used ? in->rows[k] : 0;
+        nblk += used ? (in->rows[k] + per_block - 1) / per_block : 0;
+        set.blk_end[k] = nblk;
+    }
+    const int8_t *q = (const int8_t *)xq;
+    const float2 *d = (const float2 *)xds;
     if (rtype == CUDA_T_Q4_0R)
-        launch<CUDA_T_Q4_0R>(w, row_bytes, rows, cols, (const int8_t *)xq, (const float2 *)xds, bias, y, n, s);
+        launch<CUDA_T_Q4_0R>(set, nblk, row_bytes, 0, cols, q, d, n, s);
     else if (rtype == CUDA_T_Q8_0R)
-        launch<CUDA_T_Q8_0R>(w, row_bytes, rows, cols, (const int8_t *)xq, (const float2 *)xds, bias, y, n, s);
+        launch<CUDA_T_Q8_0R>(set, nblk, row_bytes, 0, cols, q, d, n, s);
     else
         return -1;
     return 0;
+}
+
+int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int rows, int cols, const void *xq,
+                        const void *xds, const float *bias, float *y, int n, cudaStream_t s)
+{
+    struct cuda_gemv_set set;
+    memset(&set, 0, sizeof set);
+    set.nm = 1;
+    set.W[0] = W;
+    set.bias[0] = bias;
+    set.y[0] = y;
+    set.rows[0] = rows;
+    return cuda_launch_gemv_q8_multi(rtype, &set, row_bytes, cols, xq, xds, n, s);
 }

@@ -62,6 +62,37 @@ void cuda_launch_attention(const float *q, const void *kc, const void *vc, int f
                            int n, int n_heads, int n_kv_heads, int head_dim, float scale, int max_ctx,
                            cudaStream_t s);
 void cuda_launch_swiglu(const float *gate, const float *up, float *out, size_t n, cudaStream_t s);
+
+/* ---- fused decode kernels (cuda_fused.cu) ---- */
+
+/* x += y (y may be NULL: no add), out = rmsnorm(x) * g; with xq/xds non-NULL also the int8 activations
+ * of out as cuda_launch_quantize_q8 makes them. y may equal out. */
+void cuda_launch_norm_fused(float *x, const float *y, const float *g, float *out, void *xq, void *xds, int n_rows,
+                            int dim, float eps, cudaStream_t s);
+/* out = silu(gate) * up and its int8 activations (n a multiple of 32). */
+void cuda_launch_swiglu_q8(const float *gate, const float *up, float *out, void *xq, void *xds, size_t n,
+                           cudaStream_t s);
+/* Split-context attention for decode batches: positions in chunks of cuda_attention_split_chunk(max_ctx)
+ * over many blocks, then a merge. scratch holds cuda_attention_split_floats(n, ...) floats. -1 when the
+ * shape is not supported (odd head size, too many query heads per KV head for shared memory). */
+int cuda_attention_split_chunk(int max_ctx);
+size_t cuda_attention_split_floats(int n, int n_heads, int head_dim, int max_ctx);
+int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out,
+                                const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim, float scale,
+                                int max_ctx, void *scratch, cudaStream_t s);
+
+/* Up to CUDA_GEMV_MULTI products of the same quantised activations with matrices of one repacked type
+ * and width, in one launch (Q, K and V; gate and up). */
+#define CUDA_GEMV_MULTI 3
+struct cuda_gemv_set {
+    int nm;
+    const void *W[CUDA_GEMV_MULTI];
+    const float *bias[CUDA_GEMV_MULTI];
+    float *y[CUDA_GEMV_MULTI];
+    int rows[CUDA_GEMV_MULTI];
+};
+int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *set, size_t row_bytes, int cols,
+                              const void *xq, const void *xds, int n, cudaStream_t s);
 void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s);
 
 #ifdef __cplusplus
