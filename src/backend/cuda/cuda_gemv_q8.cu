@@ -136,7 +136,8 @@ __global__ void __launch_bounds__(QG_WARPS * 32)
         for (int b = 0; b < NB; b++)
             acc[k][b] = 0.0f;
     const size_t cols = (size_t)nch * 32;
-#pragma unroll 2
+/* Four blocks per lane in flight: a 4096-wide row is then read in one round trip. */
+#pragma unroll 4
     for (int c = lane; c < nch; c += 32) {
         qg_block<T> blk[QG_ROWS];
 #pragma unroll
