@@ -90,8 +90,11 @@ static json_t *kv_value(const struct gguf_value *v, bool verbose)
         return json_real(v->v.f64);
     case GGUF_TYPE_BOOL:
         return json_boolean(v->v.b);
-    case GGUF_TYPE_STRING:
-        return json_stringn(v->v.str.ptr, v->v.str.len) ? json_stringn(v->v.str.ptr, v->v.str.len) : json_string("");
+    case GGUF_TYPE_STRING: {
+        /* Text that is not UTF-8 shows as "" rather than failing the whole reply. */
+        json_t *s = json_stringn(v->v.str.ptr, v->v.str.len);
+        return s ? s : json_string("");
+    }
     case GGUF_TYPE_ARRAY: {
         json_t *a = json_array();
         /* Ollama replaces long arrays (vocabularies) with [] unless verbose. */
