@@ -560,6 +560,24 @@ static void repl_save(struct session *ss, char *args)
     long st;
     struct err e = {0};
     int rc = client_call("POST", "/api/create", b, &st, NULL, &e);
+    if (rc == ERR_NOTFOUND) {
+        /* Not a store model (a GGUF file or a flat-directory model): create from its file, which
+         * /api/show's Modelfile names on its FROM line. */
+        json_t *q = json_pack("{s:s}", "model", ss->cfg->model), *info = NULL;
+        if (client_call("POST", "/api/show", q, &st, &info, &e) == 0) {
+            const char *mf = json_string_value(json_object_get(info, "modelfile"));
+            const char *from = mf ? strstr(mf, "\nFROM ") : NULL;
+            if (from) {
+                from += 6;
+                size_t n = strcspn(from, "\n");
+                json_object_set_new(b, "from", json_stringn(from, n));
+                e.msg[0] = '\0';
+                rc = client_call("POST", "/api/create", b, &st, NULL, &e);
+            }
+        }
+        json_decref(q);
+        json_decref(info);
+    }
     json_decref(b);
     if (rc)
         printf("error: %s\n", e.msg);
