@@ -562,7 +562,10 @@ static bool setup_output(struct job *j, const char *text, char **prompt_out, str
         if (!rc)
             rc = grammar_new_json(gv, schema, &j->grammar, &e);
         json_decref(schema);
-        if (!rc && j->thinking)
+        /* Free reasoning first when it was asked for or the prompt opened it; otherwise the
+         * constraint holds from the first token, so the format is kept even by a model that
+         * would not have thought. */
+        if (!rc && j->thinking && (j->think == 1 || starts))
             rc = grammar_set_trigger(j->grammar, "</think>", &e);
         if (rc) {
             fail(r, openai, rc == ERR_INVALID ? 400 : 500, "%s%s", rc == ERR_INVALID ? "invalid JSON schema in format: " : "",

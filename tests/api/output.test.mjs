@@ -134,6 +134,13 @@ test('format schema on /api/chat with the Qwen3 template, streamed and think off
   }
   assert.equal(thinking, '');
   checkPerson(JSON.parse(parts.join('')));
+  // think not given: the Qwen3 template may think, but the prompt does not open a block, so the
+  // constraint holds from the first token.
+  const r = await ollama.chat({
+    model: 'qwen3', messages: [{ role: 'user', content: 'Describe a person.' }], format: PERSON,
+    stream: false, options: { temperature: 0, num_predict: 200 },
+  });
+  checkPerson(JSON.parse(r.message.content));
 });
 
 test('an invalid schema, tools or think on a model without them are 400s naming the problem', async () => {
@@ -278,6 +285,14 @@ test('thinking: a template that opens <think> sends the reasoning to thinking / 
     model: 'thinker', messages: [{ role: 'user', content: 'why?' }], reasoning_effort: 'high', max_tokens: 8, stream: true,
   })) reasoning += c.choices[0]?.delta?.reasoning || '';
   assert.ok(reasoning.length > 0);
+  // format with thinking on: the reasoning is free, the constraint waits for </think>, which this
+  // model never writes, so everything is reasoning and no content is forced.
+  const f = await ollama.chat({
+    model: 'thinker', messages: [{ role: 'user', content: 'why?' }], think: true, format: 'json', stream: false,
+    options: { temperature: 0, num_predict: 16 },
+  });
+  assert.equal(f.message.content, '');
+  assert.equal(f.message.thinking, thinking);
 });
 
 test('the real Qwen3 template with think true: reasoning is split once the model closes it', async () => {
