@@ -15,7 +15,7 @@
 
 /* ---- residual add + RMSNorm (+ int8 quantisation of the output): one block per row ---- */
 
-#define NORM_THREADS 256
+#define NORM_THREADS 1024 /* one block per row: a decode step has one row, so the block must be wide */
 
 __device__ __forceinline__ float nf_block_sum(float v, float *sh)
 {
@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
 void cuda_launch_norm_fused(float *x, const float *y, const float *g, float *out, void *xq, void *xds, int n_rows,
                             int dim, float eps, cudaStream_t s)
 {
-    const int threads = dim >= NORM_THREADS ? NORM_THREADS : 32;
+    const int threads = dim >= NORM_THREADS ? NORM_THREADS : dim >= 256 ? 256 : 32;
     k_norm_fused<<<(unsigned)n_rows, threads, 0, s>>>(x, y, g, out, (int8_t *)xq, (float2 *)xds, dim, eps);
 }
 
