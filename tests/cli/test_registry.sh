@@ -11,8 +11,14 @@ REG=$(command -v docker-registry || command -v registry || true)
 [ -f "$SRC" ] || { echo "reference data not present: skipping"; exit 0; }
 T=$(mktemp -d)
 REGPID=
+# `hearth run NAME` starts a server on demand: give it a port of its own and stop it at the end.
+HEARTH_HOST=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export HEARTH_HOST
 cleanup() {
   [ -n "$REGPID" ] && kill "$REGPID" 2>/dev/null && wait "$REGPID" 2>/dev/null
+  for pid in $(ss -ltnpH "sport = :${HEARTH_HOST##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p'); do
+    kill "$pid" 2>/dev/null
+  done
   mountpoint -q "$T/small" 2>/dev/null && umount "$T/small"
   rm -rf "$T"
 }
