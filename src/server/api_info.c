@@ -486,17 +486,17 @@ static void embed_route(struct srv *s, const struct http_req *q, struct reply *r
             json_decref(inputs);
             goto out;
         }
-        if ((int)n > l.ctx->n_ctx) {
-            if (!truncate) {
-                free(ids);
-                json_decref(inputs);
-                emb_fail(r, kind, 400, "the input length exceeds the context length");
-                goto out;
-            }
-            n = (size_t)l.ctx->n_ctx;
+        /* BERT models also stop at their position table and keep their closing [SEP]: the model
+         * decides what fits. */
+        if (!truncate && (int)n > model_embed_max_tokens(l.ctx)) {
+            free(ids);
+            json_decref(inputs);
+            emb_fail(r, kind, 400, "the input length exceeds the context length");
+            goto out;
         }
+        int used = 0;
         pthread_mutex_lock(l.forward_lock);
-        rc = model_embed(l.ctx, ids, (int)n, vec, &e);
+        rc = model_embed_ex(l.ctx, ids, (int)n, truncate, vec, &used, &e);
         pthread_mutex_unlock(l.forward_lock);
         free(ids);
         if (rc) {
@@ -504,6 +504,7 @@ static void embed_route(struct srv *s, const struct http_req *q, struct reply *r
             emb_fail(r, kind, http_status_for(rc), e.msg);
             goto out;
         }
+        n = (size_t)used;
         total_tokens += (int)n;
         int keep = dims > 0 && dims < d ? (int)dims : d;
         double norm = 0;
