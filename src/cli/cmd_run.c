@@ -15,6 +15,7 @@
 #include "cli/repl.h"
 #include "engine/generate.h"
 #include "engine/options.h"
+#include "backend/backend_select.h"
 #include "model/model.h"
 #include "store/store.h"
 #include "tokenizer/tokenizer.h"
@@ -49,6 +50,7 @@ static void usage(FILE *fp)
           "  --ctx-size N           context length in tokens (default: min(training context, 4096))\n"
           "  --batch N              prompt tokens per forward chunk (default 512)\n"
           "  --threads N            CPU threads (default: physical cores)\n"
+          "  --gpu                  run on the GPU (CUDA builds; HEARTH_GPU=1 does the same)\n"
           "  --kv-type f16|f32      KV cache precision (default f16)\n"
           "  --verbose              print timings (and, in process, memory) to standard error\n"
           "through the server (NAME):\n"
@@ -110,7 +112,7 @@ int cmd_run(int argc, char **argv)
     size_t n_stops = 0;
     struct ctx_params cp = {0};
     long threads = 0;
-    bool verbose = false;
+    bool verbose = false, gpu = false;
     struct run_config rc;
     run_config_init(&rc);
     struct err e = {0};
@@ -201,6 +203,10 @@ int cmd_run(int argc, char **argv)
         INT_OPT("--num-ctx", 1, 1 << 24, cp.n_ctx, "num_ctx")
         INT_OPT("--batch", 1, 1 << 16, cp.n_batch, "num_batch")
         INT_OPT("--threads", 1, 512, threads, "num_thread")
+        if (strcmp(a, "--gpu") == 0) {
+            gpu = true;
+            continue;
+        }
         if ((v = opt_value(argc, argv, &i, "--kv-type"))) {
             if (!*v || !opt_kv_type("run", v, &cp.kv_type))
                 goto misuse;
@@ -260,9 +266,13 @@ int cmd_run(int argc, char **argv)
     size_t n_ids = 0;
     char *stdin_prompt = NULL, *gguf_path = NULL;
     int status = EXIT_RUNTIME;
+    const char *backend_note = NULL;
     if (sample_params_validate(&req.sampling, &e) || store_gguf_path(model_path, &gguf_path, &e) ||
-        backend_cpu_new((int)threads, &be, &e) || model_load(gguf_path, be, &m, &e) ||
-        model_ctx_new(m, &cp, &ctx, &e))
+        backend_new_auto((int)threads, gpu, &be, &backend_note, &e))
+        goto fail;
+    if (backend_note && *backend_note)
+        fprintf(stderr, "hearth run: %s\n", backend_note);
+    if (model_load(gguf_path, be, &m, &e) || model_ctx_new(m, &cp, &ctx, &e))
         goto fail;
     const int64_t load_ns = clock_ns() - t_start;
     if (prompt && strcmp(prompt, "-") == 0) {
