@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "model/model.h"
 #include "sample/grammar.h"
+#include "sample/sample.h"
 #include "tokenizer/tokenizer.h"
 
 static double now_ms(void)
@@ -20,15 +21,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int32_t argmax(const float *x, int32_t n)
-{
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
 }
 
 int main(int argc, char **argv)
@@ -90,7 +82,7 @@ int main(int argc, char **argv)
                         grammar_reset(g); /* a complete value: start another, the cost is per token */
                     grammar_apply(g, logits);
                 }
-                int32_t next = argmax(logits, nv);
+                int32_t next = sample_argmax(logits, nv);
                 if (constrained && grammar_accept(g, next, &e)) {
                     fprintf(stderr, "grammar-cost: accept: %s\n", e.msg);
                     return 1;

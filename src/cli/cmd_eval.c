@@ -9,6 +9,7 @@
 #include "backend/backend_select.h"
 #include "cli/cli.h"
 #include "model/model.h"
+#include "sample/sample.h"
 
 static const char usage_text[] =
     "usage: hearth eval MODEL.gguf --ids 1,2,3 [--logits OUT.f32] [--greedy N]\n"
@@ -49,15 +50,6 @@ static int parse_ids(const char *s, int32_t **out, size_t *n)
     *out = ids;
     *n = len;
     return len ? 0 : -1;
-}
-
-static int32_t argmax(const float *x, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -162,7 +154,7 @@ int cmd_eval(int argc, char **argv)
         float *last = logits + (n - 1) * vocab;
         putchar('[');
         for (long g = 0; g < greedy; g++) {
-            int32_t tok = argmax(last, (int)vocab);
+            int32_t tok = sample_argmax(last, (int)vocab);
             printf(g ? ", %d" : "%d", tok);
             if (g + 1 < greedy && model_forward(ctx, &tok, 1, last, false, &e))
                 goto fail;

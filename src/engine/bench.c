@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/threadpool.h"
 #include "model/model.h"
+#include "sample/sample.h"
 #include "sample/rng.h"
 #include "tensor/tensor.h"
 
@@ -129,15 +130,6 @@ static uint64_t param_count(const struct model *m)
     return n;
 }
 
-static int32_t argmax(const float *x, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -198,7 +190,7 @@ static int bench_once(const char *path, struct backend *be, const struct bench_p
     if (rc)
         goto done;
     t[1] = clock_ns() - t0;
-    int32_t tok = argmax(logits, n_vocab);
+    int32_t tok = sample_argmax(logits, n_vocab);
     t[2] = clock_ns() - t0;
 
     t0 = clock_ns();
@@ -206,7 +198,7 @@ static int bench_once(const char *path, struct backend *be, const struct bench_p
         rc = model_forward(c, &tok, 1, logits, false, e);
         if (rc)
             goto done;
-        tok = argmax(logits, n_vocab);
+        tok = sample_argmax(logits, n_vocab);
     }
     t[3] = clock_ns() - t0;
 done:

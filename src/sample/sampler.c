@@ -153,6 +153,15 @@ void sampler_reset(struct sampler *s)
 
 int64_t sampler_seed(const struct sampler *s) { return (int64_t)s->seed; }
 
+int32_t sample_argmax(const float *x, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
 void sampler_accept(struct sampler *s, int32_t token)
 {
     /* Ids outside the vocabulary (a caller bug) would index counts out of bounds: ignore them. */

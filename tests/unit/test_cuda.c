@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "base/clock.h"
 #include "model/model.h"
+#include "sample/sample.h"
 #include "tensor/tensor.h"
 
 #ifdef HEARTH_HAVE_CUDA
@@ -295,15 +296,6 @@ static float max_abs_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static int32_t argmax(const float *x, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
-
 static void check_variant(const struct variant *v)
 {
     char rel[256];
@@ -402,7 +394,7 @@ static void check_variant(const struct variant *v)
             float *logits = malloc(vocab * sizeof *logits);
             assert_int_equal(model_forward(ctx, prompt, (int)np, logits, false, &e), 0);
             for (size_t i = 0; i < nc; i++) {
-                int32_t tok = argmax(logits, vocab);
+                int32_t tok = sample_argmax(logits, vocab);
                 if (tok != cont[i])
                     fail_msg("cuda %s-%s greedy %zu step %zu: got %d, want %d", v->arch, v->file_suffix, g, i,
                              tok, cont[i]);
@@ -455,7 +447,7 @@ static void test_bench(void **state)
     /* Warm-up (cuBLAS picks its kernels, the caches fill), then the timed runs. */
     assert_int_equal(model_forward(ctx, prompt, n_prompt, logits, false, &e), 0);
     for (int i = 0; i < 4; i++) {
-        int32_t tok = argmax(logits, vocab);
+        int32_t tok = sample_argmax(logits, vocab);
         assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
     }
     model_ctx_truncate(ctx, 0);
@@ -464,7 +456,7 @@ static void test_bench(void **state)
     double t_prefill = (clock_ns() * 1e-9) - t0;
     t0 = (clock_ns() * 1e-9);
     for (int i = 0; i < n_gen; i++) {
-        int32_t tok = argmax(logits, vocab);
+        int32_t tok = sample_argmax(logits, vocab);
         assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
     }
     double t_decode = (clock_ns() * 1e-9) - t0;

@@ -10,6 +10,7 @@
 
 #include "testutil.h"
 #include "model/model.h"
+#include "sample/sample.h"
 
 struct variant {
     const char *arch;
@@ -58,15 +59,6 @@ static float max_abs_diff(const float *a, const float *b, size_t n)
             m = isnan(d) ? INFINITY : d;
     }
     return m;
-}
-
-static int32_t argmax(const float *x, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
 }
 
 static void check_variant(const struct variant *v)
@@ -160,7 +152,7 @@ static void check_variant(const struct variant *v)
             float *logits = malloc(vocab * sizeof *logits);
             assert_int_equal(model_forward(ctx, prompt, (int)np, logits, false, &e), 0);
             for (size_t i = 0; i < nc; i++) {
-                int32_t tok = argmax(logits, vocab);
+                int32_t tok = sample_argmax(logits, vocab);
                 if (tok != cont[i])
                     fail_msg("%s-%s greedy %zu step %zu: got %d, want %d", v->arch, v->file_suffix, g, i,
                              tok, cont[i]);

@@ -191,6 +191,9 @@ static void test_greedy(void **state)
     /* Ties go to the lowest id. */
     const float tie[6] = {1.0f, 5.0f, 3.0f, 5.0f, 5.0f, -2.0f};
     assert_int_equal(sample_copy(s, tie, buf, 6), 1);
+    /* The sampler-free argmax agrees on both. */
+    assert_int_equal(sample_argmax(a, 6), 2);
+    assert_int_equal(sample_argmax(tie, 6), 1);
     /* NaN is never chosen; all -inf falls back to id 0 rather than failing. */
     const float nan_first[6] = {NAN, 0.0f, NAN, 2.0f, 1.0f, NAN};
     assert_int_equal(sample_copy(s, nan_first, buf, 6), 3);
@@ -271,6 +274,7 @@ static void test_greedy_matches_reference_models(void **state)
 
             float *buf = malloc((size_t)n_vocab * sizeof *buf);
             assert_int_equal(sample_copy(sg, last, buf, n_vocab), want);
+            assert_int_equal(sample_argmax(last, n_vocab), want);
             memcpy(buf, last, (size_t)n_vocab * sizeof *buf);
             assert_int_equal(sampler_candidates(s2, buf, ids, probs), 2);
             assert_int_equal(ids[0], want);
