@@ -507,34 +507,30 @@ static int op_of(const struct jtoken *t)
     return 0;
 }
 
-static struct jnode *parse_power(struct parser *P)
+/* One left-associative level of binary operators over operands of the next tighter level. The operator
+ * is a token of type tok, or the keyword word when that is set; op is the operation it means, or 0 when
+ * the token's text says which (+ or -, * or /, ...). */
+static struct jnode *left_assoc(struct parser *P, enum jtok tok, const char *word, int op,
+                                struct jnode *(*operand)(struct parser *))
 {
-    struct jnode *x = parse_test(P);
-    while (x && is(P, T_POW)) {
+    struct jnode *x = operand(P);
+    while (x && (word ? is_ident(P, word) : is(P, tok))) {
         size_t at = P->i++;
-        x = binary(P, at, OP_POW, x, parse_test(P));
+        x = binary(P, at, op ? op : op_of(&P->tk[at]), x, operand(P));
     }
     return x;
 }
 
+static struct jnode *parse_power(struct parser *P) { return left_assoc(P, T_POW, NULL, OP_POW, parse_test); }
+
 static struct jnode *parse_multiplicative(struct parser *P)
 {
-    struct jnode *x = parse_power(P);
-    while (x && is(P, T_MUL)) {
-        size_t at = P->i++;
-        x = binary(P, at, op_of(&P->tk[at]), x, parse_power(P));
-    }
-    return x;
+    return left_assoc(P, T_MUL, NULL, 0, parse_power);
 }
 
 static struct jnode *parse_additive(struct parser *P)
 {
-    struct jnode *x = parse_multiplicative(P);
-    while (x && is(P, T_ADD)) {
-        size_t at = P->i++;
-        x = binary(P, at, op_of(&P->tk[at]), x, parse_multiplicative(P));
-    }
-    return x;
+    return left_assoc(P, T_ADD, NULL, 0, parse_multiplicative);
 }
 
 static struct jnode *parse_comparison(struct parser *P)
@@ -576,25 +572,9 @@ static struct jnode *parse_not(struct parser *P)
     LEAVE(P, parse_comparison(P));
 }
 
-static struct jnode *parse_and(struct parser *P)
-{
-    struct jnode *x = parse_not(P);
-    while (x && is_ident(P, "and")) {
-        size_t at = P->i++;
-        x = binary(P, at, OP_AND, x, parse_not(P));
-    }
-    return x;
-}
+static struct jnode *parse_and(struct parser *P) { return left_assoc(P, T_IDENT, "and", OP_AND, parse_not); }
 
-static struct jnode *parse_or(struct parser *P)
-{
-    struct jnode *x = parse_and(P);
-    while (x && is_ident(P, "or")) {
-        size_t at = P->i++;
-        x = binary(P, at, OP_OR, x, parse_and(P));
-    }
-    return x;
-}
+static struct jnode *parse_or(struct parser *P) { return left_assoc(P, T_IDENT, "or", OP_OR, parse_and); }
 
 static struct jnode *parse_if_expr(struct parser *P)
 {
