@@ -394,30 +394,45 @@ static struct jnode *parse_unary_sign(struct parser *P)
     LEAVE(P, parse_call_member(P));
 }
 
-/* | name or | name(args) */
-static struct jnode *parse_filter_spec(struct parser *P, struct jnode *operand)
+/* The name after '|' or 'is' and its optional (args): a node of kind (N_FILTER or N_TEST) at the
+ * source position at, applied to operand. *called says whether an argument list was given; missing
+ * names the construct in the error when no name follows. */
+static struct jnode *parse_named_call(struct parser *P, enum jnode_kind kind, size_t at, struct jnode *operand,
+                                      const char *missing, bool *called)
 {
-    size_t at = P->i;
     struct jnode *name = parse_primary(P);
     if (!name)
         return NULL;
     if (name->kind != N_IDENT) {
-        pfail(P, at, "expected a filter name after '|'");
+        pfail(P, at, "%s", missing);
         return NULL;
     }
-    struct jnode *f = node(P, N_FILTER, at);
-    if (!f)
+    struct jnode *c = node(P, kind, at);
+    if (!c)
         return NULL;
-    f->a = operand;
-    f->str = name->str;
-    f->len = name->len;
-    if (is(P, T_LPAREN)) {
+    c->a = operand;
+    c->str = name->str;
+    c->len = name->len;
+    *called = is(P, T_LPAREN);
+    if (*called) {
         struct nlist args = {0};
         if (parse_args(P, false, &args) != 0)
             return NULL;
+        c->items = args.v;
+        c->nitems = args.n;
+    }
+    return c;
+}
+
+/* | name or | name(args) */
+static struct jnode *parse_filter_spec(struct parser *P, struct jnode *operand)
+{
+    bool called;
+    struct jnode *f = parse_named_call(P, N_FILTER, P->i, operand, "expected a filter name after '|'", &called);
+    if (!f)
+        return NULL;
+    if (called) {
         f->op = 1;
-        f->items = args.v;
-        f->nitems = args.n;
         if (is(P, T_DOT) || is(P, T_LBRACKET) || is(P, T_LPAREN)) {
             pfail(P, P->i, "a filter call cannot be followed by '.', '[' or '('; use parentheses");
             return NULL;
@@ -444,28 +459,12 @@ static struct jnode *parse_test(struct parser *P)
         bool neg = is_ident(P, "not");
         if (neg)
             P->i++;
-        struct jnode *name = parse_primary(P);
-        if (!name)
-            return NULL;
-        if (name->kind != N_IDENT) {
-            pfail(P, at, "expected a test name after 'is'");
-            return NULL;
-        }
-        struct jnode *t = node(P, N_TEST, at);
+        bool called; /* Python Jinja's test arguments: is divisibleby(3) */
+        struct jnode *t = parse_named_call(P, N_TEST, at, x, "expected a test name after 'is'", &called);
         if (!t)
             return NULL;
-        t->a = x;
         t->op = neg;
-        t->str = name->str;
-        t->len = name->len;
-        if (is(P, T_LPAREN)) { /* Python Jinja's test arguments: is divisibleby(3) */
-            struct nlist args = {0};
-            if (parse_args(P, false, &args) != 0)
-                return NULL;
-            t->items = args.v;
-            t->nitems = args.n;
-            t->ival = 1;
-        }
+        t->ival = called;
         x = t;
     }
     return x;
