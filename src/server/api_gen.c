@@ -1045,6 +1045,20 @@ static bool render(struct job *j, json_t *messages, char **text, bool *templated
     return true;
 }
 
+/* The tail of the message-based routes: renders the messages through the model's template and starts
+ * the generation. On a refusal the reply is already written and the job is freed. */
+static void render_and_launch(struct job *j, json_t *messages, bool truncate, struct reply *r)
+{
+    char *text = NULL;
+    bool templated = false;
+    if (!render(j, messages, &text, &templated, r)) {
+        job_free(j);
+        return;
+    }
+    launch(j, text, templated, truncate, NULL, r);
+    free(text);
+}
+
 void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
 {
     json_t *body = parse_body(q, r, false);
@@ -1147,14 +1161,7 @@ void api_chat(struct srv *s, const struct http_req *q, struct reply *r)
         job_free(j);
         goto out;
     }
-    char *text = NULL;
-    bool templated = false;
-    if (!render(j, msgs, &text, &templated, r)) {
-        job_free(j);
-        goto out;
-    }
-    launch(j, text, templated, truncate, NULL, r);
-    free(text);
+    render_and_launch(j, msgs, truncate, r);
 out:
     free(path);
     json_decref(body);
@@ -1205,14 +1212,7 @@ void oai_chat(struct srv *s, const struct http_req *q, struct reply *r)
         job_free(j);
         goto out;
     }
-    char *text = NULL;
-    bool templated = false;
-    if (!render(j, msgs, &text, &templated, r)) {
-        job_free(j);
-        goto out;
-    }
-    launch(j, text, templated, true, NULL, r);
-    free(text);
+    render_and_launch(j, msgs, true, r);
 out:
     json_decref(msgs);
     free(path);
@@ -1239,16 +1239,8 @@ void oai_completions(struct srv *s, const struct http_req *q, struct reply *r)
         goto out;
     }
     json_t *msgs = json_pack("[{s:s,s:O}]", "role", "user", "content", pv);
-    char *text = NULL;
-    bool templated = false;
-    bool ok = render(j, msgs, &text, &templated, r);
+    render_and_launch(j, msgs, true, r);
     json_decref(msgs);
-    if (!ok) {
-        job_free(j);
-        goto out;
-    }
-    launch(j, text, templated, true, NULL, r);
-    free(text);
 out:
     free(path);
     json_decref(body);
