@@ -373,6 +373,51 @@ static int64_t compile_ref(struct compiler *c, const char *ref, const char *path
     return node;
 }
 
+/* Members of an alternation ("enum", "anyOf"/"oneOf", a list of "type" names): item i of the array,
+ * in the schema sch at path. */
+static int64_t alt_literal(struct compiler *c, const json_t *sch, const json_t *item, size_t i, const char *path)
+{
+    (void)sch;
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/enum/%zu", path, i);
+    return value_lit_node(c, item, sub);
+}
+
+static int64_t alt_schema(struct compiler *c, const json_t *sch, const json_t *item, size_t i, const char *path)
+{
+    (void)sch;
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/anyOf/%zu", path, i);
+    return compile(c, item, sub);
+}
+
+static int64_t alt_type(struct compiler *c, const json_t *sch, const json_t *item, size_t i, const char *path)
+{
+    const char *t = json_string_value(item);
+    return t ? compile_type(c, sch, t, path)
+             : err_set(c->e, ERR_INVALID, "JSON schema %s: type[%zu] is not a string", path, i);
+}
+
+/* Compiles every member of the non-empty array v with one and joins them into a single alternation. */
+static int64_t alternatives(struct compiler *c, const json_t *sch, const json_t *v, const char *path,
+                            int64_t (*one)(struct compiler *, const json_t *, const json_t *, size_t, const char *))
+{
+    size_t n = json_array_size(v);
+    uint32_t *tmp = malloc(n * sizeof *tmp);
+    int64_t rc = tmp ? 0 : nomem(c);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int64_t x = one(c, sch, json_array_get(v, i), i, path);
+        if (x < 0)
+            rc = x;
+        else
+            tmp[i] = (uint32_t)x;
+    }
+    if (rc == 0)
+        rc = anyof_node(c, tmp, n);
+    free(tmp);
+    return rc;
+}
+
 static int64_t compile(struct compiler *c, const json_t *sch, const char *path)
 {
     if (!sch || json_is_true(sch))
@@ -387,51 +432,22 @@ static int64_t compile(struct compiler *c, const json_t *sch, const char *path)
     }
     int64_t rc;
     const json_t *v;
-    char sub[512];
     if ((v = json_object_get(sch, "$ref"))) {
         rc = json_is_string(v) ? compile_ref(c, json_string_value(v), path)
                                : err_set(c->e, ERR_INVALID, "JSON schema %s: $ref must be a string", path);
     } else if ((v = json_object_get(sch, "const"))) {
         rc = value_lit_node(c, v, path);
     } else if ((v = json_object_get(sch, "enum"))) {
-        size_t n = json_array_size(v);
-        if (!json_is_array(v) || n == 0) {
+        if (!json_is_array(v) || json_array_size(v) == 0)
             rc = err_set(c->e, ERR_INVALID, "JSON schema %s: \"enum\" must be a non-empty array", path);
-        } else {
-            uint32_t *tmp = malloc(n * sizeof *tmp);
-            rc = tmp ? 0 : nomem(c);
-            for (size_t i = 0; rc == 0 && i < n; i++) {
-                snprintf(sub, sizeof sub, "%s/enum/%zu", path, i);
-                int64_t x = value_lit_node(c, json_array_get(v, i), sub);
-                if (x < 0)
-                    rc = x;
-                else
-                    tmp[i] = (uint32_t)x;
-            }
-            if (rc == 0)
-                rc = anyof_node(c, tmp, n);
-            free(tmp);
-        }
+        else
+            rc = alternatives(c, sch, v, path, alt_literal);
     } else if ((v = json_object_get(sch, "anyOf")) || (v = json_object_get(sch, "oneOf")) ||
                ((v = json_object_get(sch, "allOf")) && json_array_size(v) == 1)) {
-        size_t n = json_array_size(v);
-        if (!json_is_array(v) || n == 0) {
+        if (!json_is_array(v) || json_array_size(v) == 0)
             rc = err_set(c->e, ERR_INVALID, "JSON schema %s: anyOf/oneOf must be a non-empty array", path);
-        } else {
-            uint32_t *tmp = malloc(n * sizeof *tmp);
-            rc = tmp ? 0 : nomem(c);
-            for (size_t i = 0; rc == 0 && i < n; i++) {
-                snprintf(sub, sizeof sub, "%s/anyOf/%zu", path, i);
-                int64_t x = compile(c, json_array_get(v, i), sub);
-                if (x < 0)
-                    rc = x;
-                else
-                    tmp[i] = (uint32_t)x;
-            }
-            if (rc == 0)
-                rc = anyof_node(c, tmp, n);
-            free(tmp);
-        }
+        else
+            rc = alternatives(c, sch, v, path, alt_schema);
     } else if (json_object_get(sch, "allOf")) {
         rc = err_set(c->e, ERR_INVALID,
                      "JSON schema %s: allOf with several schemas is not supported (merge them into one)",
@@ -440,22 +456,7 @@ static int64_t compile(struct compiler *c, const json_t *sch, const char *path)
         if (json_is_string(v)) {
             rc = compile_type(c, sch, json_string_value(v), path);
         } else if (json_is_array(v) && json_array_size(v) > 0) {
-            size_t n = json_array_size(v);
-            uint32_t *tmp = malloc(n * sizeof *tmp);
-            rc = tmp ? 0 : nomem(c);
-            for (size_t i = 0; rc == 0 && i < n; i++) {
-                const char *t = json_string_value(json_array_get(v, i));
-                int64_t x = t ? compile_type(c, sch, t, path)
-                              : err_set(c->e, ERR_INVALID, "JSON schema %s: type[%zu] is not a string",
-                                        path, i);
-                if (x < 0)
-                    rc = x;
-                else
-                    tmp[i] = (uint32_t)x;
-            }
-            if (rc == 0)
-                rc = anyof_node(c, tmp, n);
-            free(tmp);
+            rc = alternatives(c, sch, v, path, alt_type);
         } else {
             rc = err_set(c->e, ERR_INVALID, "JSON schema %s: \"type\" must be a name or a list of names",
                          path);
