@@ -177,9 +177,9 @@ static uint32_t compose_pair(uint32_t a, uint32_t b)
     return 0;
 }
 
-/* Appends the full canonical decomposition of cp; cps has room (decompositions are at most 4 deep
- * and each level adds at most one code point, so 4 per input code point suffices). */
-static size_t decompose(uint32_t cp, uint32_t *cps)
+/* Each decomposition level adds at most one code point and they are at most four deep, so the
+ * result never exceeds UNI_DECOMP_MAX. */
+size_t uni_decompose(uint32_t cp, uint32_t *cps)
 {
     if (cp >= HANGUL_S && cp < HANGUL_S + HANGUL_SC) {
         uint32_t s = cp - HANGUL_S;
@@ -195,9 +195,9 @@ static size_t decompose(uint32_t cp, uint32_t *cps)
         cps[0] = cp;
         return 1;
     }
-    size_t n = decompose(d->first, cps);
+    size_t n = uni_decompose(d->first, cps);
     if (d->second)
-        n += decompose(d->second, cps + n);
+        n += uni_decompose(d->second, cps + n);
     return n;
 }
 
@@ -221,7 +221,7 @@ bool uni_nfc(const char *s, size_t len, char **out, size_t *out_len)
             free(cps);
             return false; /* invalid UTF-8: leave the bytes alone */
         }
-        n += decompose(cp, cps + n);
+        n += uni_decompose(cp, cps + n);
         i += k;
     }
     /* Canonical ordering: stable insertion sort of each run of non-starters by combining class. */

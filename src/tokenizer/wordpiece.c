@@ -252,51 +252,6 @@ static bool wp_is_cjk(uint32_t cp)
            (cp >= 0x2B820 && cp <= 0x2CEAF) || (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
-enum { HANGUL_S = 0xAC00, HANGUL_L = 0x1100, HANGUL_V = 0x1161, HANGUL_T = 0x11A7, HANGUL_TC = 28,
-       HANGUL_NC = 21 * 28, HANGUL_SC = 19 * 21 * 28 };
-
-static const struct uni_decomp *wp_decomp(uint32_t cp)
-{
-    size_t lo = 0, hi = uni_decomp_count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < uni_decomp_table[mid].cp)
-            hi = mid;
-        else if (cp > uni_decomp_table[mid].cp)
-            lo = mid + 1;
-        else
-            return &uni_decomp_table[mid];
-    }
-    return NULL;
-}
-
-/* Full canonical decomposition of cp into out (room for 8). Canonical reordering is skipped: the
- * marks it would reorder are the ones accent stripping removes. */
-static size_t wp_nfd(uint32_t cp, uint32_t *out, size_t room)
-{
-    if (room == 0)
-        return 0;
-    if (cp >= HANGUL_S && cp < HANGUL_S + HANGUL_SC) {
-        uint32_t s = cp - HANGUL_S;
-        size_t n = 0;
-        uint32_t parts[3] = {HANGUL_L + s / HANGUL_NC, HANGUL_V + (s % HANGUL_NC) / HANGUL_TC,
-                             HANGUL_T + s % HANGUL_TC};
-        size_t np = s % HANGUL_TC ? 3 : 2;
-        for (size_t i = 0; i < np && n < room; i++)
-            out[n++] = parts[i];
-        return n;
-    }
-    const struct uni_decomp *d = cp < 0xC0 ? NULL : wp_decomp(cp);
-    if (!d) {
-        out[0] = cp;
-        return 1;
-    }
-    size_t n = wp_nfd(d->first, out, room);
-    if (d->second)
-        n += wp_nfd(d->second, out + n, room - n);
-    return n;
-}
-
 /* Hugging Face's max_input_chars_per_word: a longer word is [UNK] without being looked at. */
 #define WP_MAX_WORD_CHARS 100
 
@@ -395,8 +350,9 @@ int wpm_encode(const struct tokenizer *t, const char *text, size_t len, struct t
             rc = wp_put(t, w, cp, out);
             continue;
         }
-        uint32_t parts[8];
-        size_t np = wp_nfd(cp, parts, 8);
+        /* Canonical reordering is skipped: the marks it would reorder are the ones stripped here. */
+        uint32_t parts[UNI_DECOMP_MAX];
+        size_t np = uni_decompose(cp, parts);
         for (size_t j = 0; j < np && !rc; j++) {
             if (in_ranges(wp_mn, WP_COUNT(wp_mn), parts[j]))
                 continue;
