@@ -145,6 +145,19 @@ static void create_progress(void *ctx, const char *status, uint64_t done, uint64
     write_line(j, o);
 }
 
+/* Before a create or pull writes the model of that name again: the scheduler lets go of its current
+ * weights, if that model is loaded (a name that does not resolve yet has nothing to unload). */
+static void unload_model_named(struct srv *s, const char *name)
+{
+    struct store_model old;
+    struct err ignore = {0};
+    if (store_resolve(s->store, name, &old, &ignore) == 0) {
+        if (old.model_path)
+            sched_unload(s->sched, old.model_path);
+        store_model_free(&old);
+    }
+}
+
 static int create_run(struct create_job *j, struct err *e)
 {
     struct store_create_req req = {
@@ -161,13 +174,7 @@ static int create_run(struct create_job *j, struct err *e)
         .progress_ctx = j,
     };
     /* Re-creating a loaded model replaces its weights blob: unload the old one first. */
-    struct store_model old;
-    struct err ignore = {0};
-    if (store_resolve(j->s->store, j->name, &old, &ignore) == 0) {
-        if (old.model_path)
-            sched_unload(j->s->sched, old.model_path);
-        store_model_free(&old);
-    }
+    unload_model_named(j->s, j->name);
     return store_create(j->s->store, j->name, &req, e);
 }
 
@@ -387,13 +394,7 @@ static int xfer_run(struct xfer_job *j, struct err *e)
     if (j->push)
         return store_push(j->s->store, j->name, &o, e);
     /* A pull may replace the weights of a loaded model of the same name. */
-    struct store_model old;
-    struct err ignore = {0};
-    if (store_resolve(j->s->store, j->name, &old, &ignore) == 0) {
-        if (old.model_path)
-            sched_unload(j->s->sched, old.model_path);
-        store_model_free(&old);
-    }
+    unload_model_named(j->s, j->name);
     return store_pull(j->s->store, j->name, &o, e);
 }
 
