@@ -38,5 +38,7 @@ bool opt_kv_type(const char *cmd, const char *s, enum kv_type *out);
 
 /* Formats a duration the way Ollama prints it (Go's time.Duration: "1.234s", "56.7ms"). */
 void fmt_duration(int64_t ns, char *buf, unsigned cap);
+/* Formats a size the way Ollama's tables do (decimal units: "532 B", "4.7 GB", "13 GB"). */
+void fmt_size(int64_t bytes, char *buf, unsigned cap);
 
 #endif

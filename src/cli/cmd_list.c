@@ -9,23 +9,6 @@
 #include "cli/cli.h"
 #include "store/store.h"
 
-static void human_size(uint64_t b, char *buf, size_t cap)
-{
-    static const char *units[] = {"B", "KB", "MB", "GB", "TB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1000 && u < 4) {
-        v /= 1000;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, cap, "%llu B", (unsigned long long)b);
-    else if (v >= 10)
-        snprintf(buf, cap, "%d %s", (int)v, units[u]);
-    else
-        snprintf(buf, cap, "%.1f %s", v, units[u]);
-}
-
 static void human_ago(int64_t ns, char *buf, size_t cap)
 {
     int64_t d = (int64_t)time(NULL) - ns / 1000000000;
@@ -80,7 +63,7 @@ int cmd_list(int argc, char **argv)
         if (prefix && strncasecmp(v[i].name, prefix, strlen(prefix)) != 0)
             continue;
         char sz[32], ago[64];
-        human_size(v[i].size, sz, sizeof sz);
+        fmt_size((int64_t)v[i].size, sz, sizeof sz);
         human_ago(v[i].modified_ns, ago, sizeof ago);
         printf("%-*s    %.12s    %-7s    %s\n", (int)w, v[i].name, v[i].digest, sz, ago);
     }

@@ -8,23 +8,6 @@
 #include "cli/cli.h"
 #include "cli/client.h"
 
-static void human_bytes(json_int_t b, char *buf, size_t cap)
-{
-    static const char *units[] = {"B", "KB", "MB", "GB", "TB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1000 && u < 4) {
-        v /= 1000;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, cap, "%lld B", (long long)b);
-    else if (v >= 10)
-        snprintf(buf, cap, "%d %s", (int)v, units[u]);
-    else
-        snprintf(buf, cap, "%.1f %s", v, units[u]);
-}
-
 /* Days since 1970-01-01 of a proleptic Gregorian date (timegm is not C11). */
 static long long days_from_civil(long long y, unsigned m, unsigned d)
 {
@@ -111,7 +94,7 @@ int cmd_ps(int argc, char **argv)
         json_int_t size = json_integer_value(json_object_get(m, "size"));
         json_int_t vram = json_integer_value(json_object_get(m, "size_vram"));
         char sz[32], proc[32], until[64];
-        human_bytes(size, sz, sizeof sz);
+        fmt_size((int64_t)size, sz, sizeof sz);
         if (size <= 0)
             snprintf(proc, sizeof proc, "Unknown");
         else if (vram <= 0)

@@ -1,4 +1,4 @@
-/* opts.c — strict flag-value parsing and duration formatting shared by the commands. */
+/* opts.c — strict flag-value parsing and duration and size formatting shared by the commands. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -83,4 +83,21 @@ void fmt_duration(int64_t ns, char *buf, unsigned cap)
         snprintf(buf, cap, "%.9gs", ns / 1e9);
     else
         snprintf(buf, cap, "%lldm%.6gs", (long long)(ns / 60000000000LL), (ns % 60000000000LL) / 1e9);
+}
+
+void fmt_size(int64_t bytes, char *buf, unsigned cap)
+{
+    static const char *units[] = {"B", "KB", "MB", "GB", "TB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%lld B", (long long)bytes);
+    else if (v >= 10)
+        snprintf(buf, cap, "%d %s", (int)v, units[u]);
+    else
+        snprintf(buf, cap, "%.1f %s", v, units[u]);
 }
