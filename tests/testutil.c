@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "base/file.h"
+#include "gguf/gguf.h"
 #include "sample/sample.h"
+#include "tokenizer/tokenizer.h"
 
 static const char *resolve(const char *env, const char *fallback, const char *rel)
 {
@@ -40,6 +42,20 @@ char *tu_read(const char *path, size_t *size)
     if (size)
         *size = n;
     return data;
+}
+
+struct tokenizer *tu_load_tokenizer(const char *path)
+{
+    struct gguf_file *f = NULL;
+    struct err e = {0};
+    if (gguf_open(path, &f, &e) != 0)
+        fail_msg("gguf_open(%s): %s", path, e.msg);
+    struct tokenizer *t = NULL;
+    int rc = tokenizer_from_gguf(f, &t, &e);
+    gguf_close(f); /* the tokenizer must own its strings */
+    if (rc != 0)
+        fail_msg("tokenizer_from_gguf(%s): %s", path, e.msg);
+    return t;
 }
 
 static char tmpdir[256];

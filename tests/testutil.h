@@ -15,6 +15,10 @@ const char *tu_shared(const char *rel);
 const char *tu_testdata(const char *rel);
 /* Reads a whole file (NUL-terminated); fails the test if it cannot. */
 char *tu_read(const char *path, size_t *size);
+/* The tokenizer of a GGUF file (closed again: the tokenizer must own its strings); fails the test
+ * naming the file and the step when it cannot be built. Free it with tokenizer_free. */
+struct tokenizer;
+struct tokenizer *tu_load_tokenizer(const char *path);
 /* A fresh temporary directory for this test process (removed at exit). */
 const char *tu_tmpdir(void);
 /* Skips the current test with a message when path is NULL. */

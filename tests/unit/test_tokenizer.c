@@ -19,20 +19,6 @@
 
 /* ---- helpers ---- */
 
-static struct tokenizer *load_gguf(const char *path)
-{
-    struct gguf_file *f = NULL;
-    struct err e = {0};
-    if (gguf_open(path, &f, &e) != 0)
-        fail_msg("gguf_open(%s): %s", path, e.msg);
-    struct tokenizer *t = NULL;
-    int rc = tokenizer_from_gguf(f, &t, &e);
-    gguf_close(f); /* the tokenizer must own its strings */
-    if (rc != 0)
-        fail_msg("tokenizer_from_gguf(%s): %s", path, e.msg);
-    return t;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -132,7 +118,7 @@ static void vocab_gguf_case(const char *name)
     snprintf(out, sizeof out, "vocab/ggml-vocab-%s.gguf.out", name);
     const char *path = tu_testdata(rel);
     TU_REQUIRE(path);
-    struct tokenizer *t = load_gguf(path);
+    struct tokenizer *t = tu_load_tokenizer(path);
     int failures = run_vectors(t, inp, out);
     tokenizer_free(t);
     if (failures)
@@ -377,7 +363,7 @@ static void ref_gguf_case(const char *gguf_rel, const char *ref_rel)
 {
     const char *path = tu_shared(gguf_rel);
     TU_REQUIRE(path);
-    struct tokenizer *t = load_gguf(path);
+    struct tokenizer *t = tu_load_tokenizer(path);
     int failures = check_reference(t, ref_rel);
     tokenizer_free(t);
     if (failures)
@@ -453,7 +439,7 @@ static void test_bos_eos(void **state)
     (void)state;
     const char *path = tu_testdata("vocab/ggml-vocab-llama-spm.gguf");
     TU_REQUIRE(path);
-    struct tokenizer *t = load_gguf(path);
+    struct tokenizer *t = tu_load_tokenizer(path);
     assert_int_equal(tokenizer_bos(t), 1);
     assert_int_equal(tokenizer_eos(t), 2);
     assert_true(tokenizer_add_bos(t));
@@ -499,7 +485,7 @@ static void test_bos_eos(void **state)
     /* llama 3 dev GGUF adds BOS 2048 and no EOS; the Qwen ones add nothing. */
     path = tu_shared("reference/tiny-models/llama-dev-f32.gguf");
     TU_REQUIRE(path);
-    t = load_gguf(path);
+    t = tu_load_tokenizer(path);
     ids = encode(t, "Hello world", 11, true, false, &n);
     assert_int_equal(n, 5);
     assert_int_equal(ids[0], 2048);
@@ -511,7 +497,7 @@ static void test_bos_eos(void **state)
 
     path = tu_shared("reference/tiny-models/qwen2-dev-f32.gguf");
     TU_REQUIRE(path);
-    t = load_gguf(path);
+    t = tu_load_tokenizer(path);
     assert_false(tokenizer_add_bos(t));
     ids = encode(t, "Hello world", 11, true, false, &n);
     assert_int_not_equal(ids[0], 2048);
@@ -571,7 +557,7 @@ static void test_detok_stream(void **state)
     (void)state;
     const char *path = tu_testdata("vocab/ggml-vocab-llama-spm.gguf");
     TU_REQUIRE(path);
-    struct tokenizer *t = load_gguf(path);
+    struct tokenizer *t = tu_load_tokenizer(path);
     /* 🦙 is not in the Llama 2 vocabulary: it becomes four <0xXX> byte tokens. */
     stream_check(t, "Hello \xf0\x9f\xa6\x99 llama");
     /* An incomplete character at the end of the stream becomes U+FFFD on flush. */
@@ -587,7 +573,7 @@ static void test_detok_stream(void **state)
 
     path = tu_testdata("vocab/ggml-vocab-gpt-2.gguf");
     TU_REQUIRE(path);
-    t = load_gguf(path);
+    t = tu_load_tokenizer(path);
     stream_check(t, "emoji \xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 and \xe2\x9c\x85 ok");
     tokenizer_free(t);
 }

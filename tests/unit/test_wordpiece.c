@@ -11,20 +11,6 @@
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
-static struct tokenizer *load(const char *path)
-{
-    struct gguf_file *f = NULL;
-    struct err e = {0};
-    if (gguf_open(path, &f, &e) != 0)
-        fail_msg("gguf_open(%s): %s", path, e.msg);
-    struct tokenizer *t = NULL;
-    int rc = tokenizer_from_gguf(f, &t, &e);
-    gguf_close(f); /* the tokenizer must own its strings */
-    if (rc != 0)
-        fail_msg("tokenizer_from_gguf(%s): %s", path, e.msg);
-    return t;
-}
-
 static int32_t *encode(const struct tokenizer *t, const char *s, bool add_special, bool parse_special, size_t *n)
 {
     int32_t *ids = NULL;
@@ -55,7 +41,7 @@ static struct tokenizer *bge(void)
     const char *path = tu_testdata("vocab/ggml-vocab-bert-bge.gguf");
     if (!path)
         return NULL;
-    return load(path);
+    return tu_load_tokenizer(path);
 }
 
 /* All 46 vectors of ggml-vocab-bert-bge.gguf.inp/.out, add_special and parse_special off. */
@@ -194,7 +180,7 @@ static struct tokenizer *small_vocab(int lowercase)
     if (gguf_writer_write(w, path, &e) != 0)
         fail_msg("gguf_writer_write: %s", e.msg);
     gguf_writer_free(w);
-    return load(path);
+    return tu_load_tokenizer(path);
 }
 
 static void test_small_longest_match(void **state)
