@@ -1,7 +1,8 @@
-/* cmd_bench.c — `hearth bench MODEL... [--prompt N] [--gen N] [--repeat N] [--threads N] [--json]`:
+/* cmd_bench.c — `hearth bench MODEL... [--prompt N] [--gen N] [--repeat N] [--threads N] [--format F] [--json]`:
  * speed of each model on each backend (prefill and decode rates, time to first token, load time,
  * peak memory) against the decode roofline of this machine's measured memory bandwidth, as a
- * markdown table or JSON. Each model runs in its own child process (engine/bench.c). */
+ * markdown table or JSON. Each model runs in its own child process (engine/bench.c). --format times
+ * grammar-constrained decoding (JSON or a JSON Schema), to measure what the constraint costs. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,17 +11,21 @@
 #include <sys/stat.h>
 
 #include "backend/backend_select.h"
+#include "base/file.h"
 #include "cli/cli.h"
 #include "engine/bench.h"
 
 static const char usage_text[] =
-    "usage: hearth bench MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N] [--backend B] [--json]\n"
+    "usage: hearth bench MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N] [--backend B]\n"
+    "                    [--format json|SCHEMA.json] [--json]\n"
     "  --prompt N      prompt tokens per run, random ids from the vocabulary (default 512)\n"
     "  --gen N         tokens generated per run, greedy, not stopping at EOS (default 128)\n"
     "  --repeat N      runs per model; the table shows medians (default 3)\n"
     "  --threads N     CPU threads for the models and the bandwidth probe (default: physical cores)\n"
     "  --seed N        seed of the random prompt (default 1)\n"
     "  --backend B     cpu, gpu or all (default all: the CPU, and the GPU when built with CUDA)\n"
+    "  --format F      constrain decoding to any JSON value (json) or a JSON Schema file: each token is\n"
+    "                  masked, picked and fed to the grammar, which restarts after each complete value\n"
     "  --json          print JSON instead of a markdown table\n"
     "Roofline %: decode speed as a share of memory bandwidth / weight bytes read per token.\n";
 
@@ -56,7 +61,7 @@ static void print_header(void)
     fflush(stdout);
 }
 
-static void print_row(const char *path, const struct bench_result *r)
+static void print_row(const char *path, const char *format, const struct bench_result *r)
 {
     char size[32], rss[32], first[32], load[32];
     fmt_bytes(r->weight_bytes, size, sizeof size);
@@ -66,27 +71,36 @@ static void print_row(const char *path, const struct bench_result *r)
     char roof[48] = "n/a";
     if (r->roofline_tps > 0)
         snprintf(roof, sizeof roof, "%.0f%% of %.1f tok/s", r->roofline_pct, r->roofline_tps);
-    printf("| %s (%s) | %s, %d threads | %s | %.2f | %.2f | %s | %s | %s | %s |\n", base_name(path), r->type,
-           r->backend, r->n_threads, size, r->prefill_tps, r->decode_tps, first, load, rss, roof);
+    char fmt[64] = "";
+    if (format)
+        snprintf(fmt, sizeof fmt, ", format %s", base_name(format));
+    printf("| %s (%s%s) | %s, %d threads | %s | %.2f | %.2f | %s | %s | %s | %s |\n", base_name(path), r->type,
+           fmt, r->backend, r->n_threads, size, r->prefill_tps, r->decode_tps, first, load, rss, roof);
     fflush(stdout);
 }
 
-static json_t *row_json(const char *path, const struct bench_result *r)
+static json_t *row_json(const char *path, const char *format, const struct bench_result *r)
 {
-    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f}",
+    json_t *row = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f}",
                      "model", path, "type", r->type, "backend", r->backend, "threads", r->n_threads,
                      "size_bytes", (json_int_t)r->weight_bytes, "params", (json_int_t)r->n_params,
                      "decode_bytes_per_token", (json_int_t)r->decode_bytes, "prefill_tps", r->prefill_tps,
                      "decode_tps", r->decode_tps, "first_token_ms", r->first_token_ms, "load_ms", r->load_ms,
                      "peak_rss_bytes", (json_int_t)r->peak_rss_bytes, "membw_gbs", r->membw_gbs,
                      "roofline_tps", r->roofline_tps, "roofline_pct", r->roofline_pct);
+    if (row && format) {
+        json_object_set_new(row, "format", json_string(format));
+        json_object_set_new(row, "format_values", json_integer(r->format_values));
+    }
+    return row;
 }
 
 int cmd_bench(int argc, char **argv)
 {
     long n_prompt = 512, n_gen = 128, n_repeat = 3, threads = 0, seed = 1;
     bool json = false;
-    const char *backends = "all";
+    const char *backends = "all", *format = NULL;
+    char *schema = NULL;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     int n_paths = 0;
     if (!paths) {
@@ -120,6 +134,8 @@ int cmd_bench(int argc, char **argv)
                 fprintf(stderr, "hearth bench: --backend: '%s' is not cpu, gpu or all\n", v);
                 goto usage;
             }
+        } else if ((v = opt_value(argc, argv, &i, "--format"))) {
+            format = v;
         } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
             if (!opt_int("bench", "--seed", v, 0, 0x7fffffff, &seed))
                 goto usage;
@@ -147,13 +163,37 @@ int cmd_bench(int argc, char **argv)
         }
     }
 
-    struct bench_params p = {.n_prompt = (int)n_prompt, .n_gen = (int)n_gen, .n_repeat = (int)n_repeat,
-                             .n_threads = (int)threads, .seed = (uint64_t)seed};
     struct err e = {0};
+    /* A schema file is read and checked here, so a typo fails before any measuring. */
+    if (format && strcmp(format, "json") != 0) {
+        size_t n = 0;
+        json_error_t je;
+        json_t *doc = NULL;
+        if (file_read_all(format, &schema, &n, &e) != 0) {
+            fprintf(stderr, "hearth bench: --format: %s\n", e.msg);
+            free(paths);
+            return EXIT_RUNTIME;
+        }
+        if (!(doc = json_loadb(schema, n, 0, &je)) || !json_is_object(doc)) {
+            if (doc)
+                fprintf(stderr, "hearth bench: --format %s: a JSON Schema must be a JSON object\n", format);
+            else
+                fprintf(stderr, "hearth bench: --format %s: line %d: %s\n", format, je.line, je.text);
+            json_decref(doc);
+            free(schema);
+            free(paths);
+            return EXIT_USAGE;
+        }
+        json_decref(doc);
+    }
+    struct bench_params p = {.n_prompt = (int)n_prompt, .n_gen = (int)n_gen, .n_repeat = (int)n_repeat,
+                             .n_threads = (int)threads, .seed = (uint64_t)seed,
+                             .format = schema ? schema : format};
     double membw = 0;
     /* Measured in this run, with the models' thread count, before any model is in memory. */
     if (bench_membw_isolated(p.n_threads, 0, &membw, &e)) {
         fprintf(stderr, "hearth bench: %s\n", e.msg);
+        free(schema);
         free(paths);
         return EXIT_RUNTIME;
     }
@@ -177,15 +217,15 @@ int cmd_bench(int argc, char **argv)
             }
             bench_roofline(&r, membw, p.gpu);
             if (json)
-                json_array_append_new(rows, row_json(paths[i], &r));
+                json_array_append_new(rows, row_json(paths[i], format, &r));
             else
-                print_row(paths[i], &r);
+                print_row(paths[i], format, &r);
         }
     }
     if (json) {
-        json_t *doc = json_pack("{s:i, s:i, s:i, s:I, s:f, s:o}", "prompt_tokens", p.n_prompt, "gen_tokens",
+        json_t *doc = json_pack("{s:i, s:i, s:i, s:I, s:f, s:o*, s:o}", "prompt_tokens", p.n_prompt, "gen_tokens",
                                 p.n_gen, "repeat", p.n_repeat, "seed", (json_int_t)p.seed, "membw_gbs", membw,
-                                "results", rows);
+                                "format", format ? json_string(format) : NULL, "results", rows);
         char *s = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
         if (s)
             printf("%s\n", s);
@@ -195,9 +235,11 @@ int cmd_bench(int argc, char **argv)
         json_decref(doc);
     } else {
         printf("\nprompt %d tokens, %d generated, medians of %d runs; memory read bandwidth %.1f GB/s; "
-               "roofline = bandwidth / weight bytes read per decoded token\n",
-               p.n_prompt, p.n_gen, p.n_repeat, membw);
+               "roofline = bandwidth / weight bytes read per decoded token%s%s\n",
+               p.n_prompt, p.n_gen, p.n_repeat, membw, format ? "; decoding constrained by --format " : "",
+               format ? format : "");
     }
+    free(schema);
     free(paths);
     return status;
 usage:

@@ -4,6 +4,7 @@
 #include "engine/bench.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,9 @@
 #include "base/clock.h"
 #include "base/threadpool.h"
 #include "model/model.h"
-#include "sample/sample.h"
+#include "sample/grammar.h"
 #include "sample/rng.h"
+#include "sample/sample.h"
 #include "tensor/tensor.h"
 
 /* ---- memory bandwidth ---- */
@@ -142,6 +144,44 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The grammar of p->format over m's vocabulary (*g stays NULL without a format). Built outside the
+ * timed regions: indexing the vocabulary is a once-per-model cost, like loading. */
+static int format_grammar(const struct bench_params *p, const struct model *m, struct grammar_vocab **v,
+                          struct grammar **g, struct err *e)
+{
+    if (!p->format)
+        return 0;
+    json_t *schema = NULL;
+    if (strcmp(p->format, "json") != 0) {
+        json_error_t je;
+        schema = json_loads(p->format, 0, &je);
+        if (!schema)
+            return err_set(e, ERR_INVALID, "bench: format schema is not JSON: line %d: %s", je.line, je.text);
+    }
+    int rc = grammar_vocab_new(m->tok, v, e);
+    if (!rc)
+        rc = grammar_new_json(*v, schema, g, e);
+    json_decref(schema);
+    return rc;
+}
+
+/* One pick as constrained decoding makes it: mask, argmax, advance; a completed value restarts the
+ * grammar (counted in *values) so that the constraint stays active for every step. */
+static int pick(struct grammar *g, float *logits, int n_vocab, int32_t *tok, int *values, struct err *e)
+{
+    if (g && grammar_apply(g, logits) <= 0)
+        return err_set(e, ERR_INVALID, "bench: the format grammar allows no token");
+    *tok = sample_argmax(logits, n_vocab);
+    if (!g)
+        return 0;
+    int rc = grammar_accept(g, *tok, e);
+    if (!rc && grammar_done(g)) {
+        grammar_reset(g);
+        (*values)++;
+    }
+    return rc;
+}
+
 /* One repeat: load, warm up, prefill, decode; times in ns into t[0..3] (load, prefill, first, decode). */
 static int bench_once(const char *path, struct backend *be, const struct bench_params *p, int32_t **prompt,
                       struct bench_result *r, int64_t t[4], struct err *e)
@@ -149,12 +189,17 @@ static int bench_once(const char *path, struct backend *be, const struct bench_p
     struct model *m = NULL;
     struct model_ctx *c = NULL;
     float *logits = NULL;
+    struct grammar_vocab *gv = NULL;
+    struct grammar *g = NULL;
+    int values = 0;
     struct ctx_params cp = {.n_ctx = p->n_prompt + p->n_gen + 1, .n_batch = 0, .kv_type = KV_F16};
     int64_t t0 = clock_ns();
     int rc = model_load(path, be, &m, e);
     if (!rc)
         rc = model_ctx_new(m, &cp, &c, e);
     t[0] = clock_ns() - t0;
+    if (!rc)
+        rc = format_grammar(p, m, &gv, &g, e);
     if (rc)
         goto done;
     const int n_vocab = m->hp.n_vocab;
@@ -169,10 +214,10 @@ static int bench_once(const char *path, struct backend *be, const struct bench_p
             rc = err_set(e, ERR_NOMEM, "out of memory for a %d-token prompt", p->n_prompt);
             goto done;
         }
-        struct rng g;
-        rng_seed(&g, p->seed);
+        struct rng rg;
+        rng_seed(&rg, p->seed);
         for (int i = 0; i < p->n_prompt; i++)
-            (*prompt)[i] = (int32_t)(rng_next(&g) % (uint64_t)n_vocab);
+            (*prompt)[i] = (int32_t)(rng_next(&rg) % (uint64_t)n_vocab);
         snprintf(r->type, sizeof r->type, "%s", model_type_name(m));
         r->weight_bytes = m->weight_bytes;
         r->n_params = param_count(m);
@@ -190,18 +235,25 @@ static int bench_once(const char *path, struct backend *be, const struct bench_p
     if (rc)
         goto done;
     t[1] = clock_ns() - t0;
-    int32_t tok = sample_argmax(logits, n_vocab);
+    int32_t tok = 0;
+    rc = pick(g, logits, n_vocab, &tok, &values, e);
+    if (rc)
+        goto done;
     t[2] = clock_ns() - t0;
 
     t0 = clock_ns();
     for (int i = 0; i < p->n_gen; i++) {
         rc = model_forward(c, &tok, 1, logits, false, e);
+        if (!rc)
+            rc = pick(g, logits, n_vocab, &tok, &values, e);
         if (rc)
             goto done;
-        tok = sample_argmax(logits, n_vocab);
     }
     t[3] = clock_ns() - t0;
+    r->format_values = values;
 done:
+    grammar_free(g);
+    grammar_vocab_free(gv);
     free(logits);
     model_ctx_free(c);
     model_free(m);

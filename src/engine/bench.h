@@ -23,6 +23,10 @@ struct bench_params {
     int n_threads; /* CPU threads; <= 0: one per physical core */
     uint64_t seed; /* prompt ids: same seed, same prompt */
     bool gpu;      /* the CUDA backend (backend_new_auto) instead of the CPU one */
+    /* Constrained decode (NULL: none): "json" for any JSON value, else the text of a JSON Schema.
+     * Every pick, the first token's included, is grammar_apply, argmax, grammar_accept, and the
+     * grammar restarts once a value is complete, so every timed step pays the constraint. */
+    const char *format;
 };
 
 struct bench_result {
@@ -36,6 +40,7 @@ struct bench_result {
     double prefill_tps;    /* prompt tokens per second */
     double decode_tps;     /* generated tokens per second */
     double first_token_ms; /* prompt start to the first generated token (prefill + pick) */
+    int format_values;     /* with a format: complete values decoded in the last run */
     int64_t peak_rss_bytes;
     /* Filled by bench_roofline. */
     double membw_gbs;    /* measured memory read bandwidth, 1e9 bytes/s */
