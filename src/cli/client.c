@@ -4,6 +4,7 @@
 #include "cli/client.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,4 +280,191 @@ int client_stream(const char *path, const json_t *body, client_obj_fn on_obj, vo
     free(payload);
     free(s.line.p);
     return rc;
+}
+
+int client_connect(struct err *e)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return client_ping() ? 0 : err_set(e, ERR_IO, "cannot find the hearth binary to start `hearth serve`");
+    self[n] = '\0';
+    return client_ensure_server(self, e);
+}
+
+/* ---- blob uploads ---- */
+
+struct upload_state {
+    client_upload_fn fn;
+    void *user;
+    uint64_t total;
+};
+
+static int on_upload_progress(void *user, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+    (void)dlt, (void)dln, (void)ult;
+    struct upload_state *u = user;
+    if (u->fn)
+        u->fn(u->user, (uint64_t)uln, u->total);
+    return cancel_flag && *cancel_flag;
+}
+
+int client_upload_blob(const char *path, const char *digest, client_upload_fn progress, void *user,
+                       struct err *e)
+{
+    char route[160];
+    snprintf(route, sizeof route, "/api/blobs/%s", digest);
+    long status = 0;
+    struct err ignore = {0};
+    /* 404 is the expected answer for a new blob; anything else is looked at by the POST. */
+    if (client_call("HEAD", route, NULL, &status, NULL, &ignore) == 0 && status == 200)
+        return 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return err_set(e, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0) {
+        fclose(fp);
+        return err_set(e, ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    struct curl_slist *hdrs = NULL;
+    char url[1024];
+    CURL *c = new_handle("POST", route, NULL, &hdrs, url, sizeof url);
+    if (!c) {
+        fclose(fp);
+        return err_set(e, ERR_NOMEM, "cannot start an HTTP request");
+    }
+    struct upload_state u = {.fn = progress, .user = user, .total = (uint64_t)st.st_size};
+    struct membuf b = {0};
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+    /* No "Expect: 100-continue" round trip: the server reads the body as it comes. */
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "POST");
+    curl_easy_setopt(c, CURLOPT_READDATA, fp);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_upload_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &u);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    CURLcode cc = curl_easy_perform(c);
+    int rc = 0;
+    if (cc == CURLE_ABORTED_BY_CALLBACK)
+        rc = err_set(e, CLIENT_CANCELLED, "cancelled");
+    else if (cc != CURLE_OK)
+        rc = err_set(e, ERR_IO, "uploading %s to %s failed: %s", path, url, curl_easy_strerror(cc));
+    else {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 400)
+            rc = error_from_reply(status, b.p, e);
+        else if (progress)
+            progress(user, u.total, u.total);
+    }
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    fclose(fp);
+    free(b.p);
+    return rc;
+}
+
+/* ---- progress rendering ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void human(double b, char *buf, size_t cap)
+{
+    const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+    int i = 0;
+    while (b >= 1000 && i < 4) {
+        b /= 1000;
+        i++;
+    }
+    snprintf(buf, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void bar_draw(struct client_bar *b, bool final)
+{
+    double el = now_s() - b->start;
+    double rate = el > 0 ? (double)b->completed / el : 0;
+    char done[32], tot[32], rt[32], eta[32] = "";
+    human((double)b->completed, done, sizeof done);
+    human((double)b->total, tot, sizeof tot);
+    human(rate, rt, sizeof rt);
+    if (rate > 0 && b->completed < b->total) {
+        int s = (int)((double)(b->total - b->completed) / rate);
+        snprintf(eta, sizeof eta, " %dm%02ds", s / 60, s % 60);
+    }
+    int pct = b->total ? (int)(100.0 * (double)b->completed / (double)b->total) : 100;
+    if (b->tty) {
+        char fill[26];
+        int k = pct / 4;
+        for (int i = 0; i < 25; i++)
+            fill[i] = i < k ? '#' : ' ';
+        fill[25] = '\0';
+        fprintf(stderr, "\r%s %3d%% [%s] %s/%s %s/s%s\033[K%s", b->status, pct, fill, done, tot, rt, eta,
+                final ? "\n" : "");
+    } else if (final || pct / 25 != b->last_pct / 25) {
+        fprintf(stderr, "%s %3d%% %s/%s %s/s\n", b->status, pct, done, tot, rt);
+    }
+    b->last_pct = pct;
+    fflush(stderr);
+}
+
+void client_bar_init(struct client_bar *b)
+{
+    memset(b, 0, sizeof *b);
+    b->tty = isatty(2) != 0;
+}
+
+void client_bar_update(struct client_bar *b, const char *status, const char *digest, uint64_t total,
+                       uint64_t completed)
+{
+    /* A status with a total but no digest (quantizing) is drawn as a bar keyed by its text. */
+    const char *key = digest ? digest : total ? status : NULL;
+    bool same = key && b->digest[0] && strcmp(b->digest, key) == 0 && strcmp(b->status, status) == 0;
+    if (!same && b->digest[0] && b->completed < b->total)
+        bar_draw(b, true); /* close the previous layer's line */
+    if (!key) {
+        b->digest[0] = '\0';
+        fprintf(stderr, "%s\n", status);
+        return;
+    }
+    if (!same) {
+        snprintf(b->status, sizeof b->status, "%s", status);
+        snprintf(b->digest, sizeof b->digest, "%s", key);
+        b->start = now_s();
+        b->last = 0;
+        b->last_pct = -100;
+        b->completed = 0;
+    }
+    b->total = total;
+    bool was_done = same && b->completed >= total;
+    b->completed = completed;
+    if (was_done)
+        return;
+    if (completed >= total)
+        bar_draw(b, true);
+    else if (now_s() - b->last > 0.1) {
+        bar_draw(b, false);
+        b->last = now_s();
+    }
+}
+
+int client_bar_obj(void *user, json_t *obj)
+{
+    const char *status = json_string_value(json_object_get(obj, "status"));
+    if (!status)
+        return 0;
+    json_int_t total = json_integer_value(json_object_get(obj, "total"));
+    json_int_t done = json_integer_value(json_object_get(obj, "completed"));
+    client_bar_update(user, status, json_string_value(json_object_get(obj, "digest")),
+                      (uint64_t)(total > 0 ? total : 0), (uint64_t)(done > 0 ? done : 0));
+    return 0;
 }

@@ -4,7 +4,9 @@
 #define HEARTH_CLI_CLIENT_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -36,5 +38,30 @@ int client_stream(const char *path, const json_t *body, client_obj_fn on_obj, vo
  * Ctrl-C in the REPL). NULL turns this off. */
 #define CLIENT_CANCELLED (-200)
 void client_set_cancel(volatile sig_atomic_t *flag);
+
+/* client_ensure_server with this very binary (/proc/self/exe) as the server to start. */
+int client_connect(struct err *e);
+
+/* Uploads a file as the blob digest ("sha256:<hex>") with POST /api/blobs/:digest, unless
+ * HEAD says the server has it already. progress (may be NULL) sees the bytes sent so far. */
+typedef void (*client_upload_fn)(void *user, uint64_t sent, uint64_t total);
+int client_upload_blob(const char *path, const char *digest, client_upload_fn progress, void *user,
+                       struct err *e);
+
+/* Renders Ollama's progress objects ({"status"} or {"status","digest","total","completed"}) on
+ * stderr: one live bar per layer on a terminal, plain lines (every quarter) otherwise. */
+struct client_bar {
+    bool tty;
+    char status[96];
+    char digest[80];
+    double start, last;
+    uint64_t total, completed;
+    int last_pct;
+};
+void client_bar_init(struct client_bar *b);
+void client_bar_update(struct client_bar *b, const char *status, const char *digest, uint64_t total,
+                       uint64_t completed);
+/* client_stream callback: feeds each object to the bar passed as user. */
+int client_bar_obj(void *user, json_t *obj);
 
 #endif

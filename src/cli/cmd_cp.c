@@ -1,10 +1,10 @@
-/* cmd_cp.c — `hearth cp SOURCE DESTINATION`: a second name for a model (the manifest is copied, the
- * blobs are shared). */
+/* cmd_cp.c — `hearth cp SOURCE DESTINATION`: POST /api/copy on the server (started on demand); the
+ * manifest is copied, the blobs are shared. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "store/store.h"
+#include "cli/client.h"
 
 int cmd_cp(int argc, char **argv)
 {
@@ -13,12 +13,16 @@ int cmd_cp(int argc, char **argv)
         return argc == 2 && argv[1][0] == '-' ? 0 : EXIT_USAGE;
     }
     struct err e = {0};
-    struct store *s;
-    if (store_open(NULL, &s, &e) || store_copy(s, argv[1], argv[2], &e)) {
+    json_t *req = json_pack("{s:s,s:s}", "source", argv[1], "destination", argv[2]);
+    long st;
+    int rc = client_connect(&e);
+    if (!rc)
+        rc = client_call("POST", "/api/copy", req, &st, NULL, &e);
+    json_decref(req);
+    if (rc) {
         fprintf(stderr, "hearth cp: %s\n", e.msg);
         return EXIT_RUNTIME;
     }
-    store_close(s);
     printf("copied '%s' to '%s'\n", argv[1], argv[2]);
     return 0;
 }

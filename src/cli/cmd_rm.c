@@ -1,9 +1,10 @@
-/* cmd_rm.c — `hearth rm MODEL...`: removes models; blobs no other model uses are deleted. */
+/* cmd_rm.c — `hearth rm MODEL...`: DELETE /api/delete on the server (started on demand), which
+ * unloads the model and removes the blobs no other model uses. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "store/store.h"
+#include "cli/client.h"
 
 int cmd_rm(int argc, char **argv)
 {
@@ -12,20 +13,21 @@ int cmd_rm(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : 0;
     }
     struct err e = {0};
-    struct store *s;
-    if (store_open(NULL, &s, &e)) {
+    if (client_connect(&e)) {
         fprintf(stderr, "hearth rm: %s\n", e.msg);
         return EXIT_RUNTIME;
     }
     int status = 0;
     for (int i = 1; i < argc; i++) {
-        if (store_delete(s, argv[i], &e)) {
+        json_t *req = json_pack("{s:s}", "model", argv[i]);
+        long st;
+        if (client_call("DELETE", "/api/delete", req, &st, NULL, &e)) {
             fprintf(stderr, "hearth rm: %s\n", e.msg);
             status = EXIT_RUNTIME;
         } else {
             printf("deleted '%s'\n", argv[i]);
         }
+        json_decref(req);
     }
-    store_close(s);
     return status;
 }

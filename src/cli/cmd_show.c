@@ -1,40 +1,26 @@
-/* cmd_show.c — `hearth show MODEL`: a stored model's details, or one part of it (--modelfile,
- * --parameters, --template, --system, --license); -v adds the GGUF metadata. */
+/* cmd_show.c — `hearth show MODEL`: POST /api/show on the server (started on demand) printed in
+ * Ollama's layout (Model, Capabilities, Parameters, System, License), or one field of it
+ * (--modelfile, --parameters, --template, --system, --license); -v adds the metadata and tensors. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "gguf/gguf.h"
-#include "store/store.h"
-#include "tensor/tensor.h"
+#include "cli/client.h"
 
-static void print_value(const struct gguf_value *v)
+static void print_json_value(const json_t *v)
 {
-    switch (v->type) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_UINT16: case GGUF_TYPE_UINT32: case GGUF_TYPE_UINT64:
-        printf("%" PRIu64, v->v.u64);
-        break;
-    case GGUF_TYPE_INT8: case GGUF_TYPE_INT16: case GGUF_TYPE_INT32: case GGUF_TYPE_INT64:
-        printf("%" PRId64, v->v.i64);
-        break;
-    case GGUF_TYPE_FLOAT32: case GGUF_TYPE_FLOAT64:
-        printf("%g", v->v.f64);
-        break;
-    case GGUF_TYPE_BOOL:
-        printf("%s", v->v.b ? "true" : "false");
-        break;
-    case GGUF_TYPE_STRING:
-        printf("%.*s", v->v.str.len > 80 ? 80 : (int)v->v.str.len, v->v.str.ptr);
-        if (v->v.str.len > 80)
-            printf("...");
-        break;
-    case GGUF_TYPE_ARRAY:
-        printf("[%s x %" PRIu64 "]", gguf_type_name(v->v.arr.elem_type), v->v.arr.n);
-        break;
-    default:
-        printf("?");
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = strlen(s);
+        printf("%.*s%s", n > 80 ? 80 : (int)n, s, n > 80 ? "..." : "");
+    } else if (json_is_array(v)) {
+        printf("[%zu values]", json_array_size(v));
+    } else {
+        char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        printf("%s", t ? t : "?");
+        free(t);
     }
 }
 
@@ -51,6 +37,72 @@ static void indent_block(const char *title, const char *text)
         p += len + (nl ? 1 : 0);
     }
     printf("\n");
+}
+
+static void row(const char *label, const char *value)
+{
+    printf("    %-20s %s\n", label, value && *value ? value : "unknown");
+}
+
+/* "<arch>.<key>" of model_info, as text. */
+static void info_row(const json_t *info, const char *arch, const char *key, const char *label)
+{
+    char k[160];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    json_t *v = json_object_get(info, k);
+    if (json_is_integer(v))
+        printf("    %-20s %" JSON_INTEGER_FORMAT "\n", label, json_integer_value(v));
+}
+
+static void print_show(const json_t *o, bool verbose)
+{
+    const json_t *det = json_object_get(o, "details"), *info = json_object_get(o, "model_info");
+    const char *arch = json_string_value(json_object_get(info, "general.architecture"));
+    if (!arch)
+        arch = json_string_value(json_object_get(det, "family"));
+    printf("  Model\n");
+    row("architecture", arch);
+    row("parameters", json_string_value(json_object_get(det, "parameter_size")));
+    if (arch) {
+        info_row(info, arch, "context_length", "context length");
+        info_row(info, arch, "embedding_length", "embedding length");
+    }
+    row("quantization", json_string_value(json_object_get(det, "quantization_level")));
+    printf("\n");
+    const json_t *caps = json_object_get(o, "capabilities");
+    if (json_array_size(caps)) {
+        printf("  Capabilities\n");
+        for (size_t i = 0; i < json_array_size(caps); i++)
+            printf("    %s\n", json_string_value(json_array_get(caps, i)));
+        printf("\n");
+    }
+    indent_block("Parameters", json_string_value(json_object_get(o, "parameters")));
+    indent_block("System", json_string_value(json_object_get(o, "system")));
+    indent_block("License", json_string_value(json_object_get(o, "license")));
+    if (!verbose)
+        return;
+    printf("  Metadata\n");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)info, key, v) {
+        printf("    %-40s ", key);
+        print_json_value(v);
+        printf("\n");
+    }
+    printf("\n");
+    const json_t *tensors = json_object_get(o, "tensors");
+    if (json_array_size(tensors)) {
+        printf("  Tensors\n");
+        for (size_t i = 0; i < json_array_size(tensors); i++) {
+            const json_t *t = json_array_get(tensors, i), *shape = json_object_get(t, "shape");
+            printf("    %-40s %-6s [", json_string_value(json_object_get(t, "name")),
+                   json_string_value(json_object_get(t, "type")));
+            for (size_t d = 0; d < json_array_size(shape); d++)
+                printf("%s%" JSON_INTEGER_FORMAT, d ? " " : "", json_integer_value(json_array_get(shape, d)));
+            printf("]\n");
+        }
+        printf("\n");
+    }
 }
 
 int cmd_show(int argc, char **argv)
@@ -83,76 +135,25 @@ int cmd_show(int argc, char **argv)
         return EXIT_USAGE;
     }
     struct err e = {0};
-    struct store *s;
-    struct store_model m;
-    if (store_open(NULL, &s, &e) || store_resolve(s, name, &m, &e)) {
-        fprintf(stderr, "hearth show: %s\n", e.msg);
+    json_t *req = json_pack("{s:s,s:b}", "model", name, "verbose", verbose && !part);
+    json_t *o = NULL;
+    long st;
+    int rc = client_connect(&e);
+    if (!rc)
+        rc = client_call("POST", "/api/show", req, &st, &o, &e);
+    json_decref(req);
+    if (rc || !json_is_object(o)) {
+        fprintf(stderr, "hearth show: %s\n", rc ? e.msg : "the server's reply is not a JSON object");
+        json_decref(o);
         return EXIT_RUNTIME;
     }
-    store_close(s);
     if (part) {
-        char *text = NULL;
-        const char *out = NULL;
-        if (strcmp(part, "modelfile") == 0)
-            out = text = store_model_modelfile(&m);
-        else if (strcmp(part, "parameters") == 0)
-            out = text = store_params_text(m.params_json);
-        else if (strcmp(part, "template") == 0)
-            out = m.template_text;
-        else if (strcmp(part, "system") == 0)
-            out = m.system;
-        else
-            out = m.license;
+        const char *out = json_string_value(json_object_get(o, part));
         if (out && *out)
             printf("%s%s", out, out[strlen(out) - 1] == '\n' ? "" : "\n");
-        free(text);
-        store_model_free(&m);
-        return 0;
+    } else {
+        print_show(o, verbose);
     }
-    struct gguf_file *f = NULL;
-    int rc = m.model_path ? gguf_open(m.model_path, &f, &e) : 0;
-    if (rc) {
-        fprintf(stderr, "hearth show: %s\n", e.msg);
-        store_model_free(&m);
-        return EXIT_RUNTIME;
-    }
-    printf("  Model\n");
-    printf("    %-20s %s\n", "architecture", m.family ? m.family : "unknown");
-    printf("    %-20s %s\n", "parameters", m.parameter_size ? m.parameter_size : "unknown");
-    if (f && m.family) {
-        char key[128];
-        uint32_t v;
-        struct err ignore;
-        snprintf(key, sizeof key, "%s.context_length", m.family);
-        if (gguf_get_u32(f, key, &v, &ignore) == 0)
-            printf("    %-20s %u\n", "context length", v);
-        snprintf(key, sizeof key, "%s.embedding_length", m.family);
-        if (gguf_get_u32(f, key, &v, &ignore) == 0)
-            printf("    %-20s %u\n", "embedding length", v);
-    }
-    printf("    %-20s %s\n\n", "quantization", m.quantization_level ? m.quantization_level : "unknown");
-    char *params = store_params_text(m.params_json);
-    indent_block("Parameters", params);
-    free(params);
-    indent_block("System", m.system);
-    indent_block("License", m.license);
-    if (verbose && f) {
-        printf("  Metadata\n");
-        for (uint64_t i = 0; i < f->n_kv; i++) {
-            printf("    %-40.*s ", (int)f->kv[i].key.len, f->kv[i].key.ptr);
-            print_value(&f->kv[i].value);
-            printf("\n");
-        }
-        printf("\n  Tensors\n");
-        for (uint64_t i = 0; i < f->n_tensors; i++) {
-            const struct gguf_tensor *t = &f->tensors[i];
-            printf("    %-40s %-6s [", t->name, dtype_name(t->type));
-            for (uint32_t d = 0; d < t->n_dims; d++)
-                printf("%s%" PRId64, d ? " " : "", t->ne[d]);
-            printf("]\n");
-        }
-    }
-    gguf_close(f);
-    store_model_free(&m);
+    json_decref(o);
     return 0;
 }
