@@ -169,13 +169,34 @@ static inline void x86_q4_k_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8
     }
 }
 
-/* Sum over the eight 32-element sub-blocks of min_j * (bsums[2j] + bsums[2j+1]), as 8 int32 lanes. */
-static inline __m256i x86_k_mins(const int16_t *bsums, const uint8_t mn[8])
+/* Q4_K/Q5_K scales and mins as eight bytes each, unpacked in general registers: the byte-wise
+ * store-then-vector-load of x86_q4_k_scales stalls store forwarding, which cost the decode kernel
+ * about a fifth of its time. Byte j of *sc is scale j, byte j of *mn is min j. */
+static inline void x86_q4_k_scales64(const uint8_t *s, uint64_t *sc, uint64_t *mn)
 {
-    const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
-    const __m256i mm = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mm);
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    const uint32_t k6 = 0x3f3f3f3fu, k4 = 0x0f0f0f0fu, k2 = 0x03030303u;
+    const uint32_t sc_hi = (u2 & k4) | ((u0 >> 6) & k2) << 4;
+    const uint32_t mn_hi = ((u2 >> 4) & k4) | ((u1 >> 6) & k2) << 4;
+    *sc = (u0 & k6) | (uint64_t)sc_hi << 32;
+    *mn = (u1 & k6) | (uint64_t)mn_hi << 32;
 }
+
+/* acc + pairwise int16 products summed to int32 (vpdpwssd with VNNI, madd + add without). */
+static inline __m256i x86_madd_acc(__m256i acc, __m256i a, __m256i b)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+/* Shuffle controls that broadcast int16 lane j of a 128-bit half to all of it (j = 0..7). */
+#define X86_BCAST16_CTL(j) _mm256_set1_epi16((short)((2 * (j) + 1) << 8 | 2 * (j)))
 
 static float X86_NAME(dot_q4_k)(int64_t n, const void *w, const void *a)
 {
@@ -183,24 +204,30 @@ static float X86_NAME(dot_q4_k)(int64_t n, const void *w, const void *a)
     const struct block_q8_k *y = a;
     const int64_t nb = n / QUANT_QKK;
     const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i ctl[8] = {X86_BCAST16_CTL(0), X86_BCAST16_CTL(1), X86_BCAST16_CTL(2), X86_BCAST16_CTL(3),
+                            X86_BCAST16_CTL(4), X86_BCAST16_CTL(5), X86_BCAST16_CTL(6), X86_BCAST16_CTL(7)};
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        uint8_t sc[8], mn[8];
-        x86_q4_k_scales(x[b].scales, sc, mn);
+        uint64_t sc64, mn64;
+        x86_q4_k_scales64(x[b].scales, &sc64, &mn64);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc64)));
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn64));
+        const __m256i mm = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * r));
             const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r)));
-            __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r + 32)));
-            plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * r]));
-            phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * r + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+            const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r)));
+            const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r + 32)));
+            sumi = x86_madd_acc(sumi, plo, _mm256_shuffle_epi8(sc, ctl[2 * r]));
+            sumi = x86_madd_acc(sumi, phi, _mm256_shuffle_epi8(sc, ctl[2 * r + 1]));
         }
         const float dy = y[b].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
         accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].dmin)),
-                               _mm256_cvtepi32_ps(x86_k_mins(y[b].bsums, mn)), accm);
+                               _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums), mm)),
+                               accm);
     }
     return x86_hsum_ps(_mm256_sub_ps(acc, accm));
 }
@@ -211,12 +238,18 @@ static float X86_NAME(dot_q5_k)(int64_t n, const void *w, const void *a)
     const struct block_q8_k *y = a;
     const int64_t nb = n / QUANT_QKK;
     const __m256i m4 = _mm256_set1_epi8(15), b16 = _mm256_set1_epi8(16);
+    const __m256i ctl[8] = {X86_BCAST16_CTL(0), X86_BCAST16_CTL(1), X86_BCAST16_CTL(2), X86_BCAST16_CTL(3),
+                            X86_BCAST16_CTL(4), X86_BCAST16_CTL(5), X86_BCAST16_CTL(6), X86_BCAST16_CTL(7)};
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        uint8_t sc[8], mn[8];
-        x86_q4_k_scales(x[b].scales, sc, mn);
+        uint64_t sc64, mn64;
+        x86_q4_k_scales64(x[b].scales, &sc64, &mn64);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc64)));
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn64));
+        const __m256i mm = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[b].qh);
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * r));
             /* Bit 2r of qh[l] goes to bit 4 of the low quant, bit 2r+1 to bit 4 of the high one. */
@@ -226,17 +259,22 @@ static float X86_NAME(dot_q5_k)(int64_t n, const void *w, const void *a)
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), hh);
             __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r)));
             __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y[b].qs + 64 * r + 32)));
-            plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * r]));
-            phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * r + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+            sumi = x86_madd_acc(sumi, plo, _mm256_shuffle_epi8(sc, ctl[2 * r]));
+            sumi = x86_madd_acc(sumi, phi, _mm256_shuffle_epi8(sc, ctl[2 * r + 1]));
         }
         const float dy = y[b].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
         accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[b].dmin)),
-                               _mm256_cvtepi32_ps(x86_k_mins(y[b].bsums, mn)), accm);
+                               _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums), mm)), accm);
     }
     return x86_hsum_ps(_mm256_sub_ps(acc, accm));
 }
+
+/* Shuffle control for Q6_K: the low 128-bit half broadcasts int16 lane 2k, the high half lane 2k+1
+ * (the two 16-element sub-blocks of one 32-byte group). */
+#define X86_PAIR16_CTL(k)                                                                                     \
+    _mm256_set_m128i(_mm_set1_epi16((short)((4 * (k) + 3) << 8 | (4 * (k) + 2))),                              \
+                     _mm_set1_epi16((short)((4 * (k) + 1) << 8 | 4 * (k))))
 
 static float X86_NAME(dot_q6_k)(int64_t n, const void *w, const void *a)
 {
@@ -244,31 +282,34 @@ static float X86_NAME(dot_q6_k)(int64_t n, const void *w, const void *a)
     const struct block_q8_k *y = a;
     const int64_t nb = n / QUANT_QKK;
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i ctl[4] = {X86_PAIR16_CTL(0), X86_PAIR16_CTL(1), X86_PAIR16_CTL(2), X86_PAIR16_CTL(3)};
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const int8_t *s = x[b].scales;
+        const __m128i s8 = _mm_loadu_si128((const __m128i *)x[b].scales);
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h + 32));
             const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
+            /* This half's eight signed scales as int16, in both 128-bit halves. */
+            const __m256i sh = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_unpackhi_epi64(s8, s8) : s8));
             __m256i q[4];
             q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
             q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
             q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                const int g = 8 * h + 2 * k; /* first of the two 16-element sub-blocks */
                 const __m256i p =
                     _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * h + 32 * k)));
-                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s[g + 1]), _mm_set1_epi16(s[g]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+                sumi = x86_madd_acc(sumi, p, _mm256_shuffle_epi8(sh, ctl[k]));
             }
         }
         /* The quants are stored +32: subtract 32 * sum_i scale_i * bsum_i. */
-        const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
-                                               _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)s)));
+        const __m256i corr =
+            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums), _mm256_cvtepi8_epi16(s8));
         sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[b].d * x86_h2f(x[b].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
