@@ -219,7 +219,7 @@ static int emit_parts(struct job *j, const char *text, size_t len, const char *t
         if ((len && buf_add(&j->text, &j->text_len, &j->text_cap, text, len)) ||
             (think_len && buf_add(&j->thinking_text, &j->thinking_len, &j->thinking_cap, think, think_len)))
             return -1;
-        return j->s->stopping ? -1 : 0;
+        return j->s->stopping || server_client_gone() ? -1 : 0;
     }
     if (!len && !think_len && !n_calls)
         return 0;

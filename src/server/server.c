@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <strings.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -350,6 +352,32 @@ int stream_start(struct srv *s, struct reply *r, int status, const char *ctype, 
 
 /* ---- requests ---- */
 
+/* How long a connection may sit idle while its request is being read (HEARTH_READ_TIMEOUT seconds,
+ * 0 = never): a client that stalls mid-request gives its thread back. The limit is lifted while a
+ * reply is produced (a long non-streamed generation, or a stream whose prompt takes minutes to
+ * evaluate, sends nothing for a while) and set again for the next request of a kept-alive
+ * connection. */
+static unsigned read_timeout_s = 30;
+
+/* The socket of the request this thread is answering: non-streamed replies run on the connection's
+ * own thread, so their handler can ask whether the client is still there. */
+static _Thread_local int current_fd = -1;
+
+bool server_client_gone(void)
+{
+    if (current_fd < 0)
+        return false;
+    struct pollfd p = {.fd = current_fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    /* Readable with nothing to read is the peer's FIN; a pipelined next request is data. */
+    char c;
+    ssize_t n = recv(current_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 struct conn_state {
     char *body;
     size_t len, cap;
@@ -649,7 +677,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return ret;
     } else {
         struct http_req q = {.method = method, .path = url, .body = cs->body ? cs->body : "", .len = cs->len};
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        current_fd = ci ? ci->connect_fd : -1;
         dispatch(s, &q, &r);
+        current_fd = -1;
     }
     if (!r.status)
         reply_error(&r, 500, "internal error: no reply");
@@ -659,8 +691,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode t)
 {
     (void)cls;
-    (void)conn;
     (void)t;
+    /* The next request on a kept-alive connection is read under the idle limit again. */
+    if (conn)
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, read_timeout_s);
     struct conn_state *cs = *con_cls;
     if (cs) {
         if (cs->bw)
@@ -775,10 +809,22 @@ int server_run(const struct server_config *cfg, struct err *e)
         fprintf(stderr, "hearth: warning: the model store is unavailable (%s); only GGUF paths will work\n", se.msg);
         s.store = NULL;
     }
+    const char *rt = getenv("HEARTH_READ_TIMEOUT");
+    if (rt && *rt) {
+        char *end;
+        errno = 0;
+        long v = strtol(rt, &end, 10);
+        if (errno || *end || v < 0 || v > 86400) {
+            sched_free(s.sched);
+            store_close(s.store);
+            return err_set(e, ERR_INVALID, "HEARTH_READ_TIMEOUT=\"%s\": expected whole seconds from 0 to 86400", rt);
+        }
+        read_timeout_s = (unsigned)v;
+    }
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        &s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
+        &s, MHD_OPTION_CONNECTION_TIMEOUT, read_timeout_s, MHD_OPTION_END);
     if (!d) {
         sched_free(s.sched);
         store_close(s.store);

@@ -59,6 +59,9 @@ typedef void (*stream_fn)(struct stream *st, void *job);
 int stream_start(struct srv *s, struct reply *r, int status, const char *ctype, stream_fn run, void *job,
                  void (*job_free)(void *));
 int stream_write(struct stream *st, const char *data, size_t len);
+/* For a non-streamed reply being produced on the connection's thread: true once the client has
+ * closed its connection (so the work can stop). False elsewhere. */
+bool server_client_gone(void);
 
 /* Request body as a JSON object. On failure fills r with 400 (missing body / parse error). */
 json_t *parse_body(const struct http_req *q, struct reply *r, bool openai);

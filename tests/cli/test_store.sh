@@ -6,7 +6,16 @@ BIN=${HEARTH_BIN:?}
 SRC=${HEARTH_SHARED:?}/reference/tiny-models/llama-dev-f32.gguf
 [ -f "$SRC" ] || { echo "reference data not present: skipping"; exit 0; }
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# The commands talk to a server started on demand: give it a port of its own, stop it at the end.
+HEARTH_HOST=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export HEARTH_HOST
+cleanup() {
+  for pid in $(ss -ltnpH "sport = :${HEARTH_HOST##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p'); do
+    kill "$pid" 2>/dev/null
+  done
+  rm -rf "$T"
+}
+trap cleanup EXIT
 export HEARTH_MODELS=$T/models
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
