@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/threadpool.h"
 #include "gguf/gguf.h"
 #include "store/safetensors.h"
 #include "store/store.h"
@@ -27,6 +28,7 @@ struct job {
     int perm_heads;                                       /* llama Q/K: heads to re-order; 0: none */
     int bits, group;                                      /* MLX */
     uint32_t type;                                        /* GGUF dtype written */
+    struct threadpool *pool;                              /* converts rows in parallel; may be NULL */
     uint32_t n_dims;
     int64_t ne[2]; /* GGUF order: ne[0] = row length */
 };
@@ -46,6 +48,7 @@ struct imp {
     struct job *jobs;
     size_t n_jobs;
     float *rope_freqs; /* head_dim / 2 factors, llama3 scaling only */
+    struct threadpool *pool;
     char **tokens;
     int32_t *token_types;
     size_t n_tokens;
@@ -508,13 +511,21 @@ static void read_row(const struct job *j, int64_t sr, int64_t cols, float *out)
         const uint8_t *bp = (const uint8_t *)j->biases->data + (size_t)(sr * ng) * bs;
         uint32_t mask = (1u << j->bits) - 1;
         int per_word = 32 / j->bits;
+        enum safetensors_dtype st = j->scales->dtype;
         for (int64_t g = 0; g < ng; g++) {
-            float s = load_float(sp + g * ss, j->scales->dtype), b = load_float(bp + g * bs, j->biases->dtype);
+            float s = load_float(sp + g * ss, st), b = load_float(bp + g * bs, j->biases->dtype);
             for (int64_t c = g * j->group; c < (g + 1) * j->group; c++) {
                 uint32_t w;
                 memcpy(&w, words + (c / per_word) * 4, 4);
                 uint32_t q = (w >> ((c % per_word) * j->bits)) & mask;
-                out[c] = s * (float)q + b;
+                /* MLX dequantizes in the scales' dtype: s * q is exact in float32 (q has at most 8
+                 * bits), so one rounding of s * q + b to that dtype gives MLX's weight. */
+                float v = s * (float)q + b;
+                if (st == ST_F16)
+                    v = fp16_to_f32(f32_to_fp16(v));
+                else if (st == ST_BF16)
+                    v = bf16_to_f32(f32_to_bf16(v));
+                out[c] = v;
             }
         }
         return;
@@ -523,6 +534,41 @@ static void read_row(const struct job *j, int64_t sr, int64_t cols, float *out)
     const uint8_t *p = (const uint8_t *)t->data + (size_t)sr * (size_t)cols * es;
     for (int64_t c = 0; c < cols; c++)
         out[c] = load_float(p + c * es, t->dtype);
+}
+
+/* Rows of one converted matrix, split over the pool's threads: each converts rows
+ * [t * rows / n, (t + 1) * rows / n) with its own float buffer. */
+struct fill_work {
+    const struct job *j;
+    uint8_t *out;
+    int64_t rows, cols;
+    size_t rb;
+    int *rc;        /* per thread */
+    struct err *es; /* per thread */
+};
+
+static void fill_rows(void *ctx, int t, int n)
+{
+    struct fill_work *fw = ctx;
+    const struct job *j = fw->j;
+    int64_t lo = fw->rows * t / n, hi = fw->rows * (t + 1) / n;
+    if (lo >= hi)
+        return;
+    float *row = malloc((size_t)fw->cols * sizeof *row);
+    if (!row) {
+        fw->rc[t] = err_set(&fw->es[t], ERR_NOMEM, "out of memory");
+        return;
+    }
+    for (int64_t r = lo; r < hi; r++) {
+        read_row(j, src_row(j, r, fw->rows), fw->cols, row);
+        int rc = dtype_quantize(j->type, row, fw->out + (size_t)r * fw->rb, fw->cols, &fw->es[t]);
+        if (rc) {
+            fw->rc[t] = rc;
+            err_prefix(&fw->es[t], "%s: tensor '%s'", j->file, j->w->name);
+            break;
+        }
+    }
+    free(row);
 }
 
 static int fill_tensor(void *ctx, void *dst, size_t size, struct err *e)
@@ -551,22 +597,33 @@ static int fill_tensor(void *ctx, void *dst, size_t size, struct err *e)
     bool raw = !j->scales && ((j->type == DT_F32 && j->w->dtype == ST_F32) ||
                               (j->type == DT_F16 && j->w->dtype == ST_F16) ||
                               (j->type == DT_BF16 && j->w->dtype == ST_BF16));
-    float *row = raw ? NULL : malloc((size_t)cols * sizeof *row);
-    if (!raw && !row)
-        return err_set(e, ERR_NOMEM, "out of memory");
-    int rc = 0;
-    for (int64_t r = 0; r < rows && !rc; r++) {
-        int64_t sr = src_row(j, r, rows);
-        if (raw) {
-            memcpy(out + (size_t)r * rb, (const uint8_t *)j->w->data + (size_t)sr * rb, rb);
-            continue;
-        }
-        read_row(j, sr, cols, row);
-        rc = dtype_quantize(j->type, row, out + (size_t)r * rb, cols, e);
-        if (rc)
-            err_prefix(e, "%s: tensor '%s'", j->file, j->w->name);
+    if (raw) {
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(out + (size_t)r * rb, (const uint8_t *)j->w->data + (size_t)src_row(j, r, rows) * rb, rb);
+        return 0;
     }
-    free(row);
+    /* Dequantizing MLX groups and re-quantizing (or converting dtypes) is the slow part of an
+     * import: spread the rows over the pool. */
+    int nt = j->pool ? threadpool_size(j->pool) : 1;
+    struct fill_work fw = {.j = j, .out = out, .rows = rows, .cols = cols, .rb = rb};
+    fw.rc = calloc((size_t)nt, sizeof *fw.rc);
+    fw.es = calloc((size_t)nt, sizeof *fw.es);
+    int rc = 0;
+    if (!fw.rc || !fw.es) {
+        rc = err_set(e, ERR_NOMEM, "out of memory");
+    } else {
+        if (j->pool)
+            threadpool_run(j->pool, fill_rows, &fw);
+        else
+            fill_rows(&fw, 0, 1);
+        for (int t = 0; t < nt && !rc; t++)
+            if (fw.rc[t]) {
+                rc = fw.rc[t];
+                *e = fw.es[t];
+            }
+    }
+    free(fw.rc);
+    free(fw.es);
     return rc;
 }
 
@@ -651,18 +708,104 @@ static int64_t cfg_token_id(struct imp *im, const char *key)
     return -1;
 }
 
+static bool is_byte_token(const char *s)
+{
+    return strlen(s) == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>' &&
+           strchr("0123456789ABCDEFabcdef", s[3]) && strchr("0123456789ABCDEFabcdef", s[4]);
+}
+
+/* Does a SentencePiece-style tokenizer.json put "▁" in front of the text? Older files say so with a
+ * Prepend normalizer, newer ones with a Metaspace pre-tokenizer (prepend_scheme "first"/"always"). */
+static bool spm_space_prefix(json_t *norm, json_t *pre)
+{
+    const char *nt = json_string_value(json_object_get(norm, "type"));
+    if (nt && strcmp(nt, "Sequence") == 0) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(norm, "normalizers"), i, v) if (spm_space_prefix(v, NULL)) return true;
+    } else if (nt && strcmp(nt, "Prepend") == 0) {
+        return true;
+    }
+    const char *pt = json_string_value(json_object_get(pre, "type"));
+    if (pt && strcmp(pt, "Sequence") == 0) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(pre, "pretokenizers"), i, v) if (spm_space_prefix(NULL, v)) return true;
+    } else if (pt && strcmp(pt, "Metaspace") == 0) {
+        const char *scheme = json_string_value(json_object_get(pre, "prepend_scheme"));
+        if (scheme)
+            return strcmp(scheme, "never") != 0;
+        return !json_is_false(json_object_get(pre, "add_prefix_space"));
+    }
+    return false;
+}
+
+/* SentencePiece scores from the merge list. GGUF's "llama" tokenizer merges the adjacent pair whose
+ * concatenation scores highest, so a token made by merge rank r scores -r: the merge order the
+ * tokenizer.json encodes is then replayed exactly. (llama.cpp's converter writes -1000 for every
+ * token of such a file, which loses that order.) Tokens no merge makes (single characters) rank
+ * below every merge, in id order, as SentencePiece lists them; bytes and control tokens score 0. */
+static int spm_scores(struct imp *im, json_t *vocab, float **out, struct err *e)
+{
+    float *sc = malloc(im->n_tokens * sizeof *sc);
+    bool *set = calloc(im->n_tokens, sizeof *set);
+    char *buf = NULL;
+    size_t cap = 0;
+    if (!sc || !set) {
+        free(sc);
+        free(set);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < im->n_merges; i++) {
+        /* "a b": SentencePiece pieces spell spaces as U+2581, so the only plain space separates. */
+        const char *m = im->merges[i], *sp = m[0] ? strchr(m + 1, ' ') : NULL;
+        if (!sp)
+            continue;
+        size_t n = strlen(m);
+        if (n > cap) {
+            char *nb = realloc(buf, n + 1);
+            if (!nb) {
+                free(buf);
+                free(sc);
+                free(set);
+                return err_set(e, ERR_NOMEM, "out of memory");
+            }
+            buf = nb;
+            cap = n;
+        }
+        size_t la = (size_t)(sp - m);
+        memcpy(buf, m, la);
+        strcpy(buf + la, sp + 1);
+        json_t *id = json_object_get(vocab, buf);
+        if (json_is_integer(id) && json_integer_value(id) >= 0 && (size_t)json_integer_value(id) < im->n_tokens &&
+            !set[json_integer_value(id)]) {
+            sc[json_integer_value(id)] = -(float)i;
+            set[json_integer_value(id)] = true;
+        }
+    }
+    for (size_t k = 0; k < im->n_tokens; k++)
+        if (!set[k])
+            sc[k] = im->token_types[k] == 1 ? -(float)(im->n_merges + k) : 0.0f;
+    free(buf);
+    free(set);
+    *out = sc;
+    return 0;
+}
+
 static int write_tokenizer(struct imp *im, struct gguf_writer *w, struct err *e)
 {
     json_t *model = json_object_get(im->tok, "model");
     const char *type = json_string_value(json_object_get(model, "type"));
-    if (!type || strcmp(type, "BPE") != 0 || json_is_true(json_object_get(model, "byte_fallback")))
+    /* byte_fallback marks a SentencePiece model converted to tokenizer.json (Llama 2, Mistral 7B):
+     * it becomes GGUF's "llama" tokenizer; without it, byte-level BPE ("gpt2"). */
+    bool spm = json_is_true(json_object_get(model, "byte_fallback"));
+    if (!type || strcmp(type, "BPE") != 0)
         return err_set(e, ERR_UNSUPPORTED,
-                       "%s/tokenizer.json: only byte-level BPE tokenizers can be imported (this one is %s%s)", im->dir,
-                       type ? type : "unknown", json_is_true(json_object_get(model, "byte_fallback"))
-                                                    ? " with byte_fallback, SentencePiece-style"
-                                                    : "");
-    const char *pre;
-    int rc = detect_pre(im, &pre, e);
+                       "%s/tokenizer.json: model type %s cannot be imported (supported: BPE, byte-level or "
+                       "SentencePiece-style with byte_fallback)",
+                       im->dir, type ? type : "unknown");
+    const char *pre = "default";
+    int rc = spm ? 0 : detect_pre(im, &pre, e);
     if (rc)
         return rc;
     /* One token per embedding row; rows no token names are padding, as the converter writes them. */
@@ -677,7 +820,7 @@ static int write_tokenizer(struct imp *im, struct gguf_writer *w, struct err *e)
     const char *key;
     json_t *val;
     json_object_foreach(vocab, key, val) {
-        if ((rc = set_token(im, json_integer_value(val), key, 1, e)))
+        if ((rc = set_token(im, json_integer_value(val), key, spm && is_byte_token(key) ? 6 : 1, e)))
             return rc;
     }
     json_t *added = json_object_get(im->tok, "added_tokens");
@@ -687,8 +830,18 @@ static int write_tokenizer(struct imp *im, struct gguf_writer *w, struct err *e)
         if (!s || !json_is_integer(json_object_get(val, "id")))
             return err_set(e, ERR_FORMAT, "%s/tokenizer.json: added_tokens[%zu] lacks content or id", im->dir, i);
         bool special = json_is_true(json_object_get(val, "special")) || looks_special(s);
-        if ((rc = set_token(im, json_integer_value(json_object_get(val, "id")), s, special ? 3 : 4, e)))
+        if ((rc = set_token(im, json_integer_value(json_object_get(val, "id")), s,
+                            spm && is_byte_token(s) ? 6 : special ? 3 : 4, e)))
             return rc;
+    }
+    int64_t unk = -1;
+    if (spm) {
+        const char *u = json_string_value(json_object_get(model, "unk_token"));
+        json_t *uid = u ? json_object_get(vocab, u) : NULL;
+        if (json_is_integer(uid) && json_integer_value(uid) >= 0 && (size_t)json_integer_value(uid) < im->n_tokens) {
+            unk = json_integer_value(uid);
+            im->token_types[unk] = 2;
+        }
     }
     for (size_t k = 0; k < im->n_tokens; k++)
         if (!im->tokens[k]) {
@@ -744,6 +897,23 @@ static int write_tokenizer(struct imp *im, struct gguf_writer *w, struct err *e)
                 add_bos = json_object_get(json_array_get(json_object_get(p, "single"), 0), "SpecialToken") != NULL;
         }
     }
+    /* add_eos_token likewise: the config, else a post-processor that ends with a special token. */
+    json_t *ae = json_object_get(im->tokcfg, "add_eos_token");
+    bool add_eos = false;
+    if (json_is_boolean(ae)) {
+        add_eos = json_is_true(ae);
+    } else {
+        json_t *pp = json_object_get(im->tok, "post_processor");
+        json_t *procs = json_object_get(pp, "processors");
+        size_t np = json_is_array(procs) ? json_array_size(procs) : 1;
+        for (size_t k = 0; k < np; k++) {
+            json_t *p = json_is_array(procs) ? json_array_get(procs, k) : pp;
+            const char *pty = json_string_value(json_object_get(p, "type"));
+            json_t *single = json_object_get(p, "single");
+            if (pty && strcmp(pty, "TemplateProcessing") == 0 && json_array_size(single) > 1)
+                add_eos = json_object_get(json_array_get(single, json_array_size(single) - 1), "SpecialToken") != NULL;
+        }
+    }
     const char *tmpl = json_string_value(json_object_get(im->tokcfg, "chat_template"));
     json_t *tl = json_object_get(im->tokcfg, "chat_template");
     if (json_is_array(tl)) /* [{"name": "default", "template": ...}, ...] */
@@ -760,11 +930,28 @@ static int write_tokenizer(struct imp *im, struct gguf_writer *w, struct err *e)
         free(p);
     }
 
-    rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+    float *scores = NULL;
+    if (spm && (rc = spm_scores(im, vocab, &scores, e))) {
+        free(tmpl_file);
+        return rc;
+    }
+    rc = gguf_writer_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
     rc = rc ? rc : gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
     rc = rc ? rc : gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)im->tokens, im->n_tokens);
+    if (!rc && spm)
+        rc = gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, im->n_tokens);
+    free(scores);
     rc = rc ? rc : gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, im->token_types, im->n_tokens);
-    rc = rc ? rc : gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)im->merges, im->n_merges);
+    if (!rc && !spm)
+        rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)im->merges, im->n_merges);
+    if (!rc && spm) {
+        rc = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
+        rc = rc ? rc : gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix",
+                                            spm_space_prefix(json_object_get(im->tok, "normalizer"),
+                                                             json_object_get(im->tok, "pre_tokenizer")));
+        if (!rc && unk >= 0)
+            rc = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)unk);
+    }
     if (!rc && eos >= 0)
         rc = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
     if (!rc && pad >= 0)
@@ -853,6 +1040,8 @@ static void imp_free(struct imp *im)
     json_decref(im->tokcfg);
     free(im->jobs);
     free(im->rope_freqs);
+    if (im->pool)
+        threadpool_free(im->pool);
     for (size_t i = 0; i < im->n_tokens && im->tokens; i++)
         free(im->tokens[i]);
     free(im->tokens);
@@ -969,6 +1158,10 @@ int store_import_dir(const char *dir, const char *out, const struct store_import
     im.for_quantize = o && o->quantize && *o->quantize;
     if ((rc = plan(&im, e)))
         goto done;
+    if ((rc = threadpool_new(o ? o->n_threads : 0, &im.pool, e)))
+        goto done;
+    for (size_t i = 0; i < im.n_jobs; i++)
+        im.jobs[i].pool = im.pool;
     if (o && o->quantize && *o->quantize) {
         /* Convert as is into a temporary file, then let the quantizer pick per-tensor types. */
         enum store_ftype ft;
@@ -983,6 +1176,8 @@ int store_import_dir(const char *dir, const char *out, const struct store_import
         snprintf(tmp, n, "%s.import-%ld", out, (long)getpid());
         progress(o, "converting model");
         rc = write_gguf(&im, tmp, e);
+        threadpool_free(im.pool); /* the quantizer brings its own */
+        im.pool = NULL;
         if (!rc) {
             char status[96];
             snprintf(status, sizeof status, "quantizing model to %s", store_ftype_name(ft));

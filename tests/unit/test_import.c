@@ -18,6 +18,7 @@
 #include "store/safetensors.h"
 #include "store/store.h"
 #include "tensor/tensor.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---- writing safetensors ---- */
 
@@ -526,7 +527,9 @@ static void check_mlx(const char *arch, int bits, int gs, const char *quantize, 
                 uint32_t w = ((uint32_t *)q.data)[(r * cols + c) / per];
                 uint32_t qi = (w >> ((c % per) * bits)) & ((1u << bits) - 1);
                 int64_t gi = r * (cols / gs) + c / gs;
-                float v = fp16_to_f32(((uint16_t *)sc.data)[gi]) * (float)qi + fp16_to_f32(((uint16_t *)bi.data)[gi]);
+                /* MLX computes in the scales' dtype (F16 here). */
+                float v = fp16_to_f32(
+                    f32_to_fp16(fp16_to_f32(((uint16_t *)sc.data)[gi]) * (float)qi + fp16_to_f32(((uint16_t *)bi.data)[gi])));
                 worst = fmaxf(worst, fabsf(v - row[c]));
             }
         }
@@ -587,6 +590,176 @@ static void test_create_from_dir(void **state)
     store_model_free(&m);
     modelfile_free(&mf);
     store_close(s);
+}
+
+/* ---- SentencePiece-style tokenizer.json (Mistral 7B v0.1) ---- */
+
+static float rand_weight(uint32_t *state)
+{
+    *state = *state * 1664525u + 1013904223u;
+    return ((float)(*state >> 8) / 16777216.0f - 0.5f) * 0.1f;
+}
+
+static struct st_in random_tensor(const char *name, int64_t rows, int64_t cols, uint32_t *state)
+{
+    struct st_in t = {.dtype = "F32", .n_dims = cols ? 2 : 1, .shape = {rows, cols}};
+    snprintf(t.name, sizeof t.name, "%s", name);
+    size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
+    float *w = malloc(n * sizeof *w);
+    assert_non_null(w);
+    for (size_t i = 0; i < n; i++)
+        w[i] = cols ? rand_weight(state) : 1.0f + rand_weight(state);
+    t.data = w;
+    t.size = n * sizeof *w;
+    return t;
+}
+
+/* A one-layer random llama with Mistral 7B v0.1's 32000-token vocabulary and its real tokenizer.json
+ * and tokenizer_config.json: the import must give a GGUF "llama" (SentencePiece) vocabulary that
+ * encodes every test string of ../shared/vocab/ggml-vocab-llama-spm.gguf.inp to the same ids as the
+ * tokenizer.json itself (which test_tokenizer validates), decodes them back, and loads and runs. */
+static void test_import_spm_tokenizer(void **state)
+{
+    (void)state;
+    const char *tj = tu_testdata("tokenizers/mistral-7b-v0.1/tokenizer.json");
+    TU_REQUIRE(tj);
+    char tok_src[4096], dir[2048], path[4096], out[4096];
+    snprintf(tok_src, sizeof tok_src, "%s", tj);
+    const char *tc = tu_shared("tokenizers/mistral-7b-v0.1/tokenizer_config.json");
+    const char *inp_path = tu_shared("vocab/ggml-vocab-llama-spm.gguf.inp");
+    TU_REQUIRE(tc);
+    TU_REQUIRE(inp_path);
+    char *cfg_text = tu_read(tc, NULL), *tok_text = tu_read(tok_src, NULL), *inp = tu_read(inp_path, NULL);
+    snprintf(dir, sizeof dir, "%s/mistral-spm", tu_tmpdir());
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    write_text(path, cfg_text);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    write_text(path, tok_text);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_text(path, "{\"architectures\": [\"MistralForCausalLM\"], \"hidden_size\": 64, \"intermediate_size\": 128, "
+                     "\"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+                     "\"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+                     "\"vocab_size\": 32000, \"bos_token_id\": 1, \"eos_token_id\": 2, "
+                     "\"tie_word_embeddings\": true}");
+    uint32_t seed = 12345;
+    struct st_in t[11];
+    size_t n = 0;
+    t[n++] = random_tensor("model.embed_tokens.weight", 32000, 64, &seed);
+    t[n++] = random_tensor("model.norm.weight", 64, 0, &seed);
+    t[n++] = random_tensor("model.layers.0.input_layernorm.weight", 64, 0, &seed);
+    t[n++] = random_tensor("model.layers.0.post_attention_layernorm.weight", 64, 0, &seed);
+    t[n++] = random_tensor("model.layers.0.self_attn.q_proj.weight", 64, 64, &seed);
+    t[n++] = random_tensor("model.layers.0.self_attn.k_proj.weight", 32, 64, &seed);
+    t[n++] = random_tensor("model.layers.0.self_attn.v_proj.weight", 32, 64, &seed);
+    t[n++] = random_tensor("model.layers.0.self_attn.o_proj.weight", 64, 64, &seed);
+    t[n++] = random_tensor("model.layers.0.mlp.gate_proj.weight", 128, 64, &seed);
+    t[n++] = random_tensor("model.layers.0.mlp.up_proj.weight", 128, 64, &seed);
+    t[n++] = random_tensor("model.layers.0.mlp.down_proj.weight", 64, 128, &seed);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_safetensors(path, t, n);
+    for (size_t i = 0; i < n; i++)
+        free(t[i].data);
+    snprintf(out, sizeof out, "%s.gguf", dir);
+    import_ok(dir, out, NULL);
+
+    /* The metadata llama.cpp's SentencePiece vocabulary carries. */
+    struct gguf_file *g = NULL;
+    struct err e = {0};
+    assert_int_equal(gguf_open(out, &g, &e), 0);
+    struct gguf_str model = {0};
+    assert_int_equal(gguf_get_str(g, "tokenizer.ggml.model", &model, &e), 0);
+    assert_int_equal(model.len, 5);
+    assert_memory_equal(model.ptr, "llama", 5);
+    const struct gguf_array *types, *scores;
+    assert_int_equal(gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, &types, &e), 0);
+    assert_int_equal(gguf_get_arr(g, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, &scores, &e), 0);
+    assert_int_equal(types->n, 32000);
+    assert_int_equal(gguf_arr_i32(types, 0), 2);  /* <unk>: UNKNOWN */
+    assert_int_equal(gguf_arr_i32(types, 1), 3);  /* <s>: CONTROL */
+    assert_int_equal(gguf_arr_i32(types, 2), 3);  /* </s> */
+    assert_int_equal(gguf_arr_i32(types, 3), 6);  /* <0x00>: BYTE */
+    assert_int_equal(gguf_arr_i32(types, 13), 6); /* <0x0A> */
+    assert_int_equal(gguf_arr_i32(types, 259), 1);
+    assert_null(gguf_find_kv(g, "tokenizer.ggml.merges"));
+    /* Scores replay the merge order: the first merge ("▁ t" -> "▁t", id 261) outranks the second
+     * ("i n", id 262), which outranks "▁▁" (id 259, merged near the end as SentencePiece does). */
+    assert_true(gguf_arr_f32(scores, 261) == 0.0f);
+    assert_true(gguf_arr_f32(scores, 262) == -1.0f);
+    assert_true(gguf_arr_f32(scores, 259) < -50000.0f);
+    const struct gguf_kv *kv = gguf_find_kv(g, "tokenizer.ggml.add_space_prefix");
+    assert_non_null(kv);
+    assert_true(kv->value.v.b);
+    kv = gguf_find_kv(g, "tokenizer.ggml.add_eos_token");
+    assert_non_null(kv);
+    assert_false(kv->value.v.b);
+    kv = gguf_find_kv(g, "tokenizer.ggml.unknown_token_id");
+    assert_non_null(kv);
+    assert_int_equal(kv->value.v.u64 & 0xffffffffu, 0);
+
+    struct tokenizer *imp = NULL, *ref = NULL;
+    if (tokenizer_from_gguf(g, &imp, &e) != 0)
+        fail_msg("%s", e.msg);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (tokenizer_from_json(path, &ref, &e) != 0)
+        fail_msg("%s", e.msg);
+    assert_int_equal(tokenizer_bos(imp), 1);
+    assert_int_equal(tokenizer_eos(imp), 2);
+    assert_true(tokenizer_add_bos(imp));
+    assert_false(tokenizer_add_eos(imp));
+
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    size_t n_strings = 0, n_ids = 0;
+    for (char *p = inp, *q; (q = strstr(p, sep)); p = q + strlen(sep)) {
+        size_t len = (size_t)(q - p);
+        int32_t *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        assert_int_equal(tokenizer_encode(imp, p, len, true, false, &a, &na, &e), 0);
+        assert_int_equal(tokenizer_encode(ref, p, len, true, false, &b, &nb, &e), 0);
+        if (na != nb || memcmp(a, b, na * sizeof *a) != 0)
+            fail_msg("string %zu (\"%.*s\"): the imported vocabulary gives %zu ids, tokenizer.json %zu", n_strings,
+                     (int)(len > 40 ? 40 : len), p, na, nb);
+        char *text = NULL;
+        assert_int_equal(tokenizer_decode(imp, a + 1, na - 1, false, &text, &e), 0);
+        if (strlen(text) != len || memcmp(text, p, len) != 0)
+            fail_msg("string %zu (\"%.*s\") decodes to \"%s\"", n_strings, (int)(len > 40 ? 40 : len), p, text);
+        free(text);
+        free(a);
+        free(b);
+        n_strings++;
+        n_ids += na;
+    }
+    print_message("Mistral 7B v0.1 tokenizer.json imported: %zu strings, %zu ids, all equal\n", n_strings, n_ids);
+    assert_int_equal(n_strings, 46);
+
+    /* The imported model loads with its 32000-row embedding and gives finite logits. */
+    struct backend *be = NULL;
+    struct model *m = NULL;
+    assert_int_equal(backend_cpu_new(2, &be, &e), 0);
+    if (model_load(out, be, &m, &e) != 0)
+        fail_msg("%s", e.msg);
+    assert_int_equal(m->hp.n_vocab, 32000);
+    int32_t *ids = NULL;
+    size_t nid = 0;
+    assert_int_equal(tokenizer_encode(imp, "Hello world", 11, true, false, &ids, &nid, &e), 0);
+    float *logits = malloc(nid * 32000 * sizeof *logits);
+    struct ctx_params cp = {.n_ctx = 64, .n_batch = 512, .kv_type = KV_F32};
+    struct model_ctx *ctx = NULL;
+    assert_int_equal(model_ctx_new(m, &cp, &ctx, &e), 0);
+    assert_int_equal(model_forward(ctx, ids, (int)nid, logits, true, &e), 0);
+    for (size_t i = 0; i < nid * 32000; i++)
+        assert_true(isfinite(logits[i]));
+    model_ctx_free(ctx);
+    model_free(m);
+    be->ops->free(be);
+    free(logits);
+    free(ids);
+    tokenizer_free(imp);
+    tokenizer_free(ref);
+    gguf_close(g);
+    free(cfg_text);
+    free(tok_text);
+    free(inp);
 }
 
 /* ---- malformed input ---- */
@@ -698,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_import_qwen2_sharded), cmocka_unit_test(test_import_qwen3),
         cmocka_unit_test(test_import_mlx8),       cmocka_unit_test(test_import_mlx4_g32),
         cmocka_unit_test(test_import_mlx4_quantize), cmocka_unit_test(test_create_from_dir),
+        cmocka_unit_test(test_import_spm_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
