@@ -14,11 +14,21 @@ REGPID=
 # `hearth run NAME` starts a server on demand: give it a port of its own and stop it at the end.
 HEARTH_HOST=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export HEARTH_HOST
+stop_server() {
+  for pid in $(ss -ltnpH "sport = :${HEARTH_HOST##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p'); do
+    kill "$@" "$pid" 2>/dev/null
+  done
+}
+# The server's store and pull settings come from the environment it starts with: each new store
+# (HEARTH_MODELS) gets a server of its own, started on demand by the next command. `new_server -9`
+# kills the old one outright (an interrupted pull is left as it is).
+new_server() {
+  stop_server "$@"
+  HEARTH_HOST=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+}
 cleanup() {
   [ -n "$REGPID" ] && kill "$REGPID" 2>/dev/null && wait "$REGPID" 2>/dev/null
-  for pid in $(ss -ltnpH "sport = :${HEARTH_HOST##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p'); do
-    kill "$pid" 2>/dev/null
-  done
+  stop_server
   mountpoint -q "$T/small" 2>/dev/null && umount "$T/small"
   rm -rf "$T"
 }
@@ -62,6 +72,7 @@ curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
 cmp -s "$srcman" "$T/served.json" || fail "registry manifest differs from the local one"
 
 # pull into an empty store, in small parts so several run in parallel, and run it
+new_server
 export HEARTH_MODELS=$T/dst HEARTH_PULL_PART_SIZE=65536
 "$BIN" pull "$NAME" --insecure 2>"$T/pull.log" || fail "pull: $(cat "$T/pull.log")"
 for s in 'pulling manifest' 'verifying sha256 digest' 'writing manifest' 'success'; do
@@ -79,6 +90,7 @@ if "$BIN" pull "127.0.0.1:$PORT/library/dev:nosuch" --insecure 2>"$T/err" >/dev/
 grep -q 'file does not exist' "$T/err" || fail "missing tag message: $(cat "$T/err")"
 
 # interrupt a slow pull midway, then resume it from the part files
+new_server
 export HEARTH_MODELS=$T/resume HEARTH_PULL_MAX_RATE=100000
 "$BIN" pull "$NAME" --insecure 2>/dev/null &
 pid=$!
@@ -89,18 +101,21 @@ parts=$(ls "$HEARTH_MODELS/blobs" 2>/dev/null | grep -c -- '-partial-' || true)
 done_before=$(cat "$HEARTH_MODELS"/blobs/*-partial-* 2>/dev/null | python3 -c 'import sys,json; print(sum(json.loads(l)["Completed"] for l in sys.stdin if l.strip()))')
 [ "${done_before:-0}" -gt 0 ] || fail "interrupted pull recorded no progress"
 unset HEARTH_PULL_MAX_RATE
+new_server -9
 "$BIN" pull "$NAME" --insecure 2>/dev/null || fail "resumed pull"
 blob=$("$BIN" show "$NAME" --modelfile | sed -n 's/^FROM //p')
 cmp -s "$blob" "$SRC" || fail "resumed pull produced different weights"
 ls "$HEARTH_MODELS/blobs" | grep -q partial && fail "partial files left after the resumed pull"
 
 # two pulls of the same model at once
+new_server
 export HEARTH_MODELS=$T/twice HEARTH_PULL_MAX_RATE=1000000
 "$BIN" pull "$NAME" --insecure 2>"$T/p1" & p1=$!
 "$BIN" pull "$NAME" --insecure 2>"$T/p2" & p2=$!
 wait $p1 || fail "first concurrent pull: $(cat "$T/p1")"
 wait $p2 || fail "second concurrent pull: $(cat "$T/p2")"
 unset HEARTH_PULL_MAX_RATE
+new_server
 blob=$("$BIN" show "$NAME" --modelfile | sed -n 's/^FROM //p')
 cmp -s "$blob" "$SRC" || fail "concurrent pulls produced different weights"
 
@@ -111,6 +126,7 @@ data=$T/registry/docker/registry/v2/blobs/sha256/${digest:0:2}/$digest/data
 if [ -f "$data" ]; then
   chmod u+w "$data"
   printf 'XXXX' | dd of="$data" bs=1 seek=100000 conv=notrunc 2>/dev/null
+  new_server
   export HEARTH_MODELS=$T/corrupt
   if "$BIN" pull "$NAME" --insecure 2>"$T/err" >/dev/null; then fail "corrupted blob accepted"; fi
   grep -q 'digest mismatch' "$T/err" || fail "corruption message: $(cat "$T/err")"
@@ -124,9 +140,12 @@ fi
 # ENOSPC: a 1 MB tmpfs cannot hold the 1.5 MB model
 mkdir -p "$T/small"
 if mount -t tmpfs -o size=1m tmpfs "$T/small" 2>/dev/null; then
+  new_server
   export HEARTH_MODELS=$T/small/models
   if "$BIN" pull "$NAME" --insecure 2>"$T/err" >/dev/null; then fail "pull into a full disk succeeded"; fi
   grep -qi 'no space\|cannot' "$T/err" || fail "ENOSPC message: $(cat "$T/err")"
+  stop_server
+  sleep 0.5
   umount "$T/small"
 else
   echo "skipping ENOSPC: cannot mount a tmpfs here"
