@@ -2,10 +2,14 @@
  * HEAD /api/blobs/:digest (POST uploads stream in server.c), /api/create in Ollama's JSON form with
  * streamed status objects, and /api/pull and /api/push with Ollama's progress objects. Loaded copies of a deleted model are
  * unloaded first so no slot keeps using weights whose blob is gone. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "base/file.h"
 #include "engine/options.h"
 #include "server/server_internal.h"
 #include "store/store.h"
@@ -95,6 +99,7 @@ struct create_job {
     char *from, *from_digest, *template_text, *system, *params_json, *messages_json, *quantize;
     char **licenses;
     size_t n_licenses;
+    json_t *files;     /* a safetensors checkpoint: file name -> blob digest; NULL otherwise */
     struct stream *st; /* NULL when not streamed */
     bool client_gone;
 };
@@ -112,6 +117,7 @@ static void create_job_free(void *p)
     free(j->params_json);
     free(j->messages_json);
     free(j->quantize);
+    json_decref(j->files);
     for (size_t i = 0; i < j->n_licenses; i++)
         free(j->licenses[i]);
     free(j->licenses);
@@ -158,10 +164,87 @@ static void unload_model_named(struct srv *s, const char *name)
     }
 }
 
+/* Puts blob src at dst: a hard link (blobs are immutable, and the temporary folder is inside the
+ * store, so on the same file system), else a copy. */
+static int place_blob(const char *src, const char *dst, struct err *e)
+{
+    if (link(src, dst) == 0)
+        return 0;
+    struct file_map m;
+    int rc = file_map_open(&m, src, e);
+    if (rc)
+        return rc;
+    FILE *f = fopen(dst, "wb");
+    if (!f || (m.size && fwrite(m.data, 1, m.size, f) != m.size) || fclose(f) != 0) {
+        rc = err_set(e, ERR_IO, "cannot write %s: %s", dst, strerror(errno));
+        if (f)
+            fclose(f);
+    }
+    file_map_close(&m);
+    return rc;
+}
+
+/* Removes the folder assemble_checkpoint made (its files, the checkpoint folder, the top one). */
+static void remove_checkpoint(const char *top, const char *dir, json_t *files)
+{
+    const char *fname;
+    json_t *dv;
+    char path[4096];
+    json_object_foreach(files, fname, dv) {
+        snprintf(path, sizeof path, "%s/%s", dir, fname);
+        unlink(path);
+    }
+    rmdir(dir);
+    rmdir(top);
+}
+
+/* Ollama's `files` form of a safetensors checkpoint: the uploaded blobs laid out under their file
+ * names in a temporary folder of the store, <root>/tmp-import-XXXXXX/<model>, which the importer
+ * then reads like a directory FROM (the folder's name becomes general.name). */
+static int assemble_checkpoint(struct create_job *j, char *top, size_t top_cap, char *dir, size_t dir_cap,
+                               struct err *e)
+{
+    struct store_name sn;
+    int rc = store_name_parse(j->name, &sn, e);
+    if (rc)
+        return rc;
+    snprintf(top, top_cap, "%s/tmp-import-XXXXXX", store_root(j->s->store));
+    if (!mkdtemp(top))
+        return err_set(e, ERR_IO, "cannot create a temporary folder in %s: %s", store_root(j->s->store),
+                       strerror(errno));
+    snprintf(dir, dir_cap, "%s/%s", top, sn.model);
+    if (mkdir(dir, 0700) != 0) {
+        rc = err_set(e, ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+        rmdir(top);
+        return rc;
+    }
+    const char *fname;
+    json_t *dv;
+    json_object_foreach(j->files, fname, dv) {
+        char *blob = NULL, dst[4096];
+        snprintf(dst, sizeof dst, "%s/%s", dir, fname);
+        rc = store_blob_path(j->s->store, json_string_value(dv), &blob, e);
+        rc = rc ? rc : place_blob(blob, dst, e);
+        free(blob);
+        if (rc) {
+            err_prefix(e, "files[\"%s\"]", fname);
+            remove_checkpoint(top, dir, j->files);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int create_run(struct create_job *j, struct err *e)
 {
+    char top[4096], dir[4352];
+    if (j->files) {
+        int rc = assemble_checkpoint(j, top, sizeof top, dir, sizeof dir, e);
+        if (rc)
+            return rc;
+    }
     struct store_create_req req = {
-        .from = j->from,
+        .from = j->files ? dir : j->from,
         .from_digest = j->from_digest,
         .template_text = j->template_text,
         .system = j->system,
@@ -175,7 +258,10 @@ static int create_run(struct create_job *j, struct err *e)
     };
     /* Re-creating a loaded model replaces its weights blob: unload the old one first. */
     unload_model_named(j->s, j->name);
-    return store_create(j->s->store, j->name, &req, e);
+    int rc = store_create(j->s->store, j->name, &req, e);
+    if (j->files)
+        remove_checkpoint(top, dir, j->files);
+    return rc;
 }
 
 static void create_stream(struct stream *st, void *p)
@@ -239,6 +325,7 @@ static bool create_parse(struct srv *s, const json_t *body, struct create_job *j
         }
         const char *fname;
         json_t *dv;
+        bool checkpoint = false;
         json_object_foreach(files, fname, dv) {
             size_t n = strlen(fname);
             const char *d = json_string_value(dv);
@@ -256,16 +343,39 @@ static bool create_parse(struct srv *s, const json_t *body, struct create_job *j
                             fname, d, d);
                 return false;
             }
-            /* Only GGUF weights are used; adapters and safetensors are not supported. */
-            if (n > 5 && strcmp(fname + n - 5, ".gguf") == 0 && !j->from_digest)
-                j->from_digest = strdup(d);
-            else if (!(n > 5 && strcmp(fname + n - 5, ".gguf") == 0)) {
-                reply_error(r, 400, "files[\"%s\"]: only .gguf model files are supported", fname);
+            if (n > 5 && strcmp(fname + n - 5, ".gguf") == 0) {
+                if (!j->from_digest)
+                    j->from_digest = strdup(d);
+                continue;
+            }
+            /* Anything else is a file of a safetensors checkpoint, laid out under its own name. */
+            if (!*fname || fname[0] == '.' || strchr(fname, '/') || strchr(fname, '\\')) {
+                reply_error(r, 400, "files[\"%s\"]: a file name must be a plain name (no folders, not hidden)",
+                            fname);
                 return false;
             }
+            checkpoint = true;
+        }
+        if (checkpoint && j->from_digest) {
+            reply_error(r, 400, "files: give either one .gguf file or the files of a safetensors checkpoint "
+                                "(config.json, *.safetensors, tokenizer.json, ...), not both");
+            return false;
+        }
+        if (checkpoint) {
+            bool has_weights = false;
+            json_object_foreach(files, fname, dv) {
+                size_t n = strlen(fname);
+                has_weights = has_weights || (n > 12 && strcmp(fname + n - 12, ".safetensors") == 0);
+            }
+            if (!json_object_get(files, "config.json") || !json_object_get(files, "tokenizer.json") || !has_weights) {
+                reply_error(r, 400, "files: a safetensors checkpoint needs config.json, tokenizer.json and its "
+                                    ".safetensors weights (or a .gguf file instead)");
+                return false;
+            }
+            j->files = json_incref(files);
         }
     }
-    if (!j->from && !j->from_digest) {
+    if (!j->from && !j->from_digest && !j->files) {
         reply_error(r, 400, "neither 'from' or 'files' was specified");
         return false;
     }
