@@ -1,7 +1,8 @@
 /* test_grammar.c — JSON / JSON-Schema constrained sampling: the byte automaton on hand-written
  * accept/reject cases, the token mask against a brute-force check of every token, mask cost on the
- * Llama 3 vocabulary, and 100 constrained generations on ../shared/models/stories260K.gguf whose
- * output must parse and validate (checked with jansson and a validator of the same schema subset). */
+ * Llama 3 vocabulary, and 100 constrained generations each on ../shared/models/stories260K.gguf (SPM)
+ * and ../shared/reference/tiny-models/qwen3-dev-f32.gguf (byte-level BPE) whose output must parse
+ * and validate (checked with jansson and a validator of the same schema subset). */
 #include "testutil.h"
 
 #include <jansson.h>
@@ -423,13 +424,11 @@ static const char *const gen_schemas[] = {
     "\"properties\":{\"c\":{\"type\":\"number\"}},\"required\":[\"c\"]}},\"required\":[\"b\"]}},\"required\":[\"a\"]}",
 };
 
-static void test_generate_100(void **state)
+/* 100 generations over the schemas above with random sampling (temperature 1, seeds varied per run)
+ * on a model: from BOS when prompt is NULL, else after the prompt's tokens. Every output must end
+ * (an end-of-generation token) within max_steps, parse, and validate against its schema. */
+static void generate_100(const char *model_path, const char *prompt, int max_steps, uint64_t seed0)
 {
-    (void)state;
-    const char *path = tu_shared("models/stories260K.gguf");
-    TU_REQUIRE(path);
-    char model_path[4096];
-    snprintf(model_path, sizeof model_path, "%s", path);
     struct err e = {0};
     struct backend *be = NULL;
     struct model *m = NULL;
@@ -440,11 +439,17 @@ static void test_generate_100(void **state)
     assert_int_equal(grammar_vocab_new(m->tok, &voc, &e), 0);
     int32_t n_vocab = m->hp.n_vocab;
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
-    struct ctx_params cp = {.n_ctx = 512};
+    const int n_ctx = max_steps + 64;
+    struct ctx_params cp = {.n_ctx = n_ctx};
     struct model_ctx *ctx = NULL;
     assert_int_equal(model_ctx_new(m, &cp, &ctx, &e), 0);
+    int32_t *pids = NULL;
+    size_t n_pids = 0;
+    if (prompt)
+        assert_int_equal(tokenizer_encode(m->tok, prompt, strlen(prompt), false, false, &pids, &n_pids, &e), 0);
     size_t n_schemas = sizeof gen_schemas / sizeof *gen_schemas;
     int finished = 0, total_tokens = 0;
+    char *text = malloc(16384);
     for (int run = 0; run < 100; run++) {
         const char *st = gen_schemas[run % n_schemas];
         json_t *sch = st ? parse(st) : NULL;
@@ -457,16 +462,19 @@ static void test_generate_100(void **state)
         sp.top_k = 0;
         sp.top_p = 1.0f;
         sp.repeat_penalty = 1.0f;
-        sp.seed = 1000 + run;
+        sp.seed = seed0 + (uint64_t)run * 7919u;
         struct sampler *smp = NULL;
-        assert_int_equal(sampler_new(&sp, n_vocab, 512, &smp, &e), 0);
+        assert_int_equal(sampler_new(&sp, n_vocab, n_ctx, &smp, &e), 0);
         model_ctx_truncate(ctx, 0);
         int32_t tok = tokenizer_bos(m->tok);
-        char text[8192];
+        if (prompt) {
+            assert_int_equal(model_forward(ctx, pids, (int)n_pids, logits, false, &e), 0);
+        }
         size_t len = 0;
         bool ended = false;
-        for (int step = 0; step < 480; step++) {
-            assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
+        for (int step = 0; step < max_steps; step++) {
+            if (!prompt || step > 0)
+                assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
             int32_t allowed = grammar_apply(g, logits);
             if (allowed <= 0)
                 fail_msg("run %d: no token allowed after \"%.*s\"", run, (int)len, text);
@@ -478,14 +486,14 @@ static void test_generate_100(void **state)
             if (grammar_accept(g, tok, &e) != 0)
                 fail_msg("run %d: sampled token %d was masked: %s", run, (int)tok, e.msg);
             sampler_accept(smp, tok);
-            int k = tokenizer_token_bytes(m->tok, tok, false, text + len, sizeof text - len - 1);
-            assert_true(k >= 0 && len + (size_t)k < sizeof text - 1);
+            int k = tokenizer_token_bytes(m->tok, tok, false, text + len, 16384 - len - 1);
+            assert_true(k >= 0 && len + (size_t)k < 16384 - 1);
             len += (size_t)k;
             total_tokens++;
         }
         text[len] = 0;
         if (!ended)
-            fail_msg("run %d (schema %zu): no end after 480 tokens: %s", run, run % n_schemas, text);
+            fail_msg("run %d (schema %zu): no end after %d tokens: %s", run, run % n_schemas, max_steps, text);
         assert_true(grammar_done(g));
         json_error_t je;
         json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
@@ -504,11 +512,36 @@ static void test_generate_100(void **state)
     }
     assert_int_equal(finished, 100);
     print_message("100 generations, %d tokens\n", total_tokens);
+    free(text);
+    free(pids);
     model_ctx_free(ctx);
     free(logits);
     grammar_vocab_free(voc);
     model_free(m);
     be->ops->free(be);
+}
+
+static void test_generate_100(void **state)
+{
+    (void)state;
+    const char *path = tu_shared("models/stories260K.gguf");
+    TU_REQUIRE(path);
+    char model_path[4096];
+    snprintf(model_path, sizeof model_path, "%s", path);
+    generate_100(model_path, NULL, 480, 1000);
+}
+
+/* The same on the reference Qwen 3 model: random weights, but a byte-level BPE vocabulary (merged
+ * multi-byte tokens such as '":', ' {"' or '"},' that cross JSON's structure) instead of
+ * stories260K's SPM one, which is what the token trie and the mask must get right. */
+static void test_generate_100_qwen3(void **state)
+{
+    (void)state;
+    const char *path = tu_shared("reference/tiny-models/qwen3-dev-f32.gguf");
+    TU_REQUIRE(path);
+    char model_path[4096];
+    snprintf(model_path, sizeof model_path, "%s", path);
+    generate_100(model_path, "Answer in JSON:", 1500, 77);
 }
 
 /* Mask cost on a 128k vocabulary (Llama 3) in typical positions. */
@@ -572,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_mask_matches_accept),
         cmocka_unit_test(test_trigger),
         cmocka_unit_test(test_generate_100),
+        cmocka_unit_test(test_generate_100_qwen3),
         cmocka_unit_test(test_mask_speed_llama3),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -271,13 +271,177 @@ static void test_openai(void **state)
     convert("[{\"content\":\"x\"}]", ERR_INVALID, "messages[0].role");
 }
 
+/* ---- Ollama registry templates: qwen2.5 and mistral (v0.3), as the library layers publish them ----
+ * Expected prompts are worked out by hand from text/template's rules: "{{-" removes all white space
+ * before the action, "-}}" all after it; text between actions is printed verbatim, so a line end
+ * before a plain "{{ end }}" or "{{ else if ...}}" survives. Ollama's .Messages keep system
+ * messages (no branch of these templates prints them), and .System is their joined text. */
+
+static const char *qwen25 =
+    "{{- if .Messages }}\n"
+    "{{- if or .System .Tools }}<|im_start|>system\n"
+    "{{- if .System }}\n"
+    "{{ .System }}\n"
+    "{{- end }}\n"
+    "{{- if .Tools }}\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+    "{{- range .Tools }}\n{\"type\": \"function\", \"function\": {{ .Function }}}\n{{- end }}\n</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n"
+    "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>\n"
+    "{{- end }}<|im_end|>\n"
+    "{{ end }}\n"
+    "{{- range $i, $_ := .Messages }}\n"
+    "{{- $last := eq (len (slice $.Messages $i)) 1 -}}\n"
+    "{{- if eq .Role \"user\" }}<|im_start|>user\n"
+    "{{ .Content }}<|im_end|>\n"
+    "{{ else if eq .Role \"assistant\" }}<|im_start|>assistant\n"
+    "{{ if .Content }}{{ .Content }}\n"
+    "{{- else if .ToolCalls }}<tool_call>\n"
+    "{{ range .ToolCalls }}{\"name\": \"{{ .Function.Name }}\", \"arguments\": {{ .Function.Arguments }}}\n"
+    "{{ end }}</tool_call>\n"
+    "{{- end }}{{ if not $last }}<|im_end|>\n"
+    "{{ end }}\n"
+    "{{- else if eq .Role \"tool\" }}<|im_start|>user\n"
+    "<tool_response>\n"
+    "{{ .Content }}\n"
+    "</tool_response><|im_end|>\n"
+    "{{ end }}\n"
+    "{{- if and (ne .Role \"assistant\") $last }}<|im_start|>assistant\n"
+    "{{ end }}\n"
+    "{{- end }}\n"
+    "{{- else }}\n"
+    "{{- if .System }}<|im_start|>system\n"
+    "{{ .System }}<|im_end|>\n"
+    "{{ end }}{{ if .Prompt }}<|im_start|>user\n"
+    "{{ .Prompt }}<|im_end|>\n"
+    "{{ end }}<|im_start|>assistant\n"
+    "{{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}";
+
+static const char *mistral03 =
+    "{{- if .Messages }}\n"
+    "{{- range $index, $_ := .Messages }}\n"
+    "{{- if eq .Role \"user\" }}\n"
+    "{{- if and (eq (len (slice $.Messages $index)) 1) $.Tools }}[AVAILABLE_TOOLS] {{ $.Tools }}[/AVAILABLE_TOOLS]\n"
+    "{{- end }}[INST] {{ if and $.System (eq (len (slice $.Messages $index)) 1) }}{{ $.System }}\n"
+    "\n"
+    "{{ end }}{{ .Content }}[/INST]\n"
+    "{{- else if eq .Role \"assistant\" }}\n"
+    "{{- if .Content }}{{ .Content }}\n"
+    "{{- else if .ToolCalls }}[TOOL_CALLS] [\n"
+    "{{- range .ToolCalls }}{\"name\": \"{{ .Function.Name }}\", \"arguments\": {{ .Function.Arguments }}}\n"
+    "{{- end }}]\n"
+    "{{- end }}</s>\n"
+    "{{- else if eq .Role \"tool\" }}[TOOL_RESULTS] {\"content\": {{ .Content }}} [/TOOL_RESULTS]\n"
+    "{{- end }}\n"
+    "{{- end }}\n"
+    "{{- else }}[INST] {{ if .System }}{{ .System }}\n"
+    "\n"
+    "{{ end }}{{ .Prompt }}[/INST]\n"
+    "{{- end }}{{ .Response }}\n"
+    "{{- if .Response }}</s>\n"
+    "{{- end }}";
+
+static const char *conv_plain = "[{\"role\":\"user\",\"content\":\"Hello\"}]";
+static const char *conv_multi = "[{\"role\":\"system\",\"content\":\"You are terse.\"},{\"role\":\"user\",\"content\":\"Hi\"},"
+                                "{\"role\":\"assistant\",\"content\":\"Hello!\"},{\"role\":\"user\",\"content\":\"How are you?\"}]";
+/* two calls in one reply, then a result for each (consecutive tool results stay separate) */
+static const char *conv_calls =
+    "[{\"role\":\"user\",\"content\":\"Weather in Paris and London?\"},"
+    "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":["
+    "{\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}},"
+    "{\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"London\",\"unit\":\"C\"}}}]},"
+    "{\"role\":\"tool\",\"content\":\"18C\",\"tool_name\":\"get_weather\"},"
+    "{\"role\":\"tool\",\"content\":\"12C\",\"tool_name\":\"get_weather\"}]";
+static const char *conv_ask = "[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":\"Weather in Paris?\"}]";
+static const char *weather_tools =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Get the weather\","
+    "\"parameters\":{\"type\":\"object\",\"required\":[\"city\"],\"properties\":{\"city\":"
+    "{\"type\":\"string\",\"description\":\"City name\"}}}}}]";
+/* how Go prints that tool's Function (Ollama's ToolFunction through json.Marshal) */
+#define WEATHER_FN                                                                                             \
+    "{\"name\":\"get_weather\",\"description\":\"Get the weather\",\"parameters\":{\"type\":\"object\","      \
+    "\"required\":[\"city\"],\"properties\":{\"city\":{\"type\":\"string\",\"description\":\"City name\"}}}}"
+
+static void test_ollama_qwen25(void **state)
+{
+    (void)state;
+    /* "{{- if or .System .Tools }}" is false: nothing up to "{{ end }}", whose line end the next
+     * "{{- range" trims; the user turn's "<|im_end|>\n" ends before a plain "{{ else if", so the
+     * line end stays; the last non-assistant turn opens the reply. */
+    expect(render(TMPL_GO, qwen25, conv_plain, NULL, -1, true),
+           "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n");
+    /* "<|im_start|>system" then "{{- if .System }}" eats that line end, and the text after it puts
+     * one back before .System; the system message itself matches no branch; the earlier reply is
+     * closed because $last is false there. */
+    expect(render(TMPL_GO, qwen25, conv_multi, NULL, -1, true),
+           "<|im_start|>system\nYou are terse.<|im_end|>\n"
+           "<|im_start|>user\nHi<|im_end|>\n"
+           "<|im_start|>assistant\nHello!<|im_end|>\n"
+           "<|im_start|>user\nHow are you?<|im_end|>\n"
+           "<|im_start|>assistant\n");
+    /* no system text: "<|im_start|>system" is followed directly by the "\n\n# Tools" text; each tool
+     * line's end is trimmed by "{{- end }}", the text after the range supplies one. Both calls go in
+     * one <tool_call> block, one per line (the range body ends with a kept line end). */
+    static const char *tools_head =
+        "<|im_start|>system\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+        "{\"type\": \"function\", \"function\": " WEATHER_FN "}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n"
+        "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n";
+    char want[4096];
+    snprintf(want, sizeof want, "%s%s", tools_head,
+             "<|im_start|>user\nWeather in Paris and London?<|im_end|>\n"
+             "<|im_start|>assistant\n<tool_call>\n"
+             "{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\"}}\n"
+             "{\"name\": \"get_weather\", \"arguments\": {\"city\":\"London\",\"unit\":\"C\"}}\n"
+             "</tool_call><|im_end|>\n"
+             "<|im_start|>user\n<tool_response>\n18C\n</tool_response><|im_end|>\n"
+             "<|im_start|>user\n<tool_response>\n12C\n</tool_response><|im_end|>\n"
+             "<|im_start|>assistant\n");
+    expect(render(TMPL_GO, qwen25, conv_calls, weather_tools, -1, true), want);
+    /* system text and tools together: .System, then the tools block right after it */
+    expect(render(TMPL_GO, qwen25, conv_ask, weather_tools, -1, true),
+           "<|im_start|>system\nS\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+           "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+           "{\"type\": \"function\", \"function\": " WEATHER_FN "}\n</tools>\n\n"
+           "For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n"
+           "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n"
+           "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n");
+}
+
+static void test_ollama_mistral(void **state)
+{
+    (void)state;
+    /* every line end in the .Messages branch is trimmed by a "{{-" on the next line, except the two
+     * after .System (the "\n\n" between "{{ $.System }}" and the plain "{{ end }}") */
+    expect(render(TMPL_GO, mistral03, conv_plain, NULL, -1, true), "[INST] Hello[/INST]");
+    /* .System goes only into the last user turn ("eq (len (slice $.Messages $index)) 1"); a reply
+     * is its content and "</s>", with no space after "[/INST]" */
+    expect(render(TMPL_GO, mistral03, conv_multi, NULL, -1, true),
+           "[INST] Hi[/INST]Hello!</s>[INST] You are terse.\n\nHow are you?[/INST]");
+    /* the tool list is shown only when a user turn is the last message, so not here; the calls'
+     * range has its line end trimmed, so the calls follow each other with no separator; a tool
+     * result's content is pasted raw into {"content": ...} */
+    expect(render(TMPL_GO, mistral03, conv_calls, weather_tools, -1, true),
+           "[INST] Weather in Paris and London?[/INST]"
+           "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\"}}"
+           "{\"name\": \"get_weather\", \"arguments\": {\"city\":\"London\",\"unit\":\"C\"}}]</s>"
+           "[TOOL_RESULTS] {\"content\": 18C} [/TOOL_RESULTS][TOOL_RESULTS] {\"content\": 12C} [/TOOL_RESULTS]");
+    /* the last user turn: "{{ $.Tools }}" prints Ollama's Tools through its String method
+     * (json.Marshal of the list) before "[INST]", then .System */
+    expect(render(TMPL_GO, mistral03, conv_ask, weather_tools, -1, true),
+           "[AVAILABLE_TOOLS] [{\"type\":\"function\",\"function\":" WEATHER_FN "}][/AVAILABLE_TOOLS]"
+           "[INST] S\n\nWeather in Paris?[/INST]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select),        cmocka_unit_test(test_fallback_and_legacy),
         cmocka_unit_test(test_go_data),       cmocka_unit_test(test_ollama_qwen3),
         cmocka_unit_test(test_jinja_vars),    cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_openai),
+        cmocka_unit_test(test_openai),        cmocka_unit_test(test_ollama_qwen25),
+        cmocka_unit_test(test_ollama_mistral),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
