@@ -221,7 +221,7 @@ static int assemble_checkpoint(struct create_job *j, char *top, size_t top_cap, 
     const char *fname;
     json_t *dv;
     json_object_foreach(j->files, fname, dv) {
-        char *blob = NULL, dst[4096];
+        char *blob = NULL, dst[8192];
         snprintf(dst, sizeof dst, "%s/%s", dir, fname);
         rc = store_blob_path(j->s->store, json_string_value(dv), &blob, e);
         rc = rc ? rc : place_blob(blob, dst, e);
