@@ -4,7 +4,8 @@
  * made of the GGUF vocabulary with the real tokenizer's pre-tokenizer and special-token flags, the
  * real tokenizer_config.json), imports it, and requires the reference GGUF's metadata and the HF
  * logits (2e-5). MLX checkpoints (affine 4- and 8-bit groups) are imported and checked against the
- * same logits within a quantization bound; malformed safetensors must fail naming file and tensor. */
+ * same logits within a quantization bound; a checkpoint with Mistral 7B v0.1's SentencePiece-style
+ * tokenizer.json must encode like that file; malformed safetensors must fail naming file and tensor. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
