@@ -30,6 +30,17 @@ static inline __m256i x86_dot_ss8(__m256i x, __m256i y)
     return x86_dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 }
 
+/* acc + eight int32 sums of four unsigned-by-signed byte products. maddubs cannot saturate for the
+ * callers below (unsigned operand <= 63). */
+static inline __m256i x86_dpbusd(__m256i acc, __m256i u, __m256i s)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
 static inline float x86_hsum_ps(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -39,6 +50,19 @@ static inline float x86_hsum_ps(__m256 v)
 }
 
 static inline float x86_h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* Decode streams each weight row from memory once. The file's pages are 4 KiB, and hardware
+ * prefetchers stop at page boundaries, so the row kernels also prefetch this many bytes ahead
+ * (which runs on into the next row, the one the same thread takes next). */
+#ifndef X86_PREFETCH_AHEAD
+#define X86_PREFETCH_AHEAD 1024
+#endif
+/* Prefetches the cache lines of [p + ahead, p + ahead + bytes). */
+static inline void x86_prefetch_ahead(const void *p, int bytes)
+{
+    for (int o = 0; o < bytes; o += 64)
+        _mm_prefetch((const char *)p + X86_PREFETCH_AHEAD + o, _MM_HINT_T0);
+}
 
 /* Q4_0 block's 32 quants as signed bytes (-8..7) in element order. */
 static inline __m256i x86_q4_0_bytes(const uint8_t *qs)
@@ -68,6 +92,34 @@ static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
     }
     return x86_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_0 decode, four rows at a time. The quants are used unsigned (0..15) against the signed
+ * activations and the +8 comes back out as -8 * sum(activations), which is computed once per
+ * activation block for all four rows; that also drops the two sign fix-ups dot_q4_0 needs. */
+static void X86_NAME(gemv4_q4_0)(int64_t n, const void *w, size_t stride, const void *a, float out[4])
+{
+    const struct block_q4_0 *x[4];
+    for (int r = 0; r < 4; r++)
+        x[r] = (const struct block_q4_0 *)((const uint8_t *)w + (size_t)r * stride);
+    const struct block_q8_0 *y = a;
+    const int64_t nb = n / QUANT_QK;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8), zero = _mm256_setzero_si256();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
+        const __m256i base = _mm256_sub_epi32(zero, x86_dpbusd(zero, eight, yv));
+        const float dy = x86_h2f(y[b].d);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
+            const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[r][b].d)),
+                                     _mm256_cvtepi32_ps(x86_dpbusd(base, q, yv)), acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        out[r] = x86_hsum_ps(acc[r]);
 }
 
 static float X86_NAME(dot_q8_0)(int64_t n, const void *w, const void *a)
@@ -208,6 +260,7 @@ static float X86_NAME(dot_q4_k)(int64_t n, const void *w, const void *a)
                             X86_BCAST16_CTL(4), X86_BCAST16_CTL(5), X86_BCAST16_CTL(6), X86_BCAST16_CTL(7)};
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
+        x86_prefetch_ahead(x + b, (int)sizeof *x);
         uint64_t sc64, mn64;
         x86_q4_k_scales64(x[b].scales, &sc64, &mn64);
         const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc64)));
@@ -285,6 +338,7 @@ static float X86_NAME(dot_q6_k)(int64_t n, const void *w, const void *a)
     const __m256i ctl[4] = {X86_PAIR16_CTL(0), X86_PAIR16_CTL(1), X86_PAIR16_CTL(2), X86_PAIR16_CTL(3)};
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
+        x86_prefetch_ahead(x + b, (int)sizeof *x);
         const __m128i s8 = _mm_loadu_si128((const __m128i *)x[b].scales);
         __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 2
@@ -609,17 +663,6 @@ static float X86_NAME(softmax_exp)(float *s, int64_t n, float max)
  * and used for four rows, and the horizontal sums happen once per pair at the end instead of once
  * per vec_dot call. out[4 * r + c] = dot(w[r], a[c]). Sums per block are the same exact integers the
  * single-row kernels compute, so results differ from vec_dot only in float summation order. */
-
-/* acc + eight int32 sums of four unsigned-by-signed byte products. maddubs cannot saturate for the
- * callers below (unsigned operand <= 63). */
-static inline __m256i x86_dpbusd(__m256i acc, __m256i u, __m256i s)
-{
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(acc, u, s);
-#else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-#endif
-}
 
 static inline void x86_tile_store(__m256 acc[4][4], float out[16])
 {
@@ -1281,7 +1324,8 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
     [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
     [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
-    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0},
+    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0,
+                  X86_NAME(gemv4_q4_0)},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
