@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "base/file.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -100,7 +102,9 @@ int file_atomic_open(struct file_atomic *w, const char *path, struct err *e)
         file_atomic_abort(w);
         return err_set(e, ERR_NOMEM, "%s: out of memory", path);
     }
-    snprintf(w->tmp_path, n, "%s.tmp-%ld", path, (long)getpid());
+    /* pid plus a process-wide counter: two threads writing the same path never share a temp file. */
+    static atomic_uint counter;
+    snprintf(w->tmp_path, n, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
     w->fp = fopen(w->tmp_path, "wb");
     if (!w->fp) {
         int rc = err_set(e, ERR_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));

@@ -19,7 +19,7 @@ void file_map_close(struct file_map *m);
 /* Reads a whole file into a NUL-terminated malloc'd buffer; *size excludes the terminator. */
 int file_read_all(const char *path, char **data, size_t *size, struct err *e);
 
-/* Atomic writer: bytes go to "<path>.tmp-<pid>"; commit fsyncs and renames over path, abort unlinks. */
+/* Atomic writer: bytes go to "<path>.tmp-<pid>-<n>"; commit fsyncs and renames over path, abort unlinks. */
 struct file_atomic {
     FILE *fp;
     char *path;

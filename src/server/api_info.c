@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "server/server_internal.h"
 #include "store/store.h"
+#include "tensor/tensor.h"
 #include "template/toolcall.h"
 #include "tokenizer/tokenizer.h"
 #include <strings.h>
@@ -332,7 +333,7 @@ void api_show(struct srv *s, const struct http_req *q, struct reply *r)
             for (uint32_t d = 0; d < f->tensors[i].n_dims; d++)
                 json_array_append_new(shape, json_integer(f->tensors[i].ne[d]));
             json_array_append_new(tensors, json_pack("{s:s,s:s,s:o}", "name", f->tensors[i].name, "type",
-                                                     gguf_type_name(f->tensors[i].type), "shape", shape));
+                                                     dtype_name(f->tensors[i].type), "shape", shape));
         }
         json_object_set_new(o, "tensors", tensors);
     }
