@@ -72,54 +72,38 @@ static inline __m256i x86_q4_0_bytes(const uint8_t *qs)
     return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
 }
 
+/* Q4_0 row kernel. The quants stay unsigned (0..15) for the byte products and the +8 comes back
+ * out as -8 x the activation block's sum, which is cheaper than the two sign fix-ups a signed
+ * product needs; four blocks per step on four accumulator chains. (Four rows per call sharing the
+ * activation work was faster in cache but slower from memory: four interleaved row streams.) */
+static inline __m256 x86_q4_0_block(const struct block_q4_0 *x, const struct block_q8_0 *y, __m256 acc)
+{
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8), zero = _mm256_setzero_si256();
+    const __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);
+    const __m128i v = _mm_loadu_si128((const __m128i *)x->qs);
+    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+    const __m256i p = x86_dpbusd(_mm256_sub_epi32(zero, x86_dpbusd(zero, eight, yv)), q, yv);
+    return _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x->d) * x86_h2f(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
 static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
 {
     const struct block_q4_0 *x = w;
     const struct block_q8_0 *y = a;
     const int64_t nb = n / QUANT_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+           acc3 = _mm256_setzero_ps();
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m256i p0 = x86_dot_ss8(x86_q4_0_bytes(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
-        const __m256i p1 =
-            x86_dot_ss8(x86_q4_0_bytes(x[b + 1].qs), _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b + 1].d) * x86_h2f(y[b + 1].d)), _mm256_cvtepi32_ps(p1),
-                               acc1);
+    for (; b + 4 <= nb; b += 4) {
+        x86_prefetch_ahead(x + b, 64);
+        acc0 = x86_q4_0_block(x + b, y + b, acc0);
+        acc1 = x86_q4_0_block(x + b + 1, y + b + 1, acc1);
+        acc2 = x86_q4_0_block(x + b + 2, y + b + 2, acc2);
+        acc3 = x86_q4_0_block(x + b + 3, y + b + 3, acc3);
     }
-    for (; b < nb; b++) {
-        const __m256i p0 = x86_dot_ss8(x86_q4_0_bytes(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * x86_h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return x86_hsum_ps(_mm256_add_ps(acc0, acc1));
-}
-
-/* Q4_0 decode, four rows at a time. The quants are used unsigned (0..15) against the signed
- * activations and the +8 comes back out as -8 * sum(activations), which is computed once per
- * activation block for all four rows; that also drops the two sign fix-ups dot_q4_0 needs. */
-static void X86_NAME(gemv4_q4_0)(int64_t n, const void *w, size_t stride, const void *a, float out[4])
-{
-    const struct block_q4_0 *x[4];
-    for (int r = 0; r < 4; r++)
-        x[r] = (const struct block_q4_0 *)((const uint8_t *)w + (size_t)r * stride);
-    const struct block_q8_0 *y = a;
-    const int64_t nb = n / QUANT_QK;
-    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8), zero = _mm256_setzero_si256();
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
-        const __m256i base = _mm256_sub_epi32(zero, x86_dpbusd(zero, eight, yv));
-        const float dy = x86_h2f(y[b].d);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
-            const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * x86_h2f(x[r][b].d)),
-                                     _mm256_cvtepi32_ps(x86_dpbusd(base, q, yv)), acc[r]);
-        }
-    }
-    for (int r = 0; r < 4; r++)
-        out[r] = x86_hsum_ps(acc[r]);
+    for (; b < nb; b++)
+        acc0 = x86_q4_0_block(x + b, y + b, acc0);
+    return x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
 static float X86_NAME(dot_q8_0)(int64_t n, const void *w, const void *a)
@@ -1324,8 +1308,7 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
     [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
     [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
-    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0,
-                  X86_NAME(gemv4_q4_0)},
+    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
