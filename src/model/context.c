@@ -65,7 +65,7 @@ int model_ctx_new(struct model *m, const struct ctx_params *p, struct model_ctx 
     c->att = be->ops->alloc(be, nb * qd * sizeof(float));
     c->gate = be->ops->alloc(be, nb * hp->n_ff * sizeof(float));
     c->up = be->ops->alloc(be, nb * hp->n_ff * sizeof(float));
-    c->logits = be->ops->alloc(be, nb * hp->n_vocab * sizeof(float));
+    c->logits = be->ops->alloc(be, (nb < MODEL_LOGITS_ROWS ? nb : MODEL_LOGITS_ROWS) * hp->n_vocab * sizeof(float));
     c->pos_buf = malloc(nb * sizeof *c->pos_buf);
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->logits ||
         !c->pos_buf)

@@ -62,9 +62,12 @@ static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, flo
     const int rows = n - first;
     float *xs = c->x + (size_t)first * d;
     op->rmsnorm(be, xs, &m->output_norm, c->xb, rows, d, hp->norm_eps);
-    op->matmul(be, &m->output, NULL, c->xb, c->logits, rows);
-    if (logits)
-        op->read(be, logits, c->logits, (size_t)rows * hp->n_vocab);
+    for (int r0 = 0; r0 < rows; r0 += MODEL_LOGITS_ROWS) {
+        const int nr = rows - r0 < MODEL_LOGITS_ROWS ? rows - r0 : MODEL_LOGITS_ROWS;
+        op->matmul(be, &m->output, NULL, c->xb + (size_t)r0 * d, c->logits, nr);
+        if (logits)
+            op->read(be, logits + (size_t)r0 * hp->n_vocab, c->logits, (size_t)nr * hp->n_vocab);
+    }
     c->n_past += n;
 }
 

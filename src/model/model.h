@@ -78,13 +78,18 @@ struct ctx_params {
     enum kv_type kv_type;
 };
 
+/* Rows of logits computed per output-matrix call: bounds the logits buffer (a 128k vocabulary makes a
+ * row 0.5 MiB) without costing speed, since each call still reads the output matrix once per 16 rows. */
+#define MODEL_LOGITS_ROWS 16
+
 struct model_ctx {
     struct model *m;
     int n_ctx, n_batch;
     enum kv_type kv_type;
     void **k_cache, **v_cache; /* per layer: [n_ctx, n_head_kv * head_dim] */
     /* activations, [n_batch, ...] */
-    float *x, *xb, *q, *k, *v, *att, *gate, *up, *logits;
+    float *x, *xb, *q, *k, *v, *att, *gate, *up;
+    float *logits; /* MODEL_LOGITS_ROWS rows: the output matrix runs over at most that many at once */
     int32_t *pos_buf;
     int n_past; /* positions 0..n_past-1 hold valid KV */
 };
