@@ -1059,6 +1059,46 @@ static void render_and_launch(struct job *j, json_t *messages, bool truncate, st
     free(text);
 }
 
+/* The template a generate request uses instead of the model's: its own "template" (always a Go
+ * template, as Ollama parses it), else the Modelfile's TEMPLATE when that is Go. Go templates do
+ * not use the vocabulary's BOS/EOS texts, so this runs before the model is loaded and a refusal
+ * costs no load. A Jinja Modelfile TEMPLATE is left to render(). */
+static bool generate_override(struct job *j, const char *req_tmpl, struct reply *r)
+{
+    struct err e = {0};
+    if (*req_tmpl) {
+        if (tmpl_new(TMPL_GO, req_tmpl, NULL, NULL, &j->override, &e)) {
+            fail(r, false, 400, "invalid \"template\": %s", e.msg);
+            return false;
+        }
+    } else if (j->mf_template && tmpl_text_is_go(j->mf_template)) {
+        if (tmpl_new(TMPL_GO, j->mf_template, NULL, NULL, &j->override, &e)) {
+            fail(r, false, 500, "model '%s' has a TEMPLATE that does not compile: %s", j->model, e.msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Fill-in-the-middle: the Go template run once with .Prompt and .Suffix (generate_override has
+ * checked that it names .Suffix). A leading BOS text is dropped when the tokenizer adds BOS, as
+ * chat_render does. */
+static bool render_insert(struct job *j, const char *prompt, const char *suffix, char **text, struct reply *r)
+{
+    struct err e = {0};
+    struct tmpl_input in = {.think = j->think, .think_level = j->think_level, .prompt = prompt, .suffix = suffix};
+    size_t len = 0;
+    if (tmpl_render(j->override, &in, text, &len, &e)) {
+        fail(r, false, 400, "template: %s", e.msg);
+        return false;
+    }
+    const struct chat_template *ct = j->lease.tpl;
+    size_t bl = ct->bos ? strlen(ct->bos) : 0;
+    if (ct->add_bos && bl && len >= bl && memcmp(*text, ct->bos, bl) == 0)
+        memmove(*text, *text + bl, len - bl + 1);
+    return true;
+}
+
 void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
 {
     json_t *body = parse_body(q, r, false);
@@ -1070,8 +1110,10 @@ void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
         goto out;
     json_t *pv = json_object_get(body, "prompt"), *sys = json_object_get(body, "system");
     json_t *ctx = json_object_get(body, "context");
-    if ((pv && !json_is_string(pv) && !json_is_null(pv)) || (sys && !json_is_string(sys) && !json_is_null(sys))) {
-        fail(r, false, 400, "\"prompt\" and \"system\" must be strings");
+    json_t *tv = json_object_get(body, "template"), *sv = json_object_get(body, "suffix");
+    if ((pv && !json_is_string(pv) && !json_is_null(pv)) || (sys && !json_is_string(sys) && !json_is_null(sys)) ||
+        (tv && !json_is_string(tv) && !json_is_null(tv)) || (sv && !json_is_string(sv) && !json_is_null(sv))) {
+        fail(r, false, 400, "\"prompt\", \"system\", \"template\" and \"suffix\" must be strings");
         job_free(j);
         goto out;
     }
@@ -1085,14 +1127,20 @@ void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
         job_free(j);
         goto out;
     }
-    json_t *suffix = json_object_get(body, "suffix");
-    if (json_is_string(suffix) && *json_string_value(suffix)) {
-        fail(r, false, 400, "%s does not support insert", j->model);
+    const char *req_tmpl = json_is_string(tv) ? json_string_value(tv) : "";
+    const char *suffix = json_is_string(sv) ? json_string_value(sv) : "";
+    if (raw && (*req_tmpl || (sys && json_is_string(sys)) || json_is_array(ctx))) {
+        fail(r, false, 400, "raw mode does not support template, system, or context");
         job_free(j);
         goto out;
     }
-    if (raw && (json_object_get(body, "template") || (sys && json_is_string(sys)) || json_is_array(ctx))) {
-        fail(r, false, 400, "raw mode does not support template, system, or context");
+    if (!generate_override(j, req_tmpl, r)) {
+        job_free(j);
+        goto out;
+    }
+    /* Ollama's "insert" capability: the template in use names .Suffix. */
+    if (*suffix && !tmpl_supports_insert(j->override)) {
+        fail(r, false, 400, "%s does not support insert", j->model);
         job_free(j);
         goto out;
     }
@@ -1110,6 +1158,12 @@ void api_generate(struct srv *s, const struct http_req *q, struct reply *r)
     bool templated = false;
     if (raw) {
         text = strdup(prompt);
+    } else if (*suffix) {
+        if (!render_insert(j, prompt, suffix, &text, r)) {
+            job_free(j);
+            goto out;
+        }
+        templated = true;
     } else {
         json_t *msgs = json_array();
         if (json_is_string(sys) && *json_string_value(sys))

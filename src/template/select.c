@@ -16,6 +16,7 @@ struct tmpl {
     struct jinja_template *jinja;
     bool go_messages; /* the Go template names .Messages: run once over the whole list */
     bool go_response; /* the Go template names .Response (else Ollama appends it) */
+    bool go_suffix;   /* the Go template names .Suffix: it can fill in the middle */
 };
 
 static const char fallback_text[] = "{{ .Prompt }}";
@@ -64,6 +65,7 @@ int tmpl_new(enum tmpl_kind kind, const char *text, const char *bos, const char 
         else {
             t->go_messages = gotmpl_uses(t->go, "messages");
             t->go_response = gotmpl_uses(t->go, "response");
+            t->go_suffix = kind == TMPL_GO && gotmpl_uses(t->go, "suffix");
         }
     }
     if (rc) {
@@ -92,6 +94,11 @@ enum tmpl_kind tmpl_kind(const struct tmpl *t)
 const char *tmpl_source(const struct tmpl *t)
 {
     return t->source;
+}
+
+bool tmpl_supports_insert(const struct tmpl *t)
+{
+    return t && t->go_suffix;
 }
 
 bool tmpl_text_is_go(const char *text)
@@ -489,9 +496,35 @@ static int render_jinja(const struct tmpl *t, const struct tmpl_input *in, char 
     return rc;
 }
 
+/* Fill-in-the-middle: one plain execution with .Prompt and .Suffix (no messages, no legacy turn
+ * loop, no appended .Response), which is how Ollama runs a template for a generate with a suffix. */
+static int render_insert(const struct tmpl *t, const struct tmpl_input *in, char **out, size_t *out_len,
+                         struct err *e)
+{
+    if (t->kind == TMPL_JINJA || !t->go_suffix)
+        return err_set(e, ERR_INVALID, "the template does not use .Suffix: it cannot fill in the middle");
+    json_t *d = json_object();
+    if (!d)
+        return err_set(e, ERR_NOMEM, "out of memory rendering a template");
+    json_object_set_new(d, "Prompt", json_string(in->prompt ? in->prompt : ""));
+    json_object_set_new(d, "Suffix", json_string(in->suffix));
+    json_object_set_new(d, "Response", json_string(""));
+    set_think(d, in);
+    struct gotmpl_limits lim;
+    go_limits(in, &lim);
+    size_t n = 0;
+    int rc = gotmpl_render(t->go, d, &lim, out, &n, e);
+    json_decref(d);
+    if (rc == 0 && out_len)
+        *out_len = n;
+    return rc;
+}
+
 int tmpl_render(const struct tmpl *t, const struct tmpl_input *in, char **out, size_t *out_len, struct err *e)
 {
     *out = NULL;
+    if (in->suffix)
+        return render_insert(t, in, out, out_len, e);
     if (!json_is_array(in->messages))
         return err_set(e, ERR_INVALID, "messages must be an array of message objects");
     size_t i;

@@ -57,6 +57,9 @@ void tmpl_free(struct tmpl *t);
 enum tmpl_kind tmpl_kind(const struct tmpl *t);
 /* The template's source ("{{ .Prompt }}" for the fallback). */
 const char *tmpl_source(const struct tmpl *t);
+/* Whether a Go template can fill in the middle: it names .Suffix (Ollama's "insert" capability).
+ * False for Jinja and the fallback. */
+bool tmpl_supports_insert(const struct tmpl *t);
 /* Whether text reads as a Go template rather than Jinja: it uses {{ .Field }}-style data
  * ({{ .Messages, {{ .Prompt, {{- range .Messages ...) and no Jinja statements ({% ... %}). */
 bool tmpl_text_is_go(const char *text);
@@ -77,6 +80,11 @@ struct tmpl_input {
     const json_t *extra;        /* Jinja only: more variables (an object), or NULL */
     struct tmpl_limits limits;
     int64_t now;                /* Jinja's strftime_now clock, seconds since the epoch; 0: real time */
+    /* Fill-in-the-middle (Go templates only): when non-NULL the template runs once with just
+     * .Prompt (prompt, NULL: ""), .Suffix, .Response "" and the think fields, as Ollama does for
+     * /api/generate with a suffix; messages and tools are then not used (messages may be NULL). */
+    const char *prompt;
+    const char *suffix;
 };
 
 /* Renders the prompt text. *out is malloc'd and NUL-terminated; *out_len (if not NULL) its length.
