@@ -462,6 +462,7 @@ struct xfer_job {
     struct srv *s;
     char *name;
     bool push, insecure, client_gone;
+    atomic_bool cancel; /* the client went away (or the server is stopping): the transfer stops */
     struct stream *st;
 };
 
@@ -477,8 +478,10 @@ static void xfer_line(struct xfer_job *j, json_t *o)
 {
     char *t = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    if (t && j->st && !j->client_gone && (stream_write(j->st, t, strlen(t)) || stream_write(j->st, "\n", 1)))
+    if (t && j->st && !j->client_gone && (stream_write(j->st, t, strlen(t)) || stream_write(j->st, "\n", 1))) {
         j->client_gone = true;
+        atomic_store(&j->cancel, true);
+    }
     free(t);
 }
 
@@ -486,8 +489,15 @@ static void xfer_line(struct xfer_job *j, json_t *o)
 static void xfer_progress(void *ctx, const char *status, const char *digest, uint64_t total, uint64_t completed)
 {
     struct xfer_job *j = ctx;
-    if (!j->st)
+    if (!j->st) {
+        /* Not streamed: the transfer runs on the connection's thread, which can see the client
+         * hang up; progress comes at least every 0.1 s while a layer downloads. */
+        if (server_client_gone()) {
+            j->client_gone = true;
+            atomic_store(&j->cancel, true);
+        }
         return;
+    }
     json_t *o = json_pack("{s:s}", "status", status);
     if (digest)
         json_object_set_new(o, "digest", json_string(digest));
@@ -500,12 +510,20 @@ static void xfer_progress(void *ctx, const char *status, const char *digest, uin
 
 static int xfer_run(struct xfer_job *j, struct err *e)
 {
-    struct store_xfer_opts o = {.insecure = j->insecure, .progress = xfer_progress, .progress_ctx = j};
-    if (j->push)
-        return store_push(j->s->store, j->name, &o, e);
-    /* A pull may replace the weights of a loaded model of the same name. */
-    unload_model_named(j->s, j->name);
-    return store_pull(j->s->store, j->name, &o, e);
+    struct store_xfer_opts o = {
+        .insecure = j->insecure, .progress = xfer_progress, .progress_ctx = j, .cancel = &j->cancel};
+    int rc;
+    if (j->push) {
+        rc = store_push(j->s->store, j->name, &o, e);
+    } else {
+        /* A pull may replace the weights of a loaded model of the same name. */
+        unload_model_named(j->s, j->name);
+        rc = store_pull(j->s->store, j->name, &o, e);
+    }
+    if (rc && atomic_load(&j->cancel))
+        fprintf(stderr, "hearth: %s of %s stopped: the client disconnected%s\n", j->push ? "push" : "pull", j->name,
+                j->push ? "" : " (the partial download is kept; pulling again resumes it)");
+    return rc;
 }
 
 static void xfer_stream(struct stream *st, void *p)
@@ -537,6 +555,7 @@ static void xfer_route(struct srv *s, const struct http_req *q, struct reply *r,
         } else {
             j->s = s;
             j->push = push;
+            atomic_init(&j->cancel, false);
             j->insecure = json_is_true(json_object_get(body, "insecure"));
             if (!json_is_false(json_object_get(body, "stream"))) {
                 stream_start(s, r, 200, "application/x-ndjson", xfer_stream, j, xfer_job_free);

@@ -14,6 +14,10 @@
  * the layer records one, else uploaded with POST + PATCH chunks (Content-Range) + PUT ?digest=;
  * then the manifest bytes are PUT.
  *
+ * Cancellation (store_xfer_opts.cancel) is checked by curl's progress callback on every transfer and
+ * by the download loop, so a disconnected client stops the work within a fraction of a second;
+ * part records are saved first, so a cancelled pull resumes like a killed one.
+ *
  * Plain http is used only when the caller sets insecure. Test knobs (documented in docs/models.md):
  * HEARTH_PULL_PART_SIZE (bytes per part), HEARTH_PULL_MAX_RATE (bytes/s for a whole blob). */
 #include <curl/curl.h>
@@ -71,6 +75,7 @@ struct reg {
     char base[STORE_HOST_MAX + 16]; /* scheme://host */
     char repo[2 * STORE_PART_MAX + 2];
     char *token;
+    bool pushing; /* for the cancellation message */
 };
 
 struct resp {
@@ -239,6 +244,36 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ctx)
     return (size_t)got;
 }
 
+static bool cancelled(const struct store_xfer_opts *o)
+{
+    return o->cancel && atomic_load(o->cancel);
+}
+
+static int cancel_error(const struct reg *r, struct err *e)
+{
+    return err_set(e, ERR_IO, "%s %s/%s:%s cancelled", r->pushing ? "push of" : "pull of", r->n.ns, r->n.model,
+                   r->n.tag);
+}
+
+/* curl's progress callback: a nonzero return aborts the transfer (CURLE_ABORTED_BY_CALLBACK). */
+static int on_xferinfo(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return cancelled(ctx) ? 1 : 0;
+}
+
+static void watch_cancel(CURL *c, const struct store_xfer_opts *o)
+{
+    if (!o->cancel)
+        return;
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)o);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+}
+
 /* One request with retries (network errors and 5xx, backoff 1, 2, 4 s) and one token retry on 401.
  * body/len for small bodies, or up (a file range) for uploads. */
 static int request(struct reg *r, const char *method, const char *url, const char *const *extra,
@@ -264,6 +299,7 @@ static int request(struct reg *r, const char *method, const char *url, const cha
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
+        watch_cancel(c, r->o);
         if (strcmp(method, "HEAD") == 0) {
             curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
         } else if (up) {
@@ -281,6 +317,8 @@ static int request(struct reg *r, const char *method, const char *url, const cha
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
         curl_easy_cleanup(c);
         curl_slist_free_all(h);
+        if (cancelled(r->o))
+            return cancel_error(r, e);
         if (cc == CURLE_OK && out->status == 401 && !authed && out->challenge[0]) {
             int rc = get_token(r, out->challenge, e);
             if (rc)
@@ -296,6 +334,8 @@ static int request(struct reg *r, const char *method, const char *url, const cha
             return err_set(e, ERR_IO, "%s %s: %s", method, url,
                            cc != CURLE_OK ? curl_easy_strerror(cc) : "server error (status 5xx), giving up after 4 tries");
         sleep_s((double)(1 << attempt));
+        if (cancelled(r->o))
+            return cancel_error(r, e);
     }
 }
 
@@ -453,6 +493,7 @@ static int part_start(struct download *d, struct part *p, CURLM *m, const char *
     curl_easy_setopt(p->h, CURLOPT_CONNECTTIMEOUT, 30L);
     curl_easy_setopt(p->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(p->h, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
+    watch_cancel(p->h, d->r->o);
     p->cerr[0] = '\0';
     curl_multi_add_handle(m, p->h);
     return 0;
@@ -489,6 +530,10 @@ static int download_parts(struct download *d, const char *url, const char *diges
     int rc = 0, running = 0;
     double last_report = 0;
     for (;;) {
+        if (cancelled(d->r->o)) {
+            rc = cancel_error(d->r, e);
+            break;
+        }
         /* Start parts that are due, at most MAX_PARTS at a time. */
         double t = now_s();
         int active = 0, pending = 0;
@@ -554,8 +599,14 @@ static int download_parts(struct download *d, const char *url, const char *diges
         }
         curl_multi_poll(m, NULL, 0, 100, NULL);
     }
-    for (int i = 0; i < d->n_parts; i++)
-        part_stop(m, &d->parts[i]);
+    /* Parts still running (a cancel or another part's error) record how far they got, so the
+     * next pull resumes from there rather than from their last periodic save. */
+    for (int i = 0; i < d->n_parts; i++) {
+        if (d->parts[i].h) {
+            part_stop(m, &d->parts[i]);
+            part_save(&d->parts[i]);
+        }
+    }
     curl_multi_cleanup(m);
     if (!rc)
         report(d->r->o, status, digest, total, total);
@@ -596,7 +647,14 @@ static int pull_blob(struct reg *r, const char *digest, uint64_t total, struct e
     }
     if (flock(d->fd, LOCK_EX | LOCK_NB) != 0) {
         report(r->o, "waiting for another download of the same layer", digest, total, 0);
-        flock(d->fd, LOCK_EX);
+        /* Polled rather than blocking, so a cancel is noticed while waiting. */
+        while (flock(d->fd, LOCK_EX | LOCK_NB) != 0) {
+            if (cancelled(r->o)) {
+                rc = cancel_error(r, e);
+                goto done;
+            }
+            sleep_s(0.1);
+        }
     }
     if (store_blob_exists(r->s, digest)) { /* the other download finished it */
         unlink(d->partial);
@@ -869,6 +927,7 @@ int store_push(struct store *s, const char *name, const struct store_xfer_opts *
     if (rc)
         return rc;
     o = r.o;
+    r.pushing = true;
     report(o, "retrieving manifest", NULL, 0, 0);
     char *path = NULL, *raw = NULL;
     size_t raw_size = 0;

@@ -14,6 +14,7 @@
 #ifndef HEARTH_STORE_STORE_H
 #define HEARTH_STORE_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -257,11 +258,16 @@ struct store_xfer_opts {
     bool insecure;          /* allow plain http to the registry (and http:// names) */
     store_xfer_fn progress; /* may be NULL */
     void *progress_ctx;
+    /* May be NULL. Once it reads true (set by the progress callback, another thread or a signal
+     * handler) the transfer stops within about 0.1 s (curl's progress callback and the download
+     * loop look at it) and store_pull/store_push fail with ERR_IO "... cancelled". A cancelled
+     * pull keeps its partial download and part records, so the next pull resumes it. */
+    const atomic_bool *cancel;
 };
 
 /* Downloads name's manifest and every blob the store lacks (parallel ranged parts, resumable: see
  * registry.c), verifies each blob's sha256, then writes the manifest exactly as served. A missing
- * model is ERR_NOTFOUND "pull model manifest: file does not exist". */
+ * model is ERR_NOTFOUND "pull model manifest: file does not exist". o->cancel stops it (see above). */
 int store_pull(struct store *s, const char *name, const struct store_xfer_opts *o, struct err *e);
 /* Uploads a stored model's blobs the registry lacks, then its manifest. */
 int store_push(struct store *s, const char *name, const struct store_xfer_opts *o, struct err *e);
