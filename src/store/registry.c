@@ -228,6 +228,7 @@ static int get_token(struct reg *r, const char *challenge, struct err *e)
 struct upload_src {
     int fd;
     uint64_t off, left;
+    const atomic_bool *cancel; /* store_xfer_opts.cancel, or NULL */
 };
 
 static size_t on_read(char *buf, size_t sz, size_t n, void *ctx)
@@ -236,6 +237,8 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ctx)
     size_t want = sz * n < u->left ? sz * n : (size_t)u->left;
     if (!want)
         return 0;
+    if (u->cancel && atomic_load(u->cancel))
+        return CURL_READFUNC_ABORT;
     ssize_t got = pread(u->fd, buf, want, (off_t)u->off);
     if (got <= 0)
         return CURL_READFUNC_ABORT;
@@ -402,9 +405,27 @@ struct download {
     int werrno;
     uint64_t rate, rate_bytes; /* HEARTH_PULL_MAX_RATE: a test knob to make pulls slow */
     double rate_start;
+    /* progress: reported at most every 0.1 s, from the loop and from inside curl's transfers (a
+     * rate-limited transfer can stay inside one curl_multi_perform for seconds, and a server only
+     * notices a disconnected client when it writes to it) */
+    const char *digest;
+    char status[64];
+    uint64_t total;
+    double last_report;
     struct part parts[MAX_PARTS * 8];
     int n_parts;
 };
+
+static void download_report(struct download *d)
+{
+    if (now_s() - d->last_report <= 0.1)
+        return;
+    uint64_t done = 0;
+    for (int i = 0; i < d->n_parts; i++)
+        done += d->parts[i].done;
+    report(d->r->o, d->status, d->digest, d->total, done);
+    d->last_report = now_s();
+}
 
 static void part_state_path(const struct download *d, int idx, char *buf, size_t cap)
 {
@@ -448,6 +469,10 @@ static size_t on_part_data(char *buf, size_t sz, size_t n, void *ctx)
     curl_easy_getinfo(p->h, CURLINFO_RESPONSE_CODE, &status);
     if (status != 206 && !(status == 200 && p->off + p->done == 0))
         return 0; /* an error body or a server ignoring Range: never write it into the blob */
+    /* Checked here as well as in the progress callback: curl can stay in one transfer, calling
+     * only this, for as long as data keeps arriving. */
+    if (cancelled(p->dl->r->o))
+        return 0;
     if (p->done + k > p->size)
         return 0;
     size_t w = 0;
@@ -470,6 +495,7 @@ static size_t on_part_data(char *buf, size_t sz, size_t n, void *ctx)
     /* Progress is recorded every MB or second, so a killed pull loses at most that much. */
     if (p->done - p->saved >= SAVE_EVERY || now_s() - p->saved_at > 1.0)
         part_save(p);
+    download_report(d);
     return k;
 }
 
@@ -517,6 +543,13 @@ static void remove_part_files(struct download *d, int n)
         part_state_path(d, i, path, sizeof path);
         unlink(path);
     }
+    /* Records past n are left by an earlier attempt that split the blob into more parts (another
+     * HEARTH_PULL_PART_SIZE): they are numbered on from n, so remove until one is missing. */
+    for (int i = n;; i++) {
+        part_state_path(d, i, path, sizeof path);
+        if (unlink(path) != 0)
+            break;
+    }
 }
 
 static int download_parts(struct download *d, const char *url, const char *digest, uint64_t total,
@@ -525,10 +558,11 @@ static int download_parts(struct download *d, const char *url, const char *diges
     CURLM *m = curl_multi_init();
     if (!m)
         return err_set(e, ERR_NOMEM, "out of memory");
-    char status[64];
-    snprintf(status, sizeof status, "pulling %.12s", digest + 7);
+    snprintf(d->status, sizeof d->status, "pulling %.12s", digest + 7);
+    d->digest = digest;
+    d->total = total;
+    d->last_report = 0;
     int rc = 0, running = 0;
-    double last_report = 0;
     for (;;) {
         if (cancelled(d->r->o)) {
             rc = cancel_error(d->r, e);
@@ -590,13 +624,7 @@ static int download_parts(struct download *d, const char *url, const char *diges
         }
         if (rc)
             break;
-        if (now_s() - last_report > 0.1) {
-            uint64_t done = 0;
-            for (int i = 0; i < d->n_parts; i++)
-                done += d->parts[i].done;
-            report(d->r->o, status, digest, total, done);
-            last_report = now_s();
-        }
+        download_report(d);
         curl_multi_poll(m, NULL, 0, 100, NULL);
     }
     /* Parts still running (a cancel or another part's error) record how far they got, so the
@@ -609,7 +637,7 @@ static int download_parts(struct download *d, const char *url, const char *diges
     }
     curl_multi_cleanup(m);
     if (!rc)
-        report(d->r->o, status, digest, total, total);
+        report(d->r->o, d->status, digest, total, total);
     return rc;
 }
 
@@ -890,7 +918,7 @@ static int push_blob(struct reg *r, json_t *layer, struct err *e)
         char range[96];
         snprintf(range, sizeof range, "Content-Range: %" PRIu64 "-%" PRIu64, off, off + n - 1);
         const char *hdr[] = {range, "Content-Type: application/octet-stream", NULL};
-        struct upload_src up = {fd, off, n};
+        struct upload_src up = {fd, off, n, r->o->cancel};
         if ((rc = request(r, "PATCH", loc, hdr, NULL, 0, &up, &rs, e)))
             break;
         if (rs.status != 202 && rs.status != 204) {
