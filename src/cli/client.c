@@ -17,6 +17,8 @@ void client_base_url(char *buf, size_t cap)
 {
     const char *h = getenv("HEARTH_HOST");
     if (!h || !*h)
+        h = getenv("OLLAMA_HOST");
+    if (!h || !*h)
         h = "127.0.0.1:11434";
     const char *scheme = "http://";
     if (strncmp(h, "http://", 7) == 0)

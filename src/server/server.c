@@ -729,6 +729,8 @@ int server_config_from_env(struct server_config *cfg, struct err *e)
     cfg->max_body = 32u << 20;
     cfg->sched.keep_alive_ns = 5LL * 60 * 1000000000LL;
     const char *h = getenv("HEARTH_HOST");
+    if (!h || !*h)
+        h = getenv("OLLAMA_HOST"); /* so tools configured for Ollama find hearth */
     if (h && *h) {
         if (strncmp(h, "http://", 7) == 0)
             h += 7;
