@@ -396,6 +396,13 @@ struct part {
     CURL *h;
     struct curl_slist *hdrs;
     char cerr[CURL_ERROR_SIZE];
+    /* The blob size this response claims (Content-Range total, or Content-Length of a whole-body
+     * 200), -1 when it does not say; and the size the registry turned out to have when it
+     * disagrees with the manifest (UINT64_MAX: more bytes than the manifest's size). A registry
+     * that lies about sizes fails the pull at once instead of being retried. */
+    int64_t claimed;
+    uint64_t wrong_size;
+    bool wrong_size_set;
 };
 
 struct download {
@@ -473,8 +480,22 @@ static size_t on_part_data(char *buf, size_t sz, size_t n, void *ctx)
      * only this, for as long as data keeps arriving. */
     if (cancelled(p->dl->r->o))
         return 0;
-    if (p->done + k > p->size)
+    uint64_t total = p->dl->total;
+    if (status == 200 && p->claimed < 0) {
+        curl_off_t cl = -1;
+        curl_easy_getinfo(p->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+        p->claimed = cl;
+    }
+    if (p->claimed >= 0 && (uint64_t)p->claimed != total) {
+        p->wrong_size = (uint64_t)p->claimed;
+        p->wrong_size_set = true;
         return 0;
+    }
+    if (p->done + k > p->size) {
+        p->wrong_size = UINT64_MAX;
+        p->wrong_size_set = true;
+        return 0;
+    }
     size_t w = 0;
     while (w < k) {
         ssize_t got = pwrite(p->dl->fd, buf + w, k - w, (off_t)(p->off + p->done + w));
@@ -499,6 +520,23 @@ static size_t on_part_data(char *buf, size_t sz, size_t n, void *ctx)
     return k;
 }
 
+/* Picks the blob's full size out of "Content-Range: bytes A-B/TOTAL"; a new status line (after a
+ * redirect) forgets what an earlier response said. */
+static size_t on_part_header(char *h, size_t sz, size_t n, void *ctx)
+{
+    struct part *p = ctx;
+    size_t k = sz * n;
+    char v[128];
+    if (k >= 5 && strncmp(h, "HTTP/", 5) == 0)
+        p->claimed = -1;
+    if (header_value(h, k, "Content-Range", v, sizeof v)) {
+        const char *slash = strchr(v, '/');
+        if (slash && slash[1] >= '0' && slash[1] <= '9')
+            p->claimed = (int64_t)strtoull(slash + 1, NULL, 10);
+    }
+    return k;
+}
+
 static int part_start(struct download *d, struct part *p, CURLM *m, const char *url, struct err *e)
 {
     p->h = curl_easy_init();
@@ -514,6 +552,9 @@ static int part_start(struct download *d, struct part *p, CURLM *m, const char *
     curl_easy_setopt(p->h, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(p->h, CURLOPT_WRITEFUNCTION, on_part_data);
     curl_easy_setopt(p->h, CURLOPT_WRITEDATA, p);
+    curl_easy_setopt(p->h, CURLOPT_HEADERFUNCTION, on_part_header);
+    curl_easy_setopt(p->h, CURLOPT_HEADERDATA, p);
+    p->claimed = -1;
     curl_easy_setopt(p->h, CURLOPT_PRIVATE, p);
     curl_easy_setopt(p->h, CURLOPT_ERRORBUFFER, p->cerr);
     curl_easy_setopt(p->h, CURLOPT_CONNECTTIMEOUT, 30L);
@@ -606,8 +647,42 @@ static int download_parts(struct download *d, const char *url, const char *diges
             }
             if (cc == CURLE_OK && p->done == p->size)
                 continue;
-            if (cc == CURLE_OK && code >= 400 && code < 500 && code != 429) {
+            /* These will not get better by asking again: fail now rather than after the retries.
+             * (An error body makes the write callback refuse it, so cc is a write error then.) */
+            if (p->wrong_size_set) {
+                if (p->wrong_size == UINT64_MAX)
+                    rc = err_set(e, ERR_FORMAT,
+                                 "the registry sent more bytes for %s than the %" PRIu64
+                                 " bytes its manifest says; the manifest or the registry is wrong",
+                                 digest, total);
+                else
+                    rc = err_set(e, ERR_FORMAT,
+                                 "the registry's blob %s is %" PRIu64 " bytes but its manifest says %" PRIu64
+                                 "; the manifest or the registry is wrong",
+                                 digest, p->wrong_size, total);
+                break;
+            }
+            /* A complete answer that ended short of the part, or a 416 for a range past the blob's end,
+             * gives the size the registry says the blob has. */
+            if ((cc == CURLE_OK || code == 416) && p->claimed >= 0 && (uint64_t)p->claimed != total) {
+                rc = err_set(e, ERR_FORMAT,
+                             "the registry's blob %s is %" PRId64 " bytes but its manifest says %" PRIu64
+                             "; the manifest or the registry is wrong",
+                             digest, p->claimed, total);
+                break;
+            }
+            if ((cc == CURLE_OK || cc == CURLE_WRITE_ERROR) && code == 404) {
+                rc = err_set(e, ERR_NOTFOUND, "the registry has no blob %s, which the manifest names (GET %s: status 404)",
+                             digest, url);
+                break;
+            }
+            if ((cc == CURLE_OK || cc == CURLE_WRITE_ERROR) && code >= 400 && code < 500 && code != 429) {
                 rc = err_set(e, ERR_IO, "GET %s: status %ld", url, code);
+                break;
+            }
+            if (cc == CURLE_TOO_MANY_REDIRECTS) {
+                rc = err_set(e, ERR_IO, "downloading %s: the registry redirects in a loop (more than 5 redirects from %s)",
+                             digest, url);
                 break;
             }
             /* A stall restarts the part without using up an attempt. */
@@ -776,7 +851,8 @@ int store_pull(struct store *s, const char *name, const struct store_xfer_opts *
     man = json_loadb(rs.body ? rs.body : "", rs.len, 0, &jerr);
     json_t *layers = json_object_get(man, "layers");
     if (!man || !json_is_array(layers)) {
-        rc = err_set(e, ERR_FORMAT, "the manifest of %s is not a Docker v2 manifest", name);
+        rc = err_set(e, ERR_FORMAT, "the manifest of %s is not a Docker v2 manifest (%s)", name,
+                     !man ? jerr.text : "no \"layers\" array");
         goto done;
     }
     json_t *all = json_array();
