@@ -92,12 +92,12 @@ static void check_matmul_type(struct backend *be, uint32_t type, int n)
     be->ops->matmul(be, &w, &b, dx, dy, n);
     be->ops->read(be, y, dy, (size_t)n * rows);
     assert_int_equal(backend_cuda_check(be, &e), 0);
-    /* GEMV: float32 sums of the exact weights; for Q4_0 and Q8_0, integer sums against activations
+    /* GEMV: float32 sums of the exact weights; for Q4_0, Q8_0, Q4_K and Q6_K, integer sums against activations
      * quantised to 8 bits per 32-value block (d = max|x| / 127, q = round(x / d)), so the reference
      * uses the same quantised activations. cuBLAS path: weights rounded to half first, activations
      * split hi+lo for F16 weights, half activations for quantised weights, float32 accumulation.
      * Relative to the sum of |w x|. */
-    const bool q8act = n <= 8 && (type == DT_Q4_0 || type == DT_Q8_0);
+    const bool q8act = n <= 8 && (type == DT_Q4_0 || type == DT_Q8_0 || type == DT_Q4_K || type == DT_Q6_K);
     const double tol = (n > 8 && type != DT_F16 && type != DT_F32) ? 1e-3 : q8act ? 5e-5 : 2e-5;
     double *xr = malloc((size_t)n * cols * sizeof *xr);
     assert_non_null(xr);

@@ -128,14 +128,32 @@ static bool type_has_kernels(uint32_t t)
     }
 }
 
-/* Q4_0 and Q8_0 matrices are repacked at upload (cuda_internal.h); the layout follows from the type. */
-static bool repacks(uint32_t type, int64_t rows) { return rows > 1 && (type == DT_Q4_0 || type == DT_Q8_0); }
-
-static uint32_t dev_type(const struct bweight *w)
+/* Q4_0, Q8_0, Q4_K and Q6_K matrices are repacked at upload (cuda_internal.h) for the int8 decode
+ * products; the layout follows from the type. */
+static bool repacks(uint32_t type, int64_t rows)
 {
-    if (repacks(w->type, w->rows))
-        return w->type == DT_Q4_0 ? CUDA_T_Q4_0R : CUDA_T_Q8_0R;
-    return w->type;
+    return rows > 1 && (type == DT_Q4_0 || type == DT_Q8_0 || type == DT_Q4_K || type == DT_Q6_K);
+}
+
+static uint32_t repacked_type(uint32_t type)
+{
+    switch (type) {
+    case DT_Q4_0:
+        return CUDA_T_Q4_0R;
+    case DT_Q8_0:
+        return CUDA_T_Q8_0R;
+    case DT_Q4_K:
+        return CUDA_T_Q4_KR;
+    default:
+        return CUDA_T_Q6_KR;
+    }
+}
+
+static uint32_t dev_type(const struct bweight *w) { return repacks(w->type, w->rows) ? repacked_type(w->type) : w->type; }
+
+static bool is_repacked(uint32_t t)
+{
+    return t == CUDA_T_Q4_0R || t == CUDA_T_Q8_0R || t == CUDA_T_Q4_KR || t == CUDA_T_Q6_KR;
 }
 
 static size_t dev_row_bytes(const struct bweight *w)
@@ -145,15 +163,89 @@ static size_t dev_row_bytes(const struct bweight *w)
     return dtype_row_bytes(w->type, w->cols);
 }
 
-/* Host-side repacking of rows x cols Q4_0 / Q8_0 blocks into out (rows of cuda_repacked_row_bytes). */
+/* One 32-value chunk's unsigned quants (0..15) as 16 bytes: value k low nibble, k + 16 high nibble. */
+static void pack_nibbles(const uint8_t *q, uint8_t *out)
+{
+    for (int k = 0; k < 16; k++)
+        out[k] = (uint8_t)((q[k] & 15) | (q[k + 16] & 15) << 4);
+}
+
+/* One Q4_K super-block (144 bytes: d, dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles) into
+ * chunks sb * 8 .. sb * 8 + 7 of a Q4_KR row. */
+static void repack_q4_k(const uint8_t *b, size_t nch, size_t sb, uint8_t *o)
+{
+    const uint8_t *s = b + 4, *qs = b + 16;
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        if (j < 4) {
+            sc = s[j] & 63;
+            m = s[j + 4] & 63;
+        } else {
+            sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+            m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+        uint8_t q[32];
+        for (int l = 0; l < 32; l++)
+            q[l] = (uint8_t)((qs[32 * (j >> 1) + l] >> (4 * (j & 1))) & 15);
+        const size_t c = sb * 8 + (size_t)j;
+        pack_nibbles(q, o + c * 16);
+        o[nch * 16 + 2 * c] = (uint8_t)sc;
+        o[nch * 16 + 2 * c + 1] = (uint8_t)m;
+    }
+    memcpy(o + nch * 18 + 4 * sb, b, 4); /* d, dmin */
+}
+
+/* One Q6_K super-block (210 bytes: 128 bytes of low nibbles, 64 of high pairs, 16 int8 scales, d). */
+static void repack_q6_k(const uint8_t *b, size_t nch, size_t sb, uint8_t *o)
+{
+    uint8_t q[256];
+    for (int half = 0; half < 2; half++) {
+        const uint8_t *ql = b + 64 * half, *qh = b + 128 + 32 * half;
+        uint8_t *y = q + 128 * half;
+        for (int l = 0; l < 32; l++) {
+            y[l] = (uint8_t)((ql[l] & 15) | ((qh[l] >> 0) & 3) << 4);
+            y[l + 32] = (uint8_t)((ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4);
+            y[l + 64] = (uint8_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+            y[l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        const size_t c = sb * 8 + (size_t)j;
+        const uint8_t *v = q + 32 * j;
+        pack_nibbles(v, o + c * 16);
+        uint8_t *h = o + nch * 16 + 8 * c;
+        memset(h, 0, 8);
+        for (int k = 0; k < 32; k++) {
+            const int kk = k & 15; /* value kk of its half: word k / 16, byte kk % 4, bit pair kk / 4 */
+            h[4 * (k >> 4) + (kk & 3)] |= (uint8_t)((v[k] >> 4) << (2 * (kk >> 2)));
+        }
+        o[nch * 24 + 2 * c] = b[192 + 2 * j];
+        o[nch * 24 + 2 * c + 1] = b[192 + 2 * j + 1];
+    }
+    memcpy(o + nch * 26 + 2 * sb, b + 208, 2);
+}
+
+/* Host-side repacking of rows x cols blocks of a repacking type into out (rows of
+ * cuda_repacked_row_bytes). */
 static void repack_rows(uint32_t type, const uint8_t *src, int64_t rows, int64_t cols, uint8_t *out)
 {
-    const size_t nch = (size_t)cols / 32, bsz = type == DT_Q4_0 ? 18 : 34, qb = bsz - 2;
-    const size_t rb = cuda_repacked_row_bytes(type == DT_Q4_0 ? CUDA_T_Q4_0R : CUDA_T_Q8_0R, cols);
+    const size_t nch = (size_t)cols / 32, rb = cuda_repacked_row_bytes(repacked_type(type), cols);
+    const size_t src_rb = dtype_row_bytes(type, cols);
     for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *b = src + (size_t)r * nch * bsz;
+        const uint8_t *b = src + (size_t)r * src_rb;
         uint8_t *o = out + (size_t)r * rb;
         memset(o, 0, rb);
+        if (type == DT_Q4_K) {
+            for (size_t sb = 0; sb < nch / 8; sb++)
+                repack_q4_k(b + sb * 144, nch, sb, o);
+            continue;
+        }
+        if (type == DT_Q6_K) {
+            for (size_t sb = 0; sb < nch / 8; sb++)
+                repack_q6_k(b + sb * 210, nch, sb, o);
+            continue;
+        }
+        const size_t bsz = type == DT_Q4_0 ? 18 : 34, qb = bsz - 2;
         for (size_t c = 0; c < nch; c++, b += bsz) {
             memcpy(o + c * qb, b + 2, qb);
             memcpy(o + nch * qb + 2 * c, b, 2);
@@ -378,7 +470,7 @@ static void exec_matmul(struct cuda_backend *c, const struct op_rec *r)
     float *y = (float *)r->p3;
     const char *name = r->p4;
     const size_t row_bytes = r->row_bytes;
-    const bool q8 = type == CUDA_T_Q4_0R || type == CUDA_T_Q8_0R;
+    const bool q8 = is_repacked(type);
     if (n <= CUDA_GEMV_MAX_BATCH || !c->d_xh) {
         if (q8 && c->d_xq && n <= c->xq_batch && cols <= c->xq_cols) {
             /* The activations are quantised once for consecutive products of the same input (Q, K, V;
@@ -479,11 +571,11 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
     }
 }
 
-/* Whether matmul record m multiplies x ([n, cols]) on the int8 path (repacked Q4_0 / Q8_0, decode batch). */
+/* Whether matmul record m multiplies x ([n, cols]) on the int8 path (a repacked layout, decode batch). */
 static bool matmul_q8_on(const struct cuda_backend *c, const struct op_rec *m, const void *x, size_t n, int64_t cols)
 {
     return m->kind == OP_MATMUL && m->p2 == x && m->n == n && m->cols == cols &&
-           (m->type == CUDA_T_Q4_0R || m->type == CUDA_T_Q8_0R) && (n <= CUDA_GEMV_MAX_BATCH || !c->d_xh) &&
+           is_repacked((uint32_t)m->type) && (n <= CUDA_GEMV_MAX_BATCH || !c->d_xh) &&
            c->d_xq && (int)n <= c->xq_batch && cols <= c->xq_cols;
 }
 

@@ -1,4 +1,4 @@
-/* cuda_gemv_q8.cu — decode-sized matrix-vector products for the repacked Q4_0 / Q8_0 weight layouts
+/* cuda_gemv_q8.cu — decode-sized matrix-vector products for the repacked Q4_0 / Q8_0 / Q4_K / Q6_K layouts
  * (cuda_internal.h) with int8 dot products (dp4a) against activations quantised to 8 bits per
  * 32-value block on the GPU. Decode is bound by reading the weights once: a lane loads a whole block
  * with 128-bit loads, each warp works on two rows so one activation load serves both, and several
@@ -94,6 +94,67 @@ template <> struct qg_block<CUDA_T_Q8_0R> {
         s = __dp4a((int)q1.z, x1.z, s);
         s = __dp4a((int)q1.w, x1.w, s);
         return d * ds.x * (float)s;
+    }
+};
+
+/* Q4_K: a chunk is one 32-value sub-block; w = d * sc * q - dmin * m with unsigned 4-bit q, so the
+ * product is d * sc * (x scale) * sum(q * xq) - dmin * m * (x scale * sum(xq)), the second factor being
+ * the activation block's precomputed sum. */
+template <> struct qg_block<CUDA_T_Q4_KR> {
+    uint4 q;
+    float d, m;
+    __device__ __forceinline__ void load(const uint8_t *row, int nch, int c)
+    {
+        q = __ldg((const uint4 *)(row + (size_t)c * 16));
+        const unsigned sm = __ldg((const unsigned short *)(row + (size_t)nch * 16) + c);
+        const __half2 dd = __ldg((const __half2 *)(row + (size_t)nch * 18) + (c >> 3));
+        d = __low2float(dd) * (float)(sm & 0xff);
+        m = __high2float(dd) * (float)(sm >> 8);
+    }
+    __device__ __forceinline__ float dot(const int4 &x0, const int4 &x1, float2 ds) const
+    {
+        const int u[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+        const int a0[4] = {x0.x, x0.y, x0.z, x0.w}, a1[4] = {x1.x, x1.y, x1.z, x1.w};
+        int s = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            s = __dp4a(u[k] & 0x0f0f0f0f, a0[k], s);
+            s = __dp4a((u[k] >> 4) & 0x0f0f0f0f, a1[k], s);
+        }
+        return d * ds.x * (float)s - m * ds.y;
+    }
+};
+
+/* Q6_K: two 16-value sub-blocks per chunk with int8 scales; the 6-bit quants are rebuilt from their
+ * low nibbles and high pairs and made signed (q - 32 fits int8) before the dot products, so no
+ * per-16 activation sums are needed. */
+template <> struct qg_block<CUDA_T_Q6_KR> {
+    uint4 q;
+    uint2 h;
+    int sc0, sc1;
+    float d;
+    __device__ __forceinline__ void load(const uint8_t *row, int nch, int c)
+    {
+        q = __ldg((const uint4 *)(row + (size_t)c * 16));
+        h = __ldg((const uint2 *)(row + (size_t)nch * 16) + c);
+        const unsigned short sc = __ldg((const unsigned short *)(row + (size_t)nch * 24) + c);
+        sc0 = (int)(int8_t)(sc & 0xff);
+        sc1 = (int)(int8_t)(sc >> 8);
+        d = __half2float(__ushort_as_half(__ldg((const unsigned short *)(row + (size_t)nch * 26) + (c >> 3))));
+    }
+    __device__ __forceinline__ float dot(const int4 &x0, const int4 &x1, float2 ds) const
+    {
+        const unsigned u[4] = {q.x, q.y, q.z, q.w};
+        const int a0[4] = {x0.x, x0.y, x0.z, x0.w}, a1[4] = {x1.x, x1.y, x1.z, x1.w};
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const unsigned lo = (u[k] & 0x0f0f0f0fu) | (((h.x >> (2 * k)) & 0x03030303u) << 4);
+            const unsigned hi = ((u[k] >> 4) & 0x0f0f0f0fu) | (((h.y >> (2 * k)) & 0x03030303u) << 4);
+            s0 = __dp4a((int)__vsub4(lo, 0x20202020u), a0[k], s0);
+            s1 = __dp4a((int)__vsub4(hi, 0x20202020u), a1[k], s1);
+        }
+        return d * ds.x * (float)(sc0 * s0 + sc1 * s1);
     }
 };
 
@@ -219,6 +280,10 @@ int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *in, si
         launch<CUDA_T_Q4_0R>(set, nblk, row_bytes, 0, cols, q, d, n, s);
     else if (rtype == CUDA_T_Q8_0R)
         launch<CUDA_T_Q8_0R>(set, nblk, row_bytes, 0, cols, q, d, n, s);
+    else if (rtype == CUDA_T_Q4_KR)
+        launch<CUDA_T_Q4_KR>(set, nblk, row_bytes, 0, cols, q, d, n, s);
+    else if (rtype == CUDA_T_Q6_KR)
+        launch<CUDA_T_Q6_KR>(set, nblk, row_bytes, 0, cols, q, d, n, s);
     else
         return -1;
     return 0;

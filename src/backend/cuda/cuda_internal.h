@@ -16,23 +16,48 @@ extern "C" {
 #define CUDA_GEMV_MAX_BATCH 8
 
 /* Weight layouts repacked at upload (internal type codes, outside enum dtype). Each row of nch
- * 32-element blocks holds the blocks' quants first (Q4_0R: 16 bytes a block, nibbles as in Q4_0;
- * Q8_0R: 32 bytes) so that every block starts 16-byte aligned and a lane reads it with 128-bit loads,
- * then the nch half scales, padded so the next row starts 16-byte aligned. */
+ * 32-element chunks holds the chunks' quants first, 16 bytes a chunk (Q8_0R: 32), so that every chunk
+ * starts 16-byte aligned and a lane reads it with 128-bit loads; the scales follow in arrays of their
+ * own; the row is padded so the next one starts 16-byte aligned.
+ *   Q4_0R: quants (byte k: value k in the low nibble, value k + 16 in the high one, offset 8), then
+ *          nch half scales.
+ *   Q8_0R: 32 int8 quants, then nch half scales.
+ *   Q4_KR: 4-bit quants as Q4_0R (no offset), then nch (6-bit scale, 6-bit min) byte pairs, then per
+ *          256-value super-block (nch / 8) the half pair (d, dmin): w = d * scale * q - dmin * min.
+ *   Q6_KR: the low 4 bits of the 6-bit quants as Q4_0R, then 8 bytes a chunk of high 2-bit pairs
+ *          (word 0 for values 0..15, word 1 for 16..31; bits 2i..2i+1 of byte b belong to value
+ *          4i + b), then nch int8 scale pairs (values 0..15, 16..31), then per super-block the half d:
+ *          w = d * scale * (q - 32). */
 #define CUDA_T_Q4_0R 0x1002
 #define CUDA_T_Q8_0R 0x1008
+#define CUDA_T_Q4_KR 0x1012
+#define CUDA_T_Q6_KR 0x1016
 
 static inline size_t cuda_repacked_row_bytes(uint32_t rtype, int64_t cols)
 {
-    const size_t nch = (size_t)cols / 32, qb = rtype == CUDA_T_Q4_0R ? 16 : 32;
-    return nch * qb + ((nch * 2 + 15) & ~(size_t)15);
+    const size_t nch = (size_t)cols / 32, nsb = nch / 8;
+    size_t tail;
+    switch (rtype) {
+    case CUDA_T_Q8_0R:
+        return nch * 32 + ((nch * 2 + 15) & ~(size_t)15);
+    case CUDA_T_Q4_KR:
+        tail = nch * 2 + nsb * 4;
+        break;
+    case CUDA_T_Q6_KR:
+        tail = nch * 8 + nch * 2 + nsb * 2;
+        break;
+    default: /* CUDA_T_Q4_0R */
+        tail = nch * 2;
+        break;
+    }
+    return nch * 16 + ((tail + 15) & ~(size_t)15);
 }
 
 /* Activations quantised for the integer matrix-vector kernels: x[n, cols] becomes int8 values
  * xq[n, cols] and per 32-value block (d, d * sum(q)) pairs xds[n, cols / 32] (float2), with
  * q = round(x / d), d = max|x| / 127. */
 void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int cols, cudaStream_t s);
-/* y[n, rows] = x . W^T (+ bias) for a repacked W (CUDA_T_Q4_0R or CUDA_T_Q8_0R) with int8 dot
+/* y[n, rows] = x . W^T (+ bias) for a repacked W (any CUDA_T_*R layout) with int8 dot
  * products against the quantised activations; n <= CUDA_GEMV_MAX_BATCH. -1 for another type. */
 int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int rows, int cols, const void *xq,
                         const void *xds, const float *bias, float *y, int n, cudaStream_t s);

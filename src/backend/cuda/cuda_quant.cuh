@@ -254,9 +254,42 @@ template <> __device__ __forceinline__ void dequant_chunk<CUDA_T_Q8_0R>(const ui
         w[k] = d * (float)(int8_t)((u[k >> 2] >> (8 * (k & 3))) & 0xff);
 }
 
+template <> __device__ __forceinline__ void dequant_chunk<CUDA_T_Q4_KR>(const uint8_t *row, int nch, int c, float *w)
+{
+    const uint4 v = *(const uint4 *)(row + (size_t)c * 16);
+    const int sm = cq_ld16(row + (size_t)nch * 16 + 2 * (size_t)c);
+    const uint8_t *dd = row + (size_t)nch * 18 + 4 * (size_t)(c >> 3);
+    /* Same float operations as dequant32<DT_Q4_K> and the CPU decoder, so the values are identical. */
+    const float ds = cq_h2f(cq_ld16(dd)) * (float)(sm & 0xff), dm = cq_h2f(cq_ld16(dd + 2)) * (float)(sm >> 8);
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        const int b = (u[k >> 2] >> (8 * (k & 3))) & 0xff;
+        w[k] = ds * (float)(b & 15) - dm;
+        w[k + 16] = ds * (float)(b >> 4) - dm;
+    }
+}
+
+template <> __device__ __forceinline__ void dequant_chunk<CUDA_T_Q6_KR>(const uint8_t *row, int nch, int c, float *w)
+{
+    const uint4 v = *(const uint4 *)(row + (size_t)c * 16);
+    const uint2 h = *(const uint2 *)(row + (size_t)nch * 16 + 8 * (size_t)c);
+    const int sc = cq_ld16(row + (size_t)nch * 24 + 2 * (size_t)c);
+    const float d = cq_h2f(cq_ld16(row + (size_t)nch * 26 + 2 * (size_t)(c >> 3)));
+    const float d0 = d * (float)(int8_t)(sc & 0xff), d1 = d * (float)(int8_t)(sc >> 8);
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        const int b = (u[k >> 2] >> (8 * (k & 3))) & 0xff, i = k >> 2, bb = k & 3;
+        const int h0 = (h.x >> (8 * bb + 2 * i)) & 3, h1 = (h.y >> (8 * bb + 2 * i)) & 3;
+        w[k] = d0 * (float)(((b & 15) | h0 << 4) - 32);
+        w[k + 16] = d1 * (float)(((b >> 4) | h1 << 4) - 32);
+    }
+}
+
 /* The formats the kernels are instantiated for, as one list for the dispatch switches. */
 #define CUDA_FOR_EACH_TYPE(X)                                                                      \
     X(DT_F32) X(DT_F16) X(DT_BF16) X(DT_Q4_0) X(DT_Q4_1) X(DT_Q5_0) X(DT_Q5_1) X(DT_Q8_0)          \
-    X(DT_Q4_K) X(DT_Q5_K) X(DT_Q6_K) X(CUDA_T_Q4_0R) X(CUDA_T_Q8_0R)
+    X(DT_Q4_K) X(DT_Q5_K) X(DT_Q6_K) X(CUDA_T_Q4_0R) X(CUDA_T_Q8_0R) X(CUDA_T_Q4_KR) X(CUDA_T_Q6_KR)
 
 #endif
