@@ -1071,6 +1071,41 @@ static void X86_NAME(gemm8_q8_0)(int64_t n, const void *const w[8], const void *
     for (int c = 0; c < 8; c++)
         _mm256_storeu_ps(out + 8 * c, acc[c]);
 }
+/* Sub-block scales and mins of eight Q4_K rows (s64[r]/m64[r] from x86_q4_k_scales64) as one
+ * vector per sub-block with row r in 32-bit lane r: sc[j] holds scale j, mn[j] min j twice as
+ * int16 halves (for vpdpwssd against bsum pairs). The rows go in through general registers and
+ * byte shuffles pick them apart; storing them to a stack array and loading it back as vectors
+ * stalled store forwarding once per block. Rows 0,1,4,5 sit in one vector and 2,3,6,7 in the
+ * other so that each 128-bit half gathers four rows in order. */
+static inline void x86_rows8_k_scales(const uint64_t s64[8], const uint64_t m64[8], __m256i sc[8], __m256i mn[8])
+{
+    const __m256i sa = _mm256_set_epi64x((long long)s64[5], (long long)s64[4], (long long)s64[1], (long long)s64[0]);
+    const __m256i sb = _mm256_set_epi64x((long long)s64[7], (long long)s64[6], (long long)s64[3], (long long)s64[2]);
+    const __m256i ma = _mm256_set_epi64x((long long)m64[5], (long long)m64[4], (long long)m64[1], (long long)m64[0]);
+    const __m256i mb = _mm256_set_epi64x((long long)m64[7], (long long)m64[6], (long long)m64[3], (long long)m64[2]);
+    /* Byte j of qword 0 / 1 into dword 0 / 1 (a), dword 2 / 3 (b); 0x80+ selects zero. Adding j to
+     * every control byte moves to sub-block j and keeps the zeroing bytes at 0x80..0x87. */
+    const char z = (char)0x80;
+    __m256i ca = _mm256_setr_epi8(0, z, z, z, 8, z, z, z, z, z, z, z, z, z, z, z, 0, z, z, z, 8, z, z, z, z, z, z, z,
+                                  z, z, z, z);
+    __m256i cb = _mm256_setr_epi8(z, z, z, z, z, z, z, z, 0, z, z, z, 8, z, z, z, z, z, z, z, z, z, z, z, 0, z, z, z,
+                                  8, z, z, z);
+    __m256i cma = _mm256_setr_epi8(0, z, 0, z, 8, z, 8, z, z, z, z, z, z, z, z, z, 0, z, 0, z, 8, z, 8, z, z, z, z, z,
+                                   z, z, z, z);
+    __m256i cmb = _mm256_setr_epi8(z, z, z, z, z, z, z, z, 0, z, 0, z, 8, z, 8, z, z, z, z, z, z, z, z, z, 0, z, 0, z,
+                                   8, z, 8, z);
+    const __m256i one = _mm256_set1_epi8(1);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        sc[j] = _mm256_or_si256(_mm256_shuffle_epi8(sa, ca), _mm256_shuffle_epi8(sb, cb));
+        mn[j] = _mm256_or_si256(_mm256_shuffle_epi8(ma, cma), _mm256_shuffle_epi8(mb, cmb));
+        ca = _mm256_add_epi8(ca, one);
+        cb = _mm256_add_epi8(cb, one);
+        cma = _mm256_add_epi8(cma, one);
+        cmb = _mm256_add_epi8(cmb, one);
+    }
+}
+
 /* Q4_K in the same one-row-per-lane layout. Quants are unsigned 0..15, so plain Q8_K activations
  * serve as vpdpbusd's signed operand (no +128). Each 32-element sub-block gives eight rows' sums for
  * a token, multiplied by the rows' sub-block scales (a lane-wise vpmulld); the mins term uses
@@ -1089,18 +1124,20 @@ static void X86_NAME(gemm8_q4_k)(int64_t n, const void *const w[8], const void *
     for (int c = 0; c < 8; c++)
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        int32_t sc[8][8], mn[8][8]; /* [sub-block][row]; mins as two equal int16 halves */
-        float dwv[8], dmv[8];
+        /* Eight rows' scales and mins, transposed in registers (see x86_rows8_k_scales). */
+        uint64_t s64[8], m64[8];
+        uint32_t dd[8];
+#pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
-            uint8_t s8[8], m8[8];
-            x86_q4_k_scales(x[r][b].scales, s8, m8);
-            for (int j = 0; j < 8; j++) {
-                sc[j][r] = s8[j];
-                mn[j][r] = (int32_t)m8[j] * 0x10001;
-            }
-            dwv[r] = x86_h2f(x[r][b].d);
-            dmv[r] = x86_h2f(x[r][b].dmin);
+            x86_q4_k_scales64(x[r][b].scales, &s64[r], &m64[r]);
+            memcpy(&dd[r], &x[r][b].d, 4); /* d and dmin, adjacent halves */
         }
+        __m256i sc[8], mn[8];
+        x86_rows8_k_scales(s64, m64, sc, mn);
+        const __m256i ddv = _mm256_set_epi32((int)dd[7], (int)dd[6], (int)dd[5], (int)dd[4], (int)dd[3], (int)dd[2],
+                                             (int)dd[1], (int)dd[0]);
+        const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(ddv));
+        const __m256 dm = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(ddv, 16)));
         __m256i sumi[8];
         for (int c = 0; c < 8; c++)
             sumi[c] = _mm256_setzero_si256();
@@ -1112,7 +1149,7 @@ static void X86_NAME(gemm8_q4_k)(int64_t n, const void *const w[8], const void *
                 wt[r] = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, m4);
             }
             x86_transpose8_epi32(wt);
-            const __m256i scj = _mm256_loadu_si256((const __m256i *)sc[j]);
+            const __m256i scj = sc[j];
 #pragma GCC unroll 8
             for (int c = 0; c < 8; c++) {
                 const int8_t *qs = y[c][b].qs + 32 * j;
@@ -1125,14 +1162,13 @@ static void X86_NAME(gemm8_q4_k)(int64_t n, const void *const w[8], const void *
                 sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32(_mm256_add_epi32(p0, p1), scj));
             }
         }
-        const __m256 dw = _mm256_loadu_ps(dwv), dm = _mm256_loadu_ps(dmv);
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             const int8_t *bs = (const int8_t *)y[c][b].bsums;
             __m256i mins = _mm256_setzero_si256();
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
-                mins = _mm256_dpwssd_epi32(mins, _mm256_loadu_si256((const __m256i *)mn[j]), x86_bcast4(bs + 4 * j));
+                mins = _mm256_dpwssd_epi32(mins, mn[j], x86_bcast4(bs + 4 * j));
             const __m256 dy = _mm256_set1_ps(y[c][b].d);
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
             acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, dy), _mm256_cvtepi32_ps(mins), acc[c]);
@@ -1159,16 +1195,24 @@ static void X86_NAME(gemm8_q6_k)(int64_t n, const void *const w[8], const void *
     for (int c = 0; c < 8; c++)
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        int32_t sc[16][8], sp[8][8]; /* scales [sub-block][row]; scale pairs (2p, 2p+1) as int16 halves */
-        float dwv[8];
+        /* Scales transposed in registers: each row's sixteen int8 scales widened to int16, then
+         * the 8x8 32-bit transpose leaves pair p (scales 2p, 2p+1) of row r in lane r of sp[p];
+         * shifts split the pairs into sc[]. (A stack array reloaded as vectors stalls store
+         * forwarding once per block.) */
+        __m256i sp[8], sc[16];
+        uint16_t dh[8];
+#pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
-            const int8_t *s = x[r][b].scales;
-            for (int i = 0; i < 16; i++)
-                sc[i][r] = s[i];
-            for (int p = 0; p < 8; p++)
-                sp[p][r] = (int32_t)(uint16_t)s[2 * p] | (int32_t)((uint32_t)(uint16_t)s[2 * p + 1] << 16);
-            dwv[r] = x86_h2f(x[r][b].d);
+            sp[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[r][b].scales));
+            memcpy(&dh[r], &x[r][b].d, 2);
         }
+        x86_transpose8_epi32(sp);
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; p++) {
+            sc[2 * p] = _mm256_srai_epi32(_mm256_slli_epi32(sp[p], 16), 16);
+            sc[2 * p + 1] = _mm256_srai_epi32(sp[p], 16);
+        }
+        const __m256 dw = x86_rows8_scales(dh[0], dh[1], dh[2], dh[3], dh[4], dh[5], dh[6], dh[7]);
         __m256i sumi[8];
         for (int c = 0; c < 8; c++)
             sumi[c] = _mm256_setzero_si256();
@@ -1191,8 +1235,7 @@ static void X86_NAME(gemm8_q6_k)(int64_t n, const void *const w[8], const void *
                 }
                 x86_transpose8_epi32(wt);
                 const int g = 8 * h + 2 * k;
-                const __m256i s0 = _mm256_loadu_si256((const __m256i *)sc[g]);
-                const __m256i s1 = _mm256_loadu_si256((const __m256i *)sc[g + 1]);
+                const __m256i s0 = sc[g], s1 = sc[g + 1];
 #pragma GCC unroll 8
                 for (int c = 0; c < 8; c++) {
                     const int8_t *qs = y[c][b].qs + 128 * h + 32 * k;
@@ -1207,14 +1250,13 @@ static void X86_NAME(gemm8_q6_k)(int64_t n, const void *const w[8], const void *
                 }
             }
         }
-        const __m256 dw = _mm256_loadu_ps(dwv);
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             const int8_t *bs = (const int8_t *)y[c][b].bsums;
             __m256i corr = _mm256_setzero_si256();
 #pragma GCC unroll 8
             for (int p = 0; p < 8; p++)
-                corr = _mm256_dpwssd_epi32(corr, _mm256_loadu_si256((const __m256i *)sp[p]), x86_bcast4(bs + 4 * p));
+                corr = _mm256_dpwssd_epi32(corr, sp[p], x86_bcast4(bs + 4 * p));
             const __m256i si = _mm256_sub_epi32(sumi[c], _mm256_slli_epi32(corr, 5));
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(y[c][b].d)), _mm256_cvtepi32_ps(si), acc[c]);
         }
