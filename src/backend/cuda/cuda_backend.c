@@ -163,96 +163,6 @@ static size_t dev_row_bytes(const struct bweight *w)
     return dtype_row_bytes(w->type, w->cols);
 }
 
-/* One 32-value chunk's unsigned quants (0..15) as 16 bytes: value k low nibble, k + 16 high nibble. */
-static void pack_nibbles(const uint8_t *q, uint8_t *out)
-{
-    for (int k = 0; k < 16; k++)
-        out[k] = (uint8_t)((q[k] & 15) | (q[k + 16] & 15) << 4);
-}
-
-/* One Q4_K super-block (144 bytes: d, dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles) into
- * chunks sb * 8 .. sb * 8 + 7 of a Q4_KR row. */
-static void repack_q4_k(const uint8_t *b, size_t nch, size_t sb, uint8_t *o)
-{
-    const uint8_t *s = b + 4, *qs = b + 16;
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        if (j < 4) {
-            sc = s[j] & 63;
-            m = s[j + 4] & 63;
-        } else {
-            sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-            m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-        }
-        uint8_t q[32];
-        for (int l = 0; l < 32; l++)
-            q[l] = (uint8_t)((qs[32 * (j >> 1) + l] >> (4 * (j & 1))) & 15);
-        const size_t c = sb * 8 + (size_t)j;
-        pack_nibbles(q, o + c * 16);
-        o[nch * 16 + 2 * c] = (uint8_t)sc;
-        o[nch * 16 + 2 * c + 1] = (uint8_t)m;
-    }
-    memcpy(o + nch * 18 + 4 * sb, b, 4); /* d, dmin */
-}
-
-/* One Q6_K super-block (210 bytes: 128 bytes of low nibbles, 64 of high pairs, 16 int8 scales, d). */
-static void repack_q6_k(const uint8_t *b, size_t nch, size_t sb, uint8_t *o)
-{
-    uint8_t q[256];
-    for (int half = 0; half < 2; half++) {
-        const uint8_t *ql = b + 64 * half, *qh = b + 128 + 32 * half;
-        uint8_t *y = q + 128 * half;
-        for (int l = 0; l < 32; l++) {
-            y[l] = (uint8_t)((ql[l] & 15) | ((qh[l] >> 0) & 3) << 4);
-            y[l + 32] = (uint8_t)((ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4);
-            y[l + 64] = (uint8_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
-            y[l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
-        }
-    }
-    for (int j = 0; j < 8; j++) {
-        const size_t c = sb * 8 + (size_t)j;
-        const uint8_t *v = q + 32 * j;
-        pack_nibbles(v, o + c * 16);
-        uint8_t *h = o + nch * 16 + 8 * c;
-        memset(h, 0, 8);
-        for (int k = 0; k < 32; k++) {
-            const int kk = k & 15; /* value kk of its half: word k / 16, byte kk % 4, bit pair kk / 4 */
-            h[4 * (k >> 4) + (kk & 3)] |= (uint8_t)((v[k] >> 4) << (2 * (kk >> 2)));
-        }
-        o[nch * 24 + 2 * c] = b[192 + 2 * j];
-        o[nch * 24 + 2 * c + 1] = b[192 + 2 * j + 1];
-    }
-    memcpy(o + nch * 26 + 2 * sb, b + 208, 2);
-}
-
-/* Host-side repacking of rows x cols blocks of a repacking type into out (rows of
- * cuda_repacked_row_bytes). */
-static void repack_rows(uint32_t type, const uint8_t *src, int64_t rows, int64_t cols, uint8_t *out)
-{
-    const size_t nch = (size_t)cols / 32, rb = cuda_repacked_row_bytes(repacked_type(type), cols);
-    const size_t src_rb = dtype_row_bytes(type, cols);
-    for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *b = src + (size_t)r * src_rb;
-        uint8_t *o = out + (size_t)r * rb;
-        memset(o, 0, rb);
-        if (type == DT_Q4_K) {
-            for (size_t sb = 0; sb < nch / 8; sb++)
-                repack_q4_k(b + sb * 144, nch, sb, o);
-            continue;
-        }
-        if (type == DT_Q6_K) {
-            for (size_t sb = 0; sb < nch / 8; sb++)
-                repack_q6_k(b + sb * 210, nch, sb, o);
-            continue;
-        }
-        const size_t bsz = type == DT_Q4_0 ? 18 : 34, qb = bsz - 2;
-        for (size_t c = 0; c < nch; c++, b += bsz) {
-            memcpy(o + c * qb, b + 2, qb);
-            memcpy(o + nch * qb + 2 * c, b, 2);
-        }
-    }
-}
-
 static void cuda_free_be(struct backend *be)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
@@ -278,6 +188,39 @@ static void cuda_free_be(struct backend *be)
     if (c->stream)
         cudaStreamDestroy(c->stream);
     free(c);
+}
+
+/* Copies w's file blocks to the GPU in slabs of rows (at most REPACK_SLAB bytes of scratch) and repacks
+ * each slab into d (bytes long) with a kernel. */
+#define REPACK_SLAB ((size_t)64 << 20)
+static cudaError_t upload_repacked(struct cuda_backend *c, const struct bweight *w, void *d, size_t bytes)
+{
+    const size_t src_rb = dtype_row_bytes(w->type, w->cols), dst_rb = bytes / (size_t)w->rows;
+    int64_t slab_rows = (int64_t)(REPACK_SLAB / src_rb);
+    if (slab_rows < 1)
+        slab_rows = 1;
+    if (slab_rows > w->rows)
+        slab_rows = w->rows;
+    void *raw = NULL;
+    cudaError_t rc = cudaMalloc(&raw, (size_t)slab_rows * src_rb);
+    if (rc != cudaSuccess)
+        return rc;
+    rc = cudaMemsetAsync(d, 0, bytes, c->stream);
+    for (int64_t r0 = 0; rc == cudaSuccess && r0 < w->rows; r0 += slab_rows) {
+        const int64_t nr = w->rows - r0 < slab_rows ? w->rows - r0 : slab_rows;
+        /* Stream order: the copy into raw starts after the previous slab's kernel has read it. */
+        rc = cudaMemcpyAsync(raw, (const uint8_t *)w->host + (size_t)r0 * src_rb, (size_t)nr * src_rb,
+                             cudaMemcpyHostToDevice, c->stream);
+        if (rc == cudaSuccess &&
+            cuda_launch_repack(w->type, raw, (int)nr, w->cols, dev_type(w), (uint8_t *)d + (size_t)r0 * dst_rb,
+                               c->stream) != 0)
+            rc = cudaErrorInvalidValue;
+        if (rc == cudaSuccess)
+            rc = cudaGetLastError();
+    }
+    const cudaError_t sync = cudaStreamSynchronize(c->stream);
+    cudaFree(raw);
+    return rc != cudaSuccess ? rc : sync;
 }
 
 static int cuda_prepare_weight(struct backend *be, struct bweight *w, struct err *e)
@@ -308,22 +251,18 @@ static int cuda_prepare_weight(struct backend *be, struct bweight *w, struct err
     if (rc != cudaSuccess)
         return err_set(e, ERR_NOMEM, "tensor '%s': cannot allocate %zu MiB of GPU memory (%s)", w->name,
                        bytes >> 20, cudaGetErrorString(rc));
-    const void *src = w->host;
-    uint8_t *tmp = NULL;
     if (rp) {
-        tmp = malloc(bytes);
-        if (!tmp) {
+        rc = upload_repacked(c, w, d, bytes);
+        if (rc != cudaSuccess) {
             cudaFree(d);
-            return err_set(e, ERR_NOMEM, "tensor '%s': out of memory repacking %zu MiB", w->name, bytes >> 20);
+            return err_set(e, ERR_IO, "tensor '%s': repacking on the GPU failed (%s)", w->name, cudaGetErrorString(rc));
         }
-        repack_rows(w->type, w->host, w->rows, w->cols, tmp);
-        src = tmp;
-    }
-    rc = cudaMemcpy(d, src, bytes, cudaMemcpyHostToDevice);
-    free(tmp);
-    if (rc != cudaSuccess) {
-        cudaFree(d);
-        return err_set(e, ERR_IO, "tensor '%s': copy to the GPU failed (%s)", w->name, cudaGetErrorString(rc));
+    } else {
+        rc = cudaMemcpy(d, w->host, bytes, cudaMemcpyHostToDevice);
+        if (rc != cudaSuccess) {
+            cudaFree(d);
+            return err_set(e, ERR_IO, "tensor '%s': copy to the GPU failed (%s)", w->name, cudaGetErrorString(rc));
+        }
     }
     w->dev = d;
     if (matrix && (size_t)(w->rows * w->cols) > c->max_weight_elems)

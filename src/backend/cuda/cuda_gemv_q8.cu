@@ -10,6 +10,10 @@
 
 #include "backend/cuda/cuda_internal.h"
 
+extern "C" {
+#include "tensor/tensor.h"
+}
+
 /* ---- activations to int8: one warp per 32-value block ---- */
 
 __global__ void k_quantize_q8(const float *__restrict__ x, int8_t *__restrict__ xq, float2 *__restrict__ xds,
@@ -300,4 +304,90 @@ int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int row
     set.y[0] = y;
     set.rows[0] = rows;
     return cuda_launch_gemv_q8_multi(rtype, &set, row_bytes, cols, xq, xds, n, s);
+}
+
+/* ---- repacking at upload: one thread per (row, 32-value chunk), from the file's blocks (src, rows of
+ * the format's row size) into the layouts of cuda_internal.h (dst zeroed, so padding stays 0). Done on
+ * the GPU because the byte shuffling of an 8B model takes seconds on one CPU core. ---- */
+
+__device__ __forceinline__ void rp_nibbles(const uint8_t *q, uint8_t *out)
+{
+    for (int k = 0; k < 16; k++)
+        out[k] = (uint8_t)((q[k] & 15) | (q[k + 16] & 15) << 4);
+}
+
+__global__ void k_repack(uint32_t type, const uint8_t *__restrict__ src, size_t src_rb, int rows, int nch,
+                         uint8_t *__restrict__ dst, size_t dst_rb)
+{
+    const int64_t id = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (id >= (int64_t)rows * nch)
+        return;
+    const int r = (int)(id / nch), c = (int)(id % nch);
+    const uint8_t *row = src + (size_t)r * src_rb;
+    uint8_t *o = dst + (size_t)r * dst_rb;
+    if (type == DT_Q4_0 || type == DT_Q8_0) {
+        const int bsz = type == DT_Q4_0 ? 18 : 34, qb = bsz - 2;
+        const uint8_t *b = row + (size_t)c * bsz;
+        for (int k = 0; k < qb; k++)
+            o[(size_t)c * qb + k] = b[2 + k];
+        o[(size_t)nch * qb + 2 * c] = b[0];
+        o[(size_t)nch * qb + 2 * c + 1] = b[1];
+        return;
+    }
+    const int sb = c >> 3, j = c & 7;
+    uint8_t q[32];
+    if (type == DT_Q4_K) {
+        const uint8_t *b = row + (size_t)sb * 144, *sm = b + 4, *qs = b + 16;
+        int sc, m;
+        if (j < 4) {
+            sc = sm[j] & 63;
+            m = sm[j + 4] & 63;
+        } else {
+            sc = (sm[j + 4] & 15) | ((sm[j - 4] >> 6) << 4);
+            m = (sm[j + 4] >> 4) | ((sm[j] >> 6) << 4);
+        }
+        for (int l = 0; l < 32; l++)
+            q[l] = (uint8_t)((qs[32 * (j >> 1) + l] >> (4 * (j & 1))) & 15);
+        rp_nibbles(q, o + (size_t)c * 16);
+        o[(size_t)nch * 16 + 2 * c] = (uint8_t)sc;
+        o[(size_t)nch * 16 + 2 * c + 1] = (uint8_t)m;
+        if (j == 0)
+            for (int k = 0; k < 4; k++) /* d, dmin */
+                o[(size_t)nch * 18 + 4 * sb + k] = b[k];
+        return;
+    }
+    /* Q6_K: chunk j covers values 32j..32j+31 of the super-block, i.e. half j / 4 (128 values), whose
+     * value 32 * (j % 4) + l has its low nibble in ql (bytes l or l + 32, low or high nibble) and its
+     * high pair in qh[l] at bit 2 * (j % 4). */
+    const uint8_t *b = row + (size_t)sb * 210;
+    const int half = j >> 2, jj = j & 3;
+    const uint8_t *ql = b + 64 * half + 32 * (jj & 1), *qh = b + 128 + 32 * half;
+    for (int l = 0; l < 32; l++)
+        q[l] = (uint8_t)(((ql[l] >> (4 * (jj >> 1))) & 15) | ((qh[l] >> (2 * jj)) & 3) << 4);
+    rp_nibbles(q, o + (size_t)c * 16);
+    uint8_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < 32; k++) {
+        const int kk = k & 15; /* value kk of its 16: word k / 16, byte kk % 4, bit pair kk / 4 */
+        h[4 * (k >> 4) + (kk & 3)] |= (uint8_t)((q[k] >> 4) << (2 * (kk >> 2)));
+    }
+    for (int k = 0; k < 8; k++)
+        o[(size_t)nch * 16 + 8 * (size_t)c + k] = h[k];
+    o[(size_t)nch * 24 + 2 * c] = b[192 + 2 * j];
+    o[(size_t)nch * 24 + 2 * c + 1] = b[192 + 2 * j + 1];
+    if (j == 0) {
+        o[(size_t)nch * 26 + 2 * sb] = b[208];
+        o[(size_t)nch * 26 + 2 * sb + 1] = b[209];
+    }
+}
+
+int cuda_launch_repack(uint32_t type, const void *src, int rows, int64_t cols, uint32_t rtype, void *dst,
+                       cudaStream_t s)
+{
+    if (type != DT_Q4_0 && type != DT_Q8_0 && type != DT_Q4_K && type != DT_Q6_K)
+        return -1;
+    const int nch = (int)(cols / 32);
+    const int64_t n = (int64_t)rows * nch;
+    k_repack<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(type, (const uint8_t *)src, dtype_row_bytes(type, cols), rows,
+                                                         nch, (uint8_t *)dst, cuda_repacked_row_bytes(rtype, cols));
+    return 0;
 }

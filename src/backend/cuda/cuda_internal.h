@@ -53,6 +53,11 @@ static inline size_t cuda_repacked_row_bytes(uint32_t rtype, int64_t cols)
     return nch * 16 + ((tail + 15) & ~(size_t)15);
 }
 
+/* dst (rows of cuda_repacked_row_bytes(rtype, cols), zeroed) = the rows of src (rows x cols of format
+ * type: DT_Q4_0, DT_Q8_0, DT_Q4_K or DT_Q6_K, already in GPU memory) repacked. -1 for another type. */
+int cuda_launch_repack(uint32_t type, const void *src, int rows, int64_t cols, uint32_t rtype, void *dst,
+                       cudaStream_t s);
+
 /* Activations quantised for the integer matrix-vector kernels: x[n, cols] becomes int8 values
  * xq[n, cols] and per 32-value block (d, d * sum(q)) pairs xds[n, cols / 32] (float2), with
  * q = round(x / d), d = max|x| / 127. */
