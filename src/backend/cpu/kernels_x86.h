@@ -984,18 +984,9 @@ static inline __m256i x86_bcast4(const int8_t *p)
 }
 
 /* One 32-element block of eight rows (signed bytes, transposed) against eight tokens' blocks. */
-static inline void x86_rows8_block(const __m256i wt[8], __m256 dw, const struct block_q8_0 *const y[8], int64_t b,
-                                   __m256 acc[8])
+static inline void x86_rows8_block(const __m256i wt[8], __m256 dw, __m256i corr, const struct block_q8_0 *const y[8],
+                                   int64_t b, __m256 acc[8])
 {
-    /* -128 * sum of each row's weights: the +128 of the activations taken back out. */
-    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-    const __m256i b128 = _mm256_set1_epi8((char)0x80);
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k += 2) {
-        s0 = _mm256_dpbusd_epi32(s0, b128, wt[k]);
-        s1 = _mm256_dpbusd_epi32(s1, b128, wt[k + 1]);
-    }
-    const __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_add_epi32(s0, s1));
 #pragma GCC unroll 8
     for (int c = 0; c < 8; c++) {
         const int8_t *qs = y[c][b].qs;
@@ -1035,12 +1026,22 @@ static void X86_NAME(gemm8_q4_0)(int64_t n, const void *const w[8], const void *
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
             const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
-            wt[r] = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4), eight);
+            wt[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
         }
         x86_transpose8_epi32(wt);
+        /* The +128 of the activations comes back out as -128 * sum(q - 8) per row. The unsigned
+         * nibbles of a row add up in bytes (8 x 15 fits), so one vpdpbusd sums a row's 32 of them,
+         * where summing the signed weights took eight. */
+        const __m256i t = _mm256_add_epi8(_mm256_add_epi8(_mm256_add_epi8(wt[0], wt[1]), _mm256_add_epi8(wt[2], wt[3])),
+                                          _mm256_add_epi8(_mm256_add_epi8(wt[4], wt[5]), _mm256_add_epi8(wt[6], wt[7])));
+        const __m256i sq = _mm256_dpbusd_epi32(_mm256_setzero_si256(), t, _mm256_set1_epi8(1));
+        const __m256i corr = _mm256_sub_epi32(_mm256_set1_epi32(128 * 8 * QUANT_QK), _mm256_slli_epi32(sq, 7));
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            wt[k] = _mm256_sub_epi8(wt[k], eight);
         const __m256 dw = x86_rows8_scales(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d, x[4][b].d, x[5][b].d,
                                            x[6][b].d, x[7][b].d);
-        x86_rows8_block(wt, dw, y, b, acc);
+        x86_rows8_block(wt, dw, corr, y, b, acc);
     }
     for (int c = 0; c < 8; c++)
         _mm256_storeu_ps(out + 8 * c, acc[c]);
@@ -1066,7 +1067,15 @@ static void X86_NAME(gemm8_q8_0)(int64_t n, const void *const w[8], const void *
         x86_transpose8_epi32(wt);
         const __m256 dw = x86_rows8_scales(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d, x[4][b].d, x[5][b].d,
                                            x[6][b].d, x[7][b].d);
-        x86_rows8_block(wt, dw, y, b, acc);
+        /* -128 * sum of each row's weights: the +128 of the activations taken back out. */
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        const __m256i b128 = _mm256_set1_epi8((char)0x80);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k += 2) {
+            s0 = _mm256_dpbusd_epi32(s0, b128, wt[k]);
+            s1 = _mm256_dpbusd_epi32(s1, b128, wt[k + 1]);
+        }
+        x86_rows8_block(wt, dw, _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_add_epi32(s0, s1)), y, b, acc);
     }
     for (int c = 0; c < 8; c++)
         _mm256_storeu_ps(out + 8 * c, acc[c]);
