@@ -300,20 +300,6 @@ static void check_tile8(const char *label, const struct cpu_kernel *k, const uin
     free(qb);
 }
 
-/* gemv4 (four consecutive rows from r0 against one token) against vec_dot of each row. */
-static void check_gemv4(const char *label, const struct cpu_kernel *k, const uint8_t *w, size_t w_row, int r0,
-                        const void *a, const float *x, int64_t cols, const float *wv)
-{
-    float out[4];
-    k->gemv4(cols, w + (size_t)r0 * w_row, w_row, a, out);
-    for (int r = 0; r < 4; r++) {
-        const float ref = k->vec_dot(cols, w + (size_t)(r0 + r) * w_row, a);
-        const double mag = abs_dot(wv + (size_t)(r0 + r) * cols, x, cols);
-        if (!(fabs(out[r] - ref) <= 2e-5 * mag + 1e-5))
-            fail_msg("%s gemv4 row %d: %g, vec_dot %g", label, r0 + r, (double)out[r], (double)ref);
-    }
-}
-
 /* The GEMM tiles (4x4, and 8x8 where the format has them) of every SIMD table equal the table's
  * vec_dot on llama.cpp's quantized weights (and on F16/F32 rows), with whole and repeated-row tiles. */
 static void test_gemm_tiles(void **state)
@@ -354,12 +340,6 @@ static void test_gemm_tiles(void **state)
             /* A repeated token column, as in a partial token tile. */
             const void *rep[4] = {ap[2], ap[2], ap[2], ap[2]};
             check_tile(label, k, rw.t->data, dtype_row_bytes(type, cols), row_sets[1], rep, cols, rw.values, x);
-            if (k->gemv4) {
-                check_gemv4(label, k, rw.t->data, dtype_row_bytes(type, cols), 0, ap[0], x, cols, rw.values);
-                check_gemv4(label, k, rw.t->data, dtype_row_bytes(type, cols), 37, ap[3], x + 3 * cols, cols,
-                            rw.values);
-                tested++;
-            }
             if (k->gemm8) {
                 check_tile8(label, k, rw.t->data, dtype_row_bytes(type, cols), 0, x, cols, rw.values);
                 check_tile8(label, k, rw.t->data, dtype_row_bytes(type, cols), 200, x, cols, rw.values);

@@ -21,11 +21,6 @@ typedef void (*gemm_tile_fn)(int64_t n, const void *const w[4], const void *cons
 /* An 8x8 tile: out[8 * c + r] = dot(w[r], a[c]) for eight weight rows and eight activation rows. */
 typedef void (*gemm_tile8_fn)(int64_t n, const void *const w[8], const void *const a[8], float out[64]);
 
-/* Four weight rows (the first at w, the others stride bytes apart) against one activation row, for
- * decode: out[r] = dot(row r, a). Work that depends only on the activation block is done once for
- * the four rows, and the four accumulator chains run side by side. */
-typedef void (*gemv4_fn)(int64_t n, const void *w, size_t stride, const void *a, float out[4]);
-
 struct cpu_kernel {
     uint32_t act_type;        /* enum dtype of the converted activations */
     act_quantize_fn quantize; /* NULL when act_type is DT_F32 (rows are used as they are) */
@@ -35,7 +30,6 @@ struct cpu_kernel {
      * it reads activations stored +128 (every qs byte xor 0x80; see cpu_q8_0_bias); other
      * activation types are used as quantize wrote them. */
     gemm_tile8_fn gemm8;
-    gemv4_fn gemv4; /* optional; single-token matmuls otherwise call vec_dot per row */
 };
 
 /* Flips Q8_0 activation rows to the +128 form gemm8 tiles read (n elements). */

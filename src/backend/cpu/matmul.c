@@ -56,20 +56,7 @@ static void matmul_rows(void *ctx, int t, int nt)
     const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
     const uint8_t *wbase = j->w->host;
     const float *bias = j->bias ? j->bias->host : NULL;
-    int64_t r = r0;
-    if (j->k->gemv4) {
-        /* Four rows per call share the activation-side work (see kernels.h gemv4). */
-        for (; r + 4 <= r1; r += 4) {
-            const void *wr = wbase + (size_t)r * j->w_row_bytes;
-            for (int i = 0; i < j->n; i++) {
-                float out[4];
-                j->k->gemv4(cols, wr, j->w_row_bytes, (const uint8_t *)j->act + (size_t)i * j->act_row_bytes, out);
-                for (int q = 0; q < 4; q++)
-                    j->y[(size_t)i * rows + r + q] = out[q] + (bias ? bias[r + q] : 0.0f);
-            }
-        }
-    }
-    for (; r < r1; r++) {
+    for (int64_t r = r0; r < r1; r++) {
         const void *wr = wbase + (size_t)r * j->w_row_bytes;
         const float b = bias ? bias[r] : 0.0f;
         for (int i = 0; i < j->n; i++) {
