@@ -37,7 +37,13 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
                        c->n_ctx);
 
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
-    char *piece = malloc(TEXT_CAP), *safe = malloc(2 * TEXT_CAP);
+    /* The stop matcher may release a piece plus held-back text: room for a piece and twice the longest
+     * stop string (the final push and flush), however long the stop strings are. */
+    size_t longest_stop = 0;
+    for (size_t i = 0; i < r->n_stops; i++)
+        if (strlen(r->stops[i]) > longest_stop)
+            longest_stop = strlen(r->stops[i]);
+    char *piece = malloc(TEXT_CAP), *safe = malloc(TEXT_CAP + 2 * longest_stop + 1);
     struct sampler *smp = NULL;
     struct stop_matcher *stop = NULL;
     int rc = 0;
