@@ -123,6 +123,21 @@ static void test_stop_and_cancel(void **state)
     assert_int_equal(c2.chunks, 3);
     assert_string_equal(st.done_reason, "cancel");
 
+    /* A stop string longer than any buffer of a streamed piece: never matches, nothing overflows. */
+    char *long_stop = malloc(9001);
+    memset(long_stop, 'x', 9000);
+    long_stop[9000] = '\0';
+    const char *long_stops[] = {long_stop};
+    struct gen_request r4 = greedy_request(&bos, 1, 40);
+    r4.stops = long_stops;
+    r4.n_stops = 1;
+    struct collect c4 = {0};
+    assert_int_equal(generate(f->ctx, &r4, collect_emit, &c4, &st, &e), 0);
+    assert_int_equal(st.eval_tokens, 40);
+    assert_string_equal(st.done_reason, "length");
+    assert_true(strncmp(c4.text, "Once upon a time, there was a little girl named Lily.", 52) == 0);
+    free(long_stop);
+
     struct gen_request r3 = greedy_request(&bos, 1, 5);
     struct collect c3 = {0};
     assert_int_equal(generate(f->ctx, &r3, collect_emit, &c3, &st, &e), 0);
