@@ -49,6 +49,10 @@ struct backend_ops {
     void (*dealloc)(struct backend *be, void *p);
     /* Copies n floats of backend memory to the host. */
     void (*read)(struct backend *be, float *dst, const float *src, size_t n);
+    /* Copies n floats of host memory into backend memory (the inverse of read): how the forward pass
+     * hands the hidden state to the next layer's backend when a model is split. A backend that records
+     * a step records the copy too (the values are taken at the call). */
+    void (*write)(struct backend *be, float *dst, const float *src, size_t n);
 
     /* Reserves the scratch memory for batches of up to max_batch tokens, matrix rows of up to max_cols,
      * and attention over up to max_ctx positions with heads of head_dim, so ops never allocate. */

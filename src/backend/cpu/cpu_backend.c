@@ -65,6 +65,11 @@ static void cpu_read(struct backend *be, float *dst, const float *src, size_t n)
     memcpy(dst, src, n * sizeof *dst);
 }
 
+static void cpu_write(struct backend *be, float *dst, const float *src, size_t n)
+{
+    memcpy(dst, src, n * sizeof *dst);
+}
+
 static int cpu_reserve(struct backend *be, int max_batch, int64_t max_cols, int max_ctx, int head_dim,
                        struct err *e)
 {
@@ -247,6 +252,7 @@ static const struct backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .dealloc = cpu_dealloc,
     .read = cpu_read,
+    .write = cpu_write,
     .reserve = cpu_reserve,
     .set_batch = cpu_set_batch,
     .get_rows = cpu_get_rows,

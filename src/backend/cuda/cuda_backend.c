@@ -23,7 +23,7 @@
 /* Ops logged per recorded decode step (a 32-layer model logs about 400). */
 #define LOG_CAP 8192
 
-enum op_kind { OP_GET_ROWS = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTENTION, OP_SWIGLU, OP_ADD };
+enum op_kind { OP_GET_ROWS = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTENTION, OP_SWIGLU, OP_ADD, OP_WRITE };
 
 /* One op call with all its arguments by value, so that two decode steps compare with memcmp (records
  * are zeroed before they are filled, padding included). */
@@ -46,6 +46,11 @@ struct cuda_backend {
     int32_t *h_stage; /* pinned, 2 * cap_batch */
     cudaEvent_t staged;
     int stage_pending;
+    /* write: host floats staged in pinned memory (grown to the largest write), and whether a copy from
+     * it may still be queued on the stream. */
+    float *h_wstage;
+    size_t wstage_bytes;
+    int wstage_queued;
     /* cuBLAS path scratch: activations as half hi/lo, and a slab of decoded weight rows. */
     void *d_xh;
     size_t xh_elems; /* per half (hi or lo) */
@@ -179,6 +184,7 @@ static void cuda_free_be(struct backend *be)
     cudaFree(c->d_tokens);
     cudaFree(c->d_pos);
     cudaFreeHost(c->h_stage);
+    cudaFreeHost(c->h_wstage);
     cudaFree(c->d_xh);
     cudaFree(c->d_wh);
     if (c->staged)
@@ -504,6 +510,9 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
         break;
     case OP_ADD:
         cuda_launch_add((float *)r->p0, r->p1, r->n, c->stream);
+        break;
+    case OP_WRITE:
+        note_cuda(c, cudaMemcpyAsync((void *)r->p0, r->p1, r->n, cudaMemcpyHostToDevice, c->stream), "write");
         break;
     default:
         break;
@@ -842,6 +851,47 @@ static void cuda_add(struct backend *be, float *x, const float *y, size_t n)
     submit(c, &r);
 }
 
+/* Host floats into device memory: copied to the pinned staging buffer now, then to dst on the stream in
+ * order with the ops, so a recorded step replays the copy as a graph node reading this step's values. */
+static void cuda_write(struct backend *be, float *dst, const float *src, size_t n)
+{
+    struct cuda_backend *c = (struct cuda_backend *)be;
+    const size_t bytes = n * sizeof *src;
+    /* The staging buffer must not change under a copy that has not run: one logged in this step runs
+     * first, and one queued on the stream is waited for (in decode it finished when the previous step's
+     * logits were read, so the wait costs nothing). */
+    for (int i = 0; c->recording && i < c->n_log; i++)
+        if (c->log[i].kind == OP_WRITE) {
+            flush(c);
+            break;
+        }
+    if (c->wstage_queued) {
+        note_cuda(c, cudaStreamSynchronize(c->stream), "write");
+        c->wstage_queued = 0;
+    }
+    if (bytes > c->wstage_bytes) {
+        cudaFreeHost(c->h_wstage);
+        c->h_wstage = NULL;
+        c->wstage_bytes = 0;
+        cudaError_t rc = cudaMallocHost((void **)&c->h_wstage, bytes);
+        if (rc != cudaSuccess) {
+            c->h_wstage = NULL;
+            note_cuda(c, rc, "write (pinned staging)");
+            return;
+        }
+        c->wstage_bytes = bytes;
+    }
+    memcpy(c->h_wstage, src, bytes);
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_WRITE;
+    r.p0 = dst;
+    r.p1 = c->h_wstage;
+    r.n = bytes;
+    c->wstage_queued = 1;
+    submit(c, &r);
+}
+
 static const struct backend_ops cuda_ops = {
     .name = "cuda",
     .free = cuda_free_be,
@@ -850,6 +900,7 @@ static const struct backend_ops cuda_ops = {
     .alloc = cuda_alloc,
     .dealloc = cuda_dealloc,
     .read = cuda_read,
+    .write = cuda_write,
     .reserve = cuda_reserve,
     .set_batch = cuda_set_batch,
     .get_rows = cuda_get_rows,
