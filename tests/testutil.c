@@ -143,7 +143,7 @@ void tu_model_check_variant(const struct tu_model_variant *v, const struct tu_mo
         fail_msg("%s: %s", json_path, jerr.text);
     struct err e = {0};
     struct model *m = NULL;
-    if (model_load(gguf_copy, be, &m, &e) != 0)
+    if ((b->load ? b->load(gguf_copy, be, &m, &e) : model_load(gguf_copy, be, &m, &e)) != 0)
         fail_msg("%s", e.msg);
     const int vocab = m->hp.n_vocab;
     assert_int_equal(vocab, (int)json_integer_value(json_object_get(ref, "vocab_size")));

@@ -32,6 +32,9 @@ struct tu_model_backend {
     /* Optional: called after each prompt's pass has run (one_by_one false: batched; true: a token at a
      * time) with the prompt's id count, before its logits are compared. */
     void (*after_pass)(struct backend *be, bool one_by_one, size_t n_ids);
+    /* Optional: loads the model instead of model_load(path, be) (e.g. split over two backends); a
+     * backend it makes besides be goes to m->owned so that model_free frees it. */
+    int (*load)(const char *path, struct backend *be, struct model **m, struct err *e);
 };
 
 /* Largest |a[i] - b[i]|; INFINITY when any difference is NaN. */

@@ -1,10 +1,13 @@
 /* backend_select.c — picks the backend a command runs on: CUDA when compiled in, wanted and usable,
- * the CPU otherwise (see backend_select.h). */
+ * the CPU otherwise; makes the GPU half of a split and reads its free memory (see backend_select.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/backend_select.h"
 #ifdef HEARTH_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
 #include "backend/cuda/cuda.h"
 #endif
 
@@ -44,4 +47,34 @@ int backend_new_auto(int n_threads, bool want_gpu, struct backend **out, const c
 #endif
     }
     return backend_cpu_new(n_threads, out, e);
+}
+
+int backend_gpu_new(struct backend **out, struct gpu_info *info, struct err *e)
+{
+    *out = NULL;
+    memset(info, 0, sizeof *info);
+    const char *env = getenv("HEARTH_GPU");
+    long v = env && *env ? strtol(env, NULL, 10) : 1;
+    if (v <= 0)
+        return err_set(e, ERR_UNSUPPORTED, "HEARTH_GPU=%s keeps the model on the CPU", env);
+    info->device = v > 1 ? (int)(v - 1) : 0;
+#ifdef HEARTH_HAVE_CUDA
+    int rc = backend_cuda_new(info->device, out, e);
+    if (rc)
+        return rc;
+    size_t fr = 0, tot = 0;
+    if (cudaSetDevice(info->device) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        cudaError_t ce = cudaGetLastError();
+        (*out)->ops->free(*out);
+        *out = NULL;
+        return err_set(e, ERR_UNSUPPORTED, "cannot read the memory of GPU %d (%s)", info->device,
+                       cudaGetErrorString(ce));
+    }
+    info->free = fr;
+    info->total = tot;
+    snprintf(info->name, sizeof info->name, "%s", backend_cuda_device_name(info->device));
+    return 0;
+#else
+    return err_set(e, ERR_UNSUPPORTED, "this build of hearth has no CUDA backend (configure with -DHEARTH_CUDA=ON)");
+#endif
 }

@@ -1,5 +1,6 @@
 /* cmd_ps.c — `hearth ps`: the models a running server has loaded, through GET /api/ps, in Ollama's
- * table (NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL as "4 minutes from now" / "Forever"). */
+ * table (NAME, ID, SIZE, PROCESSOR as "100% GPU" / "48%/52% CPU/GPU" / "100% CPU" from size and
+ * size_vram, CONTEXT, UNTIL as "4 minutes from now" / "Forever"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/client.h"
+#include "model/plan.h"
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (timegm is not C11). */
 static long long days_from_civil(long long y, unsigned m, unsigned d)
@@ -95,16 +97,7 @@ int cmd_ps(int argc, char **argv)
         json_int_t vram = json_integer_value(json_object_get(m, "size_vram"));
         char sz[32], proc[32], until[64];
         fmt_size((int64_t)size, sz, sizeof sz);
-        if (size <= 0)
-            snprintf(proc, sizeof proc, "Unknown");
-        else if (vram <= 0)
-            snprintf(proc, sizeof proc, "100%% CPU");
-        else if (vram >= size)
-            snprintf(proc, sizeof proc, "100%% GPU");
-        else {
-            int gpu = (int)(100.0 * (double)vram / (double)size);
-            snprintf(proc, sizeof proc, "%d%%/%d%% CPU/GPU", 100 - gpu, gpu);
-        }
+        plan_processor(size > 0 ? (uint64_t)size : 0, vram > 0 ? (uint64_t)vram : 0, proc, sizeof proc);
         human_until(parse_rfc3339(json_string_value(json_object_get(m, "expires_at"))), until, sizeof until);
         printf("%-*s    %-12.12s    %-7s    %-9s    %-7lld    %s\n", (int)w, name ? name : "?",
                digest ? digest : "", sz, proc, (long long)json_integer_value(json_object_get(m, "context_length")),

@@ -2,7 +2,7 @@
  * completion of PROMPT (or, without one, of the BOS token alone) to stdout. A model name goes through
  * `hearth serve` like Ollama's CLI (started in the background when none answers): /api/generate with
  * a prompt, the interactive REPL over /api/chat without one on a terminal. --verbose adds Ollama's
- * timing figures either way. */
+ * timing figures either way, and in process the memory plan (which layers run on the GPU). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,6 @@
 #include "cli/repl.h"
 #include "engine/generate.h"
 #include "engine/options.h"
-#include "backend/backend_select.h"
 #include "model/model.h"
 #include "store/store.h"
 #include "tokenizer/tokenizer.h"
@@ -50,7 +49,9 @@ static void usage(FILE *fp)
           "  --ctx-size N           context length in tokens (default: min(training context, 4096))\n"
           "  --batch N              prompt tokens per forward chunk (default 512)\n"
           "  --threads N            CPU threads (default: physical cores)\n"
-          "  --gpu                  run on the GPU (CUDA builds; HEARTH_GPU=1 does the same)\n"
+          "  --num-gpu N            layers on the GPU, the output head counting as one more\n"
+          "                         (default -1: as many as fit; 0: CPU only; CUDA builds)\n"
+          "  --gpu                  say so when the GPU cannot be used (it is used when it can)\n"
           "  --kv-type f16|f32      KV cache precision (default f16)\n"
           "  --verbose              print timings (and, in process, memory) to standard error\n"
           "through the server (NAME):\n"
@@ -111,7 +112,7 @@ int cmd_run(int argc, char **argv)
     const char *stops[MAX_STOPS];
     size_t n_stops = 0;
     struct ctx_params cp = {0};
-    long threads = 0;
+    long threads = 0, num_gpu = -1;
     bool verbose = false, gpu = false;
     struct run_config rc;
     run_config_init(&rc);
@@ -203,6 +204,7 @@ int cmd_run(int argc, char **argv)
         INT_OPT("--num-ctx", 1, 1 << 24, cp.n_ctx, "num_ctx")
         INT_OPT("--batch", 1, 1 << 16, cp.n_batch, "num_batch")
         INT_OPT("--threads", 1, 512, threads, "num_thread")
+        INT_OPT("--num-gpu", -1, 1 << 20, num_gpu, "num_gpu")
         if (strcmp(a, "--gpu") == 0) {
             gpu = true;
             continue;
@@ -259,20 +261,22 @@ int cmd_run(int argc, char **argv)
     run_config_free(&rc);
 
     const int64_t t_start = clock_ns();
-    struct backend *be = NULL;
     struct model *m = NULL;
     struct model_ctx *ctx = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     char *stdin_prompt = NULL, *gguf_path = NULL;
     int status = EXIT_RUNTIME;
-    const char *backend_note = NULL;
+    if (gpu && num_gpu == 0)
+        num_gpu = -1;
+    const struct load_params lp = {.n_threads = (int)threads, .num_gpu = (int)num_gpu, .n_slots = 1, .ctx = cp};
     if (sample_params_validate(&req.sampling, &e) || store_gguf_path(model_path, &gguf_path, &e) ||
-        backend_new_auto((int)threads, gpu, &be, &backend_note, &e))
+        model_open(gguf_path, &lp, &m, &e))
         goto fail;
-    if (backend_note && *backend_note)
-        fprintf(stderr, "hearth run: %s\n", backend_note);
-    if (model_load(gguf_path, be, &m, &e) || model_ctx_new(m, &cp, &ctx, &e))
+    const char *want_env = getenv("HEARTH_GPU");
+    if (m->plan.note[0] && (gpu || num_gpu > 0 || (want_env && atoi(want_env) > 0)))
+        fprintf(stderr, "hearth run: %s\n", m->plan.note);
+    if (model_ctx_new(m, &cp, &ctx, &e))
         goto fail;
     const int64_t load_ns = clock_ns() - t_start;
     if (prompt && strcmp(prompt, "-") == 0) {
@@ -331,6 +335,9 @@ int cmd_run(int argc, char **argv)
                 b1, b2, st.prompt_tokens, b3, st.prompt_ns ? st.prompt_tokens * 1e9 / st.prompt_ns : 0.0,
                 st.eval_tokens, b4, st.eval_ns ? st.eval_tokens * 1e9 / st.eval_ns : 0.0, b5,
                 clock_peak_rss_bytes() / 1048576.0);
+        char plan[2048];
+        plan_describe(&m->plan, plan, sizeof plan);
+        fputs(plan, stderr);
     }
     status = 0;
     goto done;
@@ -342,8 +349,6 @@ done:
     free(gguf_path);
     model_ctx_free(ctx);
     model_free(m);
-    if (be)
-        be->ops->free(be);
     return status;
 misuse:
     run_config_free(&rc);

@@ -15,6 +15,7 @@ void options_default(struct gen_options *o)
     o->num_keep = 4;
     o->num_batch = 512;
     o->num_thread = 0;
+    o->num_gpu = -1;
 }
 
 void options_free(struct gen_options *o)
@@ -44,7 +45,7 @@ int options_set_stops(struct gen_options *o, const char *const *stops, size_t n,
 /* Options Ollama removed: accepted silently so old clients keep working. */
 static const char *const ignored[] = {"mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline",
                                       "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
-                                      "numa", "tfs_z", "num_gpu", "main_gpu", "use_mmap",
+                                      "numa", "tfs_z", "main_gpu", "use_mmap",
                                       "typical_p", "draft_num_predict"};
 
 static int get_int(const char *key, const json_t *v, long long lo, long long hi, long long *out,
@@ -122,6 +123,9 @@ int options_apply_json(struct gen_options *o, const json_t *obj, struct err *e)
         } else if (strcmp(key, "num_batch") == 0) {
             if (!(rc = get_int(key, v, 1, 1 << 16, &l, e)))
                 o->num_batch = (int)l;
+        } else if (strcmp(key, "num_gpu") == 0) {
+            if (!(rc = get_int(key, v, -1, 1 << 20, &l, e)))
+                o->num_gpu = (int)l;
         } else if (strcmp(key, "num_thread") == 0) {
             if (!(rc = get_int(key, v, 0, 1024, &l, e)))
                 o->num_thread = (int)l;

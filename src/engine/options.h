@@ -20,6 +20,7 @@ struct gen_options {
     int num_keep;    /* prompt tokens kept when a long prompt is truncated */
     int num_batch;
     int num_thread;  /* load-time; 0: automatic */
+    int num_gpu;     /* load-time: layers on the GPU as Ollama counts them (model/plan.h); -1: as many as fit */
     char *stops[OPTIONS_MAX_STOPS];
     size_t n_stops;
 };

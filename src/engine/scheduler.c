@@ -19,8 +19,8 @@ struct sched_entry {
     char *name, *digest; /* as asked for, for /api/ps; may be NULL */
     int32_t **hist;      /* per slot: the tokens its KV cache holds */
     size_t *n_hist;
-    struct model *m;
-    struct backend *be;
+    struct model *m; /* owns its backends (model_open) */
+    int num_gpu;     /* as the load asked for it (-1: as many layers as fit) */
     struct chat_template tpl;
     struct grammar_vocab *gvocab; /* built on the first constrained request, under fwd */
     pthread_mutex_t fwd;
@@ -88,8 +88,6 @@ static void entry_unload(struct sched *s, struct sched_entry *en)
     chat_template_free(&en->tpl);
     grammar_vocab_free(en->gvocab);
     model_free(en->m);
-    if (en->be)
-        en->be->ops->free(en->be);
     pthread_mutex_destroy(&en->fwd);
     entry_free(en, s->cfg.num_parallel);
     pthread_cond_broadcast(&s->cv);
@@ -200,8 +198,9 @@ static uint64_t mem_available(void)
     return found ? (uint64_t)kb * 1024 : UINT64_MAX;
 }
 
-/* Weights plus an f16 KV cache for every slot, from the file's metadata (no weights touched). */
-static int estimate(struct sched *s, const char *path, int num_ctx, uint64_t *bytes, struct err *e)
+/* Weights plus an f16 KV cache for every slot, from the file's metadata (no weights touched); *n_ctx is
+ * the context length the slots will have. */
+static int estimate(struct sched *s, const char *path, int num_ctx, uint64_t *bytes, int *n_ctx, struct err *e)
 {
     struct stat st;
     if (stat(path, &st) != 0)
@@ -220,6 +219,7 @@ static int estimate(struct sched *s, const char *path, int num_ctx, uint64_t *by
     uint64_t kv = 2ull * (uint64_t)hp.n_layer * (uint64_t)hp.n_head_kv * (uint64_t)hp.head_dim *
                   (uint64_t)ctx * 2ull * (uint64_t)s->cfg.num_parallel;
     *bytes = (uint64_t)st.st_size + kv;
+    *n_ctx = ctx;
     return 0;
 }
 
@@ -234,8 +234,8 @@ static uint64_t budget_left(struct sched *s)
     return mem_available();
 }
 
-static int load_entry(struct sched *s, const char *path, uint64_t est, struct sched_entry **out,
-                      struct err *e)
+static int load_entry(struct sched *s, const char *path, uint64_t est, int n_ctx, int num_gpu,
+                      struct sched_entry **out, struct err *e)
 {
     struct sched_entry *en = calloc(1, sizeof *en);
     if (!en)
@@ -247,21 +247,27 @@ static int load_entry(struct sched *s, const char *path, uint64_t est, struct sc
     en->n_hist = calloc((size_t)s->cfg.num_parallel, sizeof *en->n_hist);
     pthread_mutex_init(&en->fwd, NULL);
     en->est_bytes = est;
+    en->num_gpu = num_gpu;
     en->expires_mono = INT64_MAX;
     int rc = 0;
     if (!en->path || !en->ctx || !en->busy || !en->hist || !en->n_hist)
         rc = err_set(e, ERR_NOMEM, "out of memory");
+    /* The memory plan leaves room for every slot's context of the length asked for. */
+    const struct load_params lp = {
+        .n_threads = s->cfg.n_threads,
+        .num_gpu = num_gpu,
+        .n_slots = s->cfg.num_parallel,
+        .ctx = {.n_ctx = n_ctx},
+    };
     if (!rc)
-        rc = backend_cpu_new(s->cfg.n_threads, &en->be, e);
-    if (!rc)
-        rc = model_load(path, en->be, &en->m, e);
+        rc = model_open(path, &lp, &en->m, e);
+    if (!rc && en->m->plan.note[0] && num_gpu > 0)
+        fprintf(stderr, "hearth: %s: %s\n", path, en->m->plan.note);
     if (!rc)
         rc = chat_template_load(en->m, &en->tpl, e);
     if (rc) {
         chat_template_free(&en->tpl);
         model_free(en->m);
-        if (en->be)
-            en->be->ops->free(en->be);
         pthread_mutex_destroy(&en->fwd);
         entry_free(en, s->cfg.num_parallel);
         return rc;
@@ -270,7 +276,8 @@ static int load_entry(struct sched *s, const char *path, uint64_t est, struct sc
     return 0;
 }
 
-int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_lease *l, struct err *e)
+int sched_acquire(struct sched *s, const char *path, int num_ctx, int num_gpu, struct sched_lease *l,
+                  struct err *e)
 {
     const int64_t t0 = clock_ns();
     memset(l, 0, sizeof *l);
@@ -288,6 +295,15 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
             break;
         }
         en = find(s, path);
+        if (en && !en->unload_pending && num_gpu >= 0 && num_gpu != en->num_gpu) {
+            /* Another layer split was asked for: reload once the model is idle (as Ollama does for an
+             * explicit num_gpu; -1 takes the model as it is loaded). */
+            if (en->refs == 0)
+                entry_unload(s, en);
+            else
+                en->unload_pending = true;
+            continue;
+        }
         if (en && !en->unload_pending) {
             int slot = -1;
             for (int i = 0; i < s->cfg.num_parallel; i++)
@@ -320,7 +336,8 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
             continue;
         }
         uint64_t est = 0;
-        rc = estimate(s, path, num_ctx, &est, e);
+        int est_ctx = 0;
+        rc = estimate(s, path, num_ctx, &est, &est_ctx, e);
         if (rc)
             break;
         struct sched_entry *victim;
@@ -335,7 +352,7 @@ int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_l
         s->loading = true;
         pthread_mutex_unlock(&s->mu);
         struct sched_entry *fresh = NULL;
-        rc = load_entry(s, path, est, &fresh, e);
+        rc = load_entry(s, path, est, est_ctx, num_gpu, &fresh, e);
         pthread_mutex_lock(&s->mu);
         s->loading = false;
         pthread_cond_broadcast(&s->cv);
@@ -463,7 +480,13 @@ json_t *sched_list(struct sched *s)
         json_object_set_new(o, "path", json_string(en->path));
         json_object_set_new(o, "name", json_string(en->name ? en->name : en->path));
         json_object_set_new(o, "digest", json_string(en->digest ? en->digest : ""));
-        json_object_set_new(o, "size", json_integer((json_int_t)en->est_bytes));
+        /* Ollama's size and size_vram: all the model's memory, and the GPU's share of it. */
+        const struct mem_plan *p = &en->m->plan;
+        const uint64_t planned = plan_cpu_bytes(p) + plan_gpu_bytes(p);
+        json_object_set_new(o, "size", json_integer((json_int_t)(planned ? planned : en->est_bytes)));
+        json_object_set_new(o, "size_vram", json_integer((json_int_t)plan_gpu_bytes(p)));
+        json_object_set_new(o, "offloaded_layers", json_integer(plan_offloaded(p)));
+        json_object_set_new(o, "layers", json_integer(p->n_layer + 1));
         json_object_set_new(o, "expires_at",
                             json_integer(exp == INT64_MAX ? 0 : (json_int_t)(now_wall + (exp - now_mono))));
         json_object_set_new(o, "context_length", json_integer(en->n_ctx));

@@ -48,10 +48,12 @@ int sched_new(const struct sched_config *cfg, struct sched **out, struct err *e)
 void sched_free(struct sched *s);
 
 /* Gets a slot of the model at path (loading it if needed) with a context of num_ctx tokens (0: the
- * default; clamped to the model's training context). keep_alive_ns < 0 means the server default.
- * Fails with SCHED_ERR_BUSY when too many requests wait, ERR_NOTFOUND/ERR_FORMAT/... from loading,
- * ERR_NOMEM when the model does not fit the memory budget. */
-int sched_acquire(struct sched *s, const char *path, int num_ctx, struct sched_lease *l, struct err *e);
+ * default; clamped to the model's training context). num_gpu is the layer split a load uses (the
+ * num_gpu option: -1 as many layers on the GPU as fit, model/plan.h); a loaded model asked for with
+ * another num_gpu >= 0 is reloaded once idle. Fails with SCHED_ERR_BUSY when too many requests wait,
+ * ERR_NOTFOUND/ERR_FORMAT/... from loading, ERR_NOMEM when the model does not fit the memory budget. */
+int sched_acquire(struct sched *s, const char *path, int num_ctx, int num_gpu, struct sched_lease *l,
+                  struct err *e);
 /* Returns the slot; the model stays loaded for keep_alive_ns (< 0: the default, 0: unload now,
  * INT64_MAX: forever) after its last request. */
 void sched_release(struct sched *s, struct sched_lease *l, long long keep_alive_ns);
@@ -60,7 +62,8 @@ bool sched_unload(struct sched *s, const char *path);
 /* Records the name a loaded model was asked for by (and its store digest, may be NULL), for
  * /api/ps; the latest name wins. */
 void sched_label(struct sched *s, const char *path, const char *name, const char *digest);
-/* /api/ps entries: [{path, name, digest, size, expires_at (unix ns, 0 = forever), context_length}]. */
+/* /api/ps entries: [{path, name, digest, size, size_vram (bytes on the GPU), offloaded_layers, layers,
+ * expires_at (unix ns, 0 = forever), context_length, file_type, arch}]. */
 json_t *sched_list(struct sched *s);
 /* The leased model's grammar vocabulary (grammar.h), built on first use and kept with the model.
  * Read-only afterwards; valid while the lease is held. */

@@ -1,5 +1,6 @@
-/* context.c — a model context: the KV cache (one K and one V buffer per layer, a row per position)
- * and the activation buffers of one forward chunk, all allocated once on the backend. */
+/* context.c — a model context: the KV cache (one K and one V buffer per layer, a row per position, on
+ * the layer's backend) and the activation buffers of one forward chunk on each backend the model uses,
+ * all allocated once. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,17 +10,24 @@ void model_ctx_free(struct model_ctx *c)
 {
     if (!c)
         return;
-    struct backend *be = c->m->be;
+    const struct model *m = c->m;
     if (c->k_cache)
-        for (int il = 0; il < c->m->hp.n_layer; il++) {
+        for (int il = 0; il < m->hp.n_layer; il++) {
+            struct backend *be = m->bes[m->layer_be[il]];
             be->ops->dealloc(be, c->k_cache[il]);
             be->ops->dealloc(be, c->v_cache[il]);
         }
     free(c->k_cache);
     free(c->v_cache);
-    float *bufs[] = {c->x, c->xb, c->q, c->k, c->v, c->att, c->gate, c->up, c->logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        be->ops->dealloc(be, bufs[i]);
+    for (int b = 0; b < m->n_be; b++) {
+        struct backend *be = m->bes[b];
+        struct model_scratch *s = &c->s[b];
+        float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->gate, s->up};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            be->ops->dealloc(be, bufs[i]);
+    }
+    m->be->ops->dealloc(m->be, c->logits);
+    free(c->host);
     free(c->pos_buf);
     free(c);
 }
@@ -28,7 +36,6 @@ int model_ctx_new(struct model *m, const struct ctx_params *p, struct model_ctx 
 {
     *out = NULL;
     const struct hparams *hp = &m->hp;
-    struct backend *be = m->be;
     struct model_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return err_set(e, ERR_NOMEM, "out of memory");
@@ -49,6 +56,7 @@ int model_ctx_new(struct model *m, const struct ctx_params *p, struct model_ctx 
     if (!c->k_cache || !c->v_cache)
         goto oom;
     for (int il = 0; il < hp->n_layer; il++) {
+        struct backend *be = m->bes[m->layer_be[il]];
         c->k_cache[il] = be->ops->alloc(be, kv_bytes);
         c->v_cache[il] = be->ops->alloc(be, kv_bytes);
         if (!c->k_cache[il] || !c->v_cache[il])
@@ -57,26 +65,45 @@ int model_ctx_new(struct model *m, const struct ctx_params *p, struct model_ctx 
     const size_t nb = (size_t)c->n_batch;
     const size_t qd = (size_t)hp->n_head * hp->head_dim;
     const size_t wide = qd > (size_t)hp->n_embd ? qd : (size_t)hp->n_embd;
-    c->x = be->ops->alloc(be, nb * hp->n_embd * sizeof(float));
-    c->xb = be->ops->alloc(be, nb * wide * sizeof(float));
-    c->q = be->ops->alloc(be, nb * qd * sizeof(float));
-    c->k = be->ops->alloc(be, nb * kv_dim * sizeof(float));
-    c->v = be->ops->alloc(be, nb * kv_dim * sizeof(float));
-    c->att = be->ops->alloc(be, nb * qd * sizeof(float));
-    c->gate = be->ops->alloc(be, nb * hp->n_ff * sizeof(float));
-    c->up = be->ops->alloc(be, nb * hp->n_ff * sizeof(float));
-    c->logits = be->ops->alloc(be, (nb < MODEL_LOGITS_ROWS ? nb : MODEL_LOGITS_ROWS) * hp->n_vocab * sizeof(float));
+    bool runs_blocks[MODEL_MAX_BACKENDS] = {false};
+    for (int il = 0; il < hp->n_layer; il++)
+        runs_blocks[m->layer_be[il]] = true;
+    for (int b = 0; b < m->n_be; b++) {
+        struct backend *be = m->bes[b];
+        struct model_scratch *s = &c->s[b];
+        s->x = be->ops->alloc(be, nb * hp->n_embd * sizeof(float));
+        s->xb = be->ops->alloc(be, nb * wide * sizeof(float));
+        if (!s->x || !s->xb)
+            goto oom;
+        if (!runs_blocks[b])
+            continue;
+        s->q = be->ops->alloc(be, nb * qd * sizeof(float));
+        s->k = be->ops->alloc(be, nb * kv_dim * sizeof(float));
+        s->v = be->ops->alloc(be, nb * kv_dim * sizeof(float));
+        s->att = be->ops->alloc(be, nb * qd * sizeof(float));
+        s->gate = be->ops->alloc(be, nb * hp->n_ff * sizeof(float));
+        s->up = be->ops->alloc(be, nb * hp->n_ff * sizeof(float));
+        if (!s->q || !s->k || !s->v || !s->att || !s->gate || !s->up)
+            goto oom;
+    }
+    c->x = c->s[m->out_be].x;
+    c->xb = c->s[m->out_be].xb;
+    const size_t logit_rows = nb < MODEL_LOGITS_ROWS ? nb : MODEL_LOGITS_ROWS;
+    c->logits = m->be->ops->alloc(m->be, logit_rows * hp->n_vocab * sizeof(float));
     c->pos_buf = malloc(nb * sizeof *c->pos_buf);
-    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->logits ||
-        !c->pos_buf)
+    if (m->n_be > 1)
+        c->host = malloc(nb * hp->n_embd * sizeof *c->host);
+    if (!c->logits || !c->pos_buf || (m->n_be > 1 && !c->host))
         goto oom;
     int64_t max_cols = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
     if ((int64_t)qd > max_cols)
         max_cols = (int64_t)qd;
-    int rc = be->ops->reserve(be, c->n_batch, max_cols, c->n_ctx, hp->head_dim, e);
-    if (rc) {
-        model_ctx_free(c);
-        return rc;
+    for (int b = 0; b < m->n_be; b++) {
+        int rc = m->bes[b]->ops->reserve(m->bes[b], c->n_batch, max_cols, c->n_ctx, hp->head_dim, e);
+        if (rc) {
+            model_ctx_free(c);
+            return rc;
+        }
     }
     *out = c;
     return 0;

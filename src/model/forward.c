@@ -3,61 +3,83 @@
  *   per layer: h = rmsnorm(x); q,k,v = h.Wq,Wk,Wv (+bias); [q/k rmsnorm per head]; rope(q,k);
  *              store k,v; x += attention(q, cache).Wo; h = rmsnorm(x); x += (silu(h.Wg) * h.Wu).Wd
  *   logits = rmsnorm(x).Wout
- * A prompt is run in chunks of n_batch tokens, each as matrix x matrix products. */
+ * A prompt is run in chunks of n_batch tokens, each as matrix x matrix products. Each block runs on its
+ * own backend (model.h, struct placement); where the next block's backend differs, the hidden state
+ * moves: read to the host, then written to the other backend. */
 #include <math.h>
 #include <string.h>
 
 #include "model/model.h"
 
+/* Hands the chunk's hidden state (n rows) from backend a's x to backend b's. */
+static void move_hidden(struct model_ctx *c, int a, int b, int n)
+{
+    struct backend *from = c->m->bes[a], *to = c->m->bes[b];
+    const size_t count = (size_t)n * (size_t)c->m->hp.n_embd;
+    from->ops->read(from, c->host, c->s[a].x, count);
+    to->ops->write(to, c->s[b].x, c->host, count);
+}
+
 static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits)
 {
     struct model *m = c->m;
     const struct hparams *hp = &m->hp;
-    struct backend *be = m->be;
-    const struct backend_ops *op = be->ops;
     const int d = hp->n_embd, hd = hp->head_dim;
     const int kvd = hp->n_head_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    const struct rope_params rp = {
-        .n_rot = hp->n_rot,
-        .neox = hp->rope_neox,
-        .freq_base = hp->rope_base,
-        .freq_scale = hp->rope_scale,
-        .freq_factors = m->has_rope_freqs ? &m->rope_freqs : NULL,
-    };
 
     for (int i = 0; i < n; i++)
         c->pos_buf[i] = c->n_past + i;
-    op->set_batch(be, tokens, c->pos_buf, n);
-    op->get_rows(be, &m->tok_embd, c->x);
+    for (int b = 0; b < m->n_be; b++)
+        m->bes[b]->ops->set_batch(m->bes[b], tokens, c->pos_buf, n);
+    int cur = m->embd_be;
+    m->bes[cur]->ops->get_rows(m->bes[cur], &m->tok_embd, c->s[cur].x);
 
     for (int il = 0; il < hp->n_layer; il++) {
-        const struct layer_weights *l = &m->layers[il];
-        op->rmsnorm(be, c->x, &l->attn_norm, c->xb, n, d, hp->norm_eps);
-        op->matmul(be, &l->wq, hp->qkv_bias ? &l->bq : NULL, c->xb, c->q, n);
-        op->matmul(be, &l->wk, hp->qkv_bias ? &l->bk : NULL, c->xb, c->k, n);
-        op->matmul(be, &l->wv, hp->qkv_bias ? &l->bv : NULL, c->xb, c->v, n);
-        if (hp->qk_norm) {
-            op->rmsnorm(be, c->q, &l->q_norm, c->q, n * hp->n_head, hd, hp->norm_eps);
-            op->rmsnorm(be, c->k, &l->k_norm, c->k, n * hp->n_head_kv, hd, hp->norm_eps);
+        if (m->layer_be[il] != cur) {
+            move_hidden(c, cur, m->layer_be[il], n);
+            cur = m->layer_be[il];
         }
-        op->rope(be, c->q, hp->n_head, hd, &rp);
-        op->rope(be, c->k, hp->n_head_kv, hd, &rp);
-        op->kv_store(be, c->k_cache[il], c->v_cache[il], c->kv_type, c->k, c->v, kvd);
-        op->attention(be, c->q, c->k_cache[il], c->v_cache[il], c->kv_type, c->att, hp->n_head, hp->n_head_kv,
+        struct backend *be = m->bes[cur];
+        const struct backend_ops *op = be->ops;
+        const struct model_scratch *s = &c->s[cur];
+        const struct rope_params rp = {
+            .n_rot = hp->n_rot,
+            .neox = hp->rope_neox,
+            .freq_base = hp->rope_base,
+            .freq_scale = hp->rope_scale,
+            .freq_factors = m->has_rope_freqs ? &m->rope_freqs[cur] : NULL,
+        };
+        const struct layer_weights *l = &m->layers[il];
+        op->rmsnorm(be, s->x, &l->attn_norm, s->xb, n, d, hp->norm_eps);
+        op->matmul(be, &l->wq, hp->qkv_bias ? &l->bq : NULL, s->xb, s->q, n);
+        op->matmul(be, &l->wk, hp->qkv_bias ? &l->bk : NULL, s->xb, s->k, n);
+        op->matmul(be, &l->wv, hp->qkv_bias ? &l->bv : NULL, s->xb, s->v, n);
+        if (hp->qk_norm) {
+            op->rmsnorm(be, s->q, &l->q_norm, s->q, n * hp->n_head, hd, hp->norm_eps);
+            op->rmsnorm(be, s->k, &l->k_norm, s->k, n * hp->n_head_kv, hd, hp->norm_eps);
+        }
+        op->rope(be, s->q, hp->n_head, hd, &rp);
+        op->rope(be, s->k, hp->n_head_kv, hd, &rp);
+        op->kv_store(be, c->k_cache[il], c->v_cache[il], c->kv_type, s->k, s->v, kvd);
+        op->attention(be, s->q, c->k_cache[il], c->v_cache[il], c->kv_type, s->att, hp->n_head, hp->n_head_kv,
                       hd, scale);
-        op->matmul(be, &l->wo, NULL, c->att, c->xb, n);
-        op->add(be, c->x, c->xb, (size_t)n * d);
+        op->matmul(be, &l->wo, NULL, s->att, s->xb, n);
+        op->add(be, s->x, s->xb, (size_t)n * d);
 
-        op->rmsnorm(be, c->x, &l->ffn_norm, c->xb, n, d, hp->norm_eps);
-        op->matmul(be, &l->w_gate, NULL, c->xb, c->gate, n);
-        op->matmul(be, &l->w_up, NULL, c->xb, c->up, n);
-        op->swiglu(be, c->gate, c->up, c->gate, (size_t)n * hp->n_ff);
-        op->matmul(be, &l->w_down, NULL, c->gate, c->xb, n);
-        op->add(be, c->x, c->xb, (size_t)n * d);
+        op->rmsnorm(be, s->x, &l->ffn_norm, s->xb, n, d, hp->norm_eps);
+        op->matmul(be, &l->w_gate, NULL, s->xb, s->gate, n);
+        op->matmul(be, &l->w_up, NULL, s->xb, s->up, n);
+        op->swiglu(be, s->gate, s->up, s->gate, (size_t)n * hp->n_ff);
+        op->matmul(be, &l->w_down, NULL, s->gate, s->xb, n);
+        op->add(be, s->x, s->xb, (size_t)n * d);
     }
+    if (m->out_be != cur)
+        move_hidden(c, cur, m->out_be, n);
 
     /* Only the rows whose logits are wanted go through the (large) output matrix. */
+    struct backend *be = m->be;
+    const struct backend_ops *op = be->ops;
     const int first = all_logits ? 0 : n - 1;
     const int rows = n - first;
     float *xs = c->x + (size_t)first * d;

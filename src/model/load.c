@@ -1,6 +1,7 @@
 /* load.c — binds a GGUF's tensors to a model's weights: looks each one up by its GGUF name, checks
  * its shape against the hyper-parameters and its type against what the backend can run, and hands
- * it to the backend. Weights stay in the map; nothing is copied on the CPU. */
+ * it to the backend its part runs on (a split model's blocks are prepared on their own backend only:
+ * CPU blocks stay in the map, GPU blocks are uploaded). Nothing is copied on the CPU. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,8 @@
 #include "tokenizer/tokenizer.h"
 
 /* Binds tensor `name` expecting [rows, cols] (rows 1 and n_dims 1 for vectors). */
-static int bind(struct model *m, struct bweight *w, const char *name, int64_t rows, int64_t cols,
-                bool optional, bool *found, struct err *e)
+static int bind(struct model *m, struct backend *be, struct bweight *w, const char *name, int64_t rows,
+                int64_t cols, bool optional, bool *found, struct err *e)
 {
     const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
     if (found)
@@ -45,7 +46,7 @@ static int bind(struct model *m, struct bweight *w, const char *name, int64_t ro
     w->host = t->data;
     w->dev = NULL;
     w->extra = NULL;
-    int rc = m->be->ops->prepare_weight(m->be, w, e);
+    int rc = be->ops->prepare_weight(be, w, e);
     if (rc)
         return err_prefix(e, "%s", m->path);
     return 0;
@@ -55,6 +56,7 @@ static int bind_layer(struct model *m, int il, struct err *e)
 {
     const struct hparams *hp = &m->hp;
     struct layer_weights *l = &m->layers[il];
+    struct backend *be = m->bes[m->layer_be[il]];
     const int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim,
                   kvd = (int64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
     char name[96];
@@ -62,7 +64,7 @@ static int bind_layer(struct model *m, int il, struct err *e)
 #define BIND(field, suffix, rows, cols)                                                            \
     do {                                                                                           \
         snprintf(name, sizeof name, "blk.%d.%s", il, suffix);                                      \
-        if ((rc = bind(m, &l->field, name, rows, cols, false, NULL, e)))                           \
+        if ((rc = bind(m, be, &l->field, name, rows, cols, false, NULL, e)))                       \
             return rc;                                                                             \
     } while (0)
     BIND(attn_norm, "attn_norm.weight", 1, d);
@@ -103,11 +105,19 @@ static uint32_t dominant_type(const struct gguf_file *f)
 
 int model_load(const char *path, struct backend *be, struct model **out, struct err *e)
 {
+    const struct placement pl = {.lo = be};
+    return model_load_placed(path, &pl, out, e);
+}
+
+int model_load_placed(const char *path, const struct placement *pl, struct model **out, struct err *e)
+{
     *out = NULL;
     struct model *m = calloc(1, sizeof *m);
     if (!m)
         return err_set(e, ERR_NOMEM, "out of memory");
-    m->be = be;
+    m->be = pl->lo;
+    m->bes[0] = pl->lo;
+    m->n_be = 1;
     m->path = strdup(path);
     int rc = m->path ? 0 : err_set(e, ERR_NOMEM, "out of memory");
     if (!rc)
@@ -121,6 +131,11 @@ int model_load(const char *path, struct backend *be, struct model **out, struct 
         return rc;
     }
     struct hparams *hp = &m->hp;
+    m->layer_be = calloc((size_t)hp->n_layer, sizeof *m->layer_be); /* all on bes[0] until split below */
+    if (!m->layer_be) {
+        model_free(m);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
     if (hp->arch == ARCH_BERT) {
         /* An encoder with its own tensor set and forward pass (bert.c). */
         if ((rc = bert_load(m, e))) {
@@ -151,18 +166,36 @@ int model_load(const char *path, struct backend *be, struct model **out, struct 
         model_free(m);
         return err_set(e, ERR_NOMEM, "out of memory");
     }
+    /* The split: hi takes the last n_hi blocks, and the head and the embeddings when asked. */
+    int n_hi = pl->n_hi < 0 ? 0 : pl->n_hi > hp->n_layer ? hp->n_layer : pl->n_hi;
+    const bool split = pl->hi && pl->hi != pl->lo && (n_hi > 0 || pl->output_hi || pl->embd_hi);
+    if (split) {
+        m->bes[1] = pl->hi;
+        m->n_be = 2;
+        for (int il = hp->n_layer - n_hi; il < hp->n_layer; il++)
+            m->layer_be[il] = 1;
+        m->out_be = pl->output_hi ? 1 : 0;
+        m->embd_be = pl->embd_hi ? 1 : 0;
+        m->be = m->bes[m->out_be];
+    }
+    struct backend *out_be = m->bes[m->out_be];
     bool has_output = false;
-    rc = bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, false, NULL, e);
+    rc = bind(m, m->bes[m->embd_be], &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, false, NULL, e);
     if (!rc)
-        rc = bind(m, &m->output_norm, "output_norm.weight", 1, hp->n_embd, false, NULL, e);
+        rc = bind(m, out_be, &m->output_norm, "output_norm.weight", 1, hp->n_embd, false, NULL, e);
     if (!rc)
-        rc = bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, true, &has_output, e);
+        rc = bind(m, out_be, &m->output, "output.weight", hp->n_vocab, hp->n_embd, true, &has_output, e);
     if (!rc && !has_output) {
         hp->tied_output = true;
-        m->output = m->tok_embd;
+        /* The head multiplies by the embedding table: the same binding when both are on one backend. */
+        if (m->out_be == m->embd_be)
+            m->output = m->tok_embd;
+        else
+            rc = bind(m, out_be, &m->output, "token_embd.weight", hp->n_vocab, hp->n_embd, false, NULL, e);
     }
-    if (!rc)
-        rc = bind(m, &m->rope_freqs, "rope_freqs.weight", 1, hp->n_rot / 2, true, &m->has_rope_freqs, e);
+    for (int b = 0; !rc && b < m->n_be; b++)
+        rc = bind(m, m->bes[b], &m->rope_freqs[b], "rope_freqs.weight", 1, hp->n_rot / 2, true, &m->has_rope_freqs,
+                  e);
     for (int il = 0; !rc && il < hp->n_layer; il++)
         rc = bind_layer(m, il, e);
     if (rc) {
@@ -181,24 +214,33 @@ void model_free(struct model *m)
     if (!m)
         return;
     bert_free(m);
-    if (m->layers && m->be && m->be->ops->release_weight) {
+    if (m->layers && m->layer_be && m->bes[0]) {
         for (int il = 0; il < m->hp.n_layer; il++) {
+            struct backend *be = m->bes[m->layer_be[il]];
             struct bweight *ws = (struct bweight *)&m->layers[il];
             for (size_t k = 0; k < sizeof(struct layer_weights) / sizeof(struct bweight); k++)
                 if (ws[k].host)
-                    m->be->ops->release_weight(m->be, &ws[k]);
+                    be->ops->release_weight(be, &ws[k]);
         }
-        m->be->ops->release_weight(m->be, &m->tok_embd);
-        m->be->ops->release_weight(m->be, &m->output_norm);
-        if (!m->hp.tied_output)
-            m->be->ops->release_weight(m->be, &m->output);
-        if (m->has_rope_freqs)
-            m->be->ops->release_weight(m->be, &m->rope_freqs);
+        struct backend *eb = m->bes[m->embd_be], *ob = m->bes[m->out_be];
+        if (m->tok_embd.host)
+            eb->ops->release_weight(eb, &m->tok_embd);
+        if (m->output_norm.host)
+            ob->ops->release_weight(ob, &m->output_norm);
+        if (m->output.host && (!m->hp.tied_output || m->out_be != m->embd_be))
+            ob->ops->release_weight(ob, &m->output);
+        for (int b = 0; b < m->n_be; b++)
+            if (m->rope_freqs[b].host)
+                m->bes[b]->ops->release_weight(m->bes[b], &m->rope_freqs[b]);
     }
     free(m->layers);
+    free(m->layer_be);
     tokenizer_free(m->tok);
     gguf_close(m->gguf);
     free(m->path);
+    for (int b = 0; b < MODEL_MAX_BACKENDS; b++)
+        if (m->owned[b])
+            m->owned[b]->ops->free(m->owned[b]);
     free(m);
 }
 

@@ -832,7 +832,7 @@ static bool parse_output_fields(struct job *j, const json_t *body, struct reply 
 static bool lease(struct job *j, const char *path, struct reply *r)
 {
     struct err e = {0};
-    int rc = sched_acquire(j->s->sched, path, j->opt.num_ctx, &j->lease, &e);
+    int rc = sched_acquire(j->s->sched, path, j->opt.num_ctx, j->opt.num_gpu, &j->lease, &e);
     if (rc) {
         int status = http_status_for(rc);
         if (rc == ERR_FORMAT || rc == ERR_UNSUPPORTED || rc == ERR_IO)

@@ -232,11 +232,11 @@ void api_ps(struct srv *s, const struct http_req *q, struct reply *r)
         char ts[48];
         /* Forever prints as a date far in the future, as Ollama's max duration does. */
         fmt_time(exp ? exp : (int64_t)4102444800LL * 1000000000LL, ts, sizeof ts);
-        json_array_append_new(out, json_pack("{s:O,s:O,s:O,s:O,s:o,s:s,s:i,s:O}", "name", json_object_get(it, "name"),
+        json_array_append_new(out, json_pack("{s:O,s:O,s:O,s:O,s:o,s:s,s:O,s:O}", "name", json_object_get(it, "name"),
                                              "model", json_object_get(it, "name"), "size", json_object_get(it, "size"),
                                              "digest", json_object_get(it, "digest"), "details", details(f),
-                                             "expires_at", ts, "size_vram", 0, "context_length",
-                                             json_object_get(it, "context_length")));
+                                             "expires_at", ts, "size_vram", json_object_get(it, "size_vram"),
+                                             "context_length", json_object_get(it, "context_length")));
         gguf_close(f);
     }
     json_decref(loaded);
@@ -464,7 +464,7 @@ static void embed_route(struct srv *s, const struct http_req *q, struct reply *r
         emb_fail(r, kind, 400, "invalid input type");
         goto out;
     }
-    int rc = sched_acquire(s->sched, path, opt.num_ctx, &l, &e);
+    int rc = sched_acquire(s->sched, path, opt.num_ctx, opt.num_gpu, &l, &e);
     if (rc) {
         json_decref(inputs);
         emb_fail(r, kind, http_status_for(rc) == 400 ? 500 : http_status_for(rc), e.msg);
