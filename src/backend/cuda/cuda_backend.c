@@ -15,6 +15,8 @@
 
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_profile.h"
+#include "base/clock.h"
 #include "tensor/tensor.h"
 
 /* Weight slab for the cuBLAS path: at most this many half elements (128 MiB). */
@@ -77,6 +79,21 @@ struct cuda_backend {
     int n_log, cap_log, n_glog;
     cudaGraphExec_t graph_exec;
     long n_replays, n_captures;
+    /* HEARTH_CUDA_PROFILE=1: every step is logged and run with per-launch timing instead of a graph. */
+    struct cuda_profile *prof;
+    /* HEARTH_CUDA_PROFILE=graph: GPU time of each replayed decode graph, summed (events around the launch). */
+    int gtime, gt_pending;
+    cudaEvent_t gt0, gt1, gt2;
+    double gt_ms, gt_copy_ms;
+    long gt_n;
+    /* ... and the host's time per decode step: in the caller between steps, logging the step's ops,
+     * launching the graph, and waiting for it and the copy of the result (ns). */
+    int64_t ht_set, ht_flush0, ht_flush1, ht_prev_read;
+    double ht_caller, ht_record, ht_launch, ht_wait;
+    /* Pinned staging for large reads (logits): a copy from device memory into pageable memory goes
+     * through the driver's own staging at a fraction of the bus speed. */
+    float *h_read;
+    size_t h_read_n;
     /* First error seen by an op (ops return void). */
     cudaError_t cuda_err;
     int blas_err;
@@ -173,6 +190,24 @@ static void cuda_free_be(struct backend *be)
     struct cuda_backend *c = (struct cuda_backend *)be;
     cudaSetDevice(c->device);
     flush(c);
+    if (c->prof) {
+        cuda_profile_print(c->prof, stderr);
+        cuda_profile_free(c->prof);
+    }
+    if (c->gtime) {
+        if (c->gt_n) {
+            const double n = (double)c->gt_n;
+            fprintf(stderr,
+                    "hearth: CUDA decode graphs: %ld replays, %.1f us of GPU time each, result copy %.1f us; host per "
+                    "step: caller %.1f us, logging ops %.1f us, graph launch %.1f us, waiting %.1f us\n",
+                    c->gt_n, c->gt_ms * 1000.0 / n, c->gt_copy_ms * 1000.0 / n, c->ht_caller / n / 1000.0,
+                    c->ht_record / n / 1000.0, c->ht_launch / n / 1000.0, c->ht_wait / n / 1000.0);
+        }
+        cudaEventDestroy(c->gt0);
+        cudaEventDestroy(c->gt1);
+        cudaEventDestroy(c->gt2);
+    }
+    cudaFreeHost(c->h_read);
     if (c->graph_exec)
         cudaGraphExecDestroy(c->graph_exec);
     free(c->log);
@@ -318,8 +353,42 @@ static void cuda_read(struct backend *be, float *dst, const float *src, size_t n
     struct cuda_backend *c = (struct cuda_backend *)be;
     flush(c);
     c->q_src = NULL;
-    note_cuda(c, cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToHost, c->stream), "read");
+    /* Large reads go through pinned memory (twice the bus speed of a pageable copy, then a host copy). */
+    const size_t bytes = n * sizeof *dst;
+    if (bytes >= ((size_t)64 << 10) && n > c->h_read_n) {
+        cudaFreeHost(c->h_read);
+        c->h_read_n = 0;
+        if (cudaMallocHost((void **)&c->h_read, bytes) == cudaSuccess) {
+            c->h_read_n = n;
+        } else {
+            c->h_read = NULL;
+            cudaGetLastError();
+        }
+    }
+    const bool staged = bytes >= ((size_t)64 << 10) && c->h_read;
+    note_cuda(c, cudaMemcpyAsync(staged ? c->h_read : dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "read");
+    if (c->gt_pending)
+        cudaEventRecord(c->gt2, c->stream);
     note_cuda(c, cudaStreamSynchronize(c->stream), "read");
+    if (staged)
+        memcpy(dst, c->h_read, bytes);
+    if (c->gt_pending) {
+        float ms = 0, cms = 0;
+        if (cudaEventElapsedTime(&ms, c->gt0, c->gt1) == cudaSuccess &&
+            cudaEventElapsedTime(&cms, c->gt1, c->gt2) == cudaSuccess) {
+            const int64_t now = clock_ns();
+            c->gt_ms += ms;
+            c->gt_copy_ms += cms;
+            c->gt_n++;
+            if (c->ht_prev_read)
+                c->ht_caller += (double)(c->ht_set - c->ht_prev_read);
+            c->ht_record += (double)(c->ht_flush0 - c->ht_set);
+            c->ht_launch += (double)(c->ht_flush1 - c->ht_flush0);
+            c->ht_wait += (double)(now - c->ht_flush1);
+            c->ht_prev_read = now;
+        }
+        c->gt_pending = 0;
+    }
     struct err e;
     if (backend_cuda_check(be, &e) != 0) {
         /* The op table has no error return: make a failed step visible rather than silently wrong. */
@@ -500,7 +569,7 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
         /* Decode batches: split over context chunks (p4 is the scratch, NULL when not in use). */
         if (r->n <= CUDA_GEMV_MAX_BATCH && r->p4 &&
             cuda_launch_attention_split(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2,
-                                        r->i3, r->f0, (int)r->rows, (void *)r->p4, c->stream) == 0)
+                                        r->i3, r->f0, (void *)r->p4, c->stream) == 0)
             break;
         cuda_launch_attention(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2, r->i3,
                               r->f0, (int)r->rows, c->stream);
@@ -547,6 +616,8 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
 {
     for (int i = 0; i < n; i++) {
         const struct op_rec *r = &log[i], *nx = i + 1 < n ? &log[i + 1] : NULL;
+        if (c->prof)
+            cuda_profile_mark(c->prof, c->stream, i);
         if (!c->fuse) {
             exec_op(c, r);
             continue;
@@ -567,6 +638,20 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
                                    (int)r->cols, r->f0, c->stream);
             set_quantised(c, r->p2, r->n, r->cols);
             continue;
+        }
+        if (r->kind == OP_ROPE && nx && nx->kind == OP_ROPE && i + 2 < n && log[i + 2].kind == OP_KV_STORE) {
+            /* RoPE on Q, RoPE on K, K and V into the cache: one launch. */
+            const struct op_rec *kv = &log[i + 2];
+            if (nx->n == r->n && kv->n == r->n && kv->p2 == nx->p0 && nx->i1 == r->i1 && nx->i2 == r->i2 &&
+                nx->i3 == r->i3 && nx->f0 == r->f0 && nx->f1 == r->f1 && nx->p1 == r->p1 &&
+                kv->i1 == nx->i0 * nx->i1 &&
+                cuda_launch_rope_kv((float *)r->p0, (float *)nx->p0, kv->p3, (void *)kv->p0, (void *)kv->p1, kv->i0,
+                                    c->d_pos, (int)r->n, r->i0, nx->i0, r->i1, r->i2, r->i3, r->f0, r->f1, r->p1,
+                                    c->stream) == 0) {
+                c->q_src = NULL;
+                i += 2;
+                continue;
+            }
         }
         if (r->kind == OP_SWIGLU && nx && nx->cols > 0 && r->n == nx->n * (size_t)nx->cols &&
             matmul_q8_on(c, nx, r->p2, nx->n, nx->cols)) {
@@ -606,6 +691,74 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
         }
         exec_op(c, r);
     }
+    if (c->prof)
+        cuda_profile_mark(c->prof, c->stream, n);
+}
+
+static const char *op_kind_name(int32_t kind)
+{
+    static const char *const names[] = {"?", "get_rows", "rmsnorm", "matmul", "rope", "kv_store", "attention",
+                                        "swiglu", "add"};
+    return kind > 0 && kind <= OP_ADD ? names[kind] : names[0];
+}
+
+static const char *dev_type_name(uint32_t t)
+{
+    switch (t) {
+    case CUDA_T_Q4_0R:
+        return "Q4_0r";
+    case CUDA_T_Q8_0R:
+        return "Q8_0r";
+    case CUDA_T_Q4_KR:
+        return "Q4_Kr";
+    case CUDA_T_Q6_KR:
+        return "Q6_Kr";
+    default:
+        return dtype_name(t);
+    }
+}
+
+/* A launch group's label: its ops joined by '+', matrices by their per-layer name ("blk.N." dropped),
+ * then the first matrix's format and shape. */
+static void group_label(const struct op_rec *log, int a, int b, int prompt, char *out, size_t cap)
+{
+    size_t len = (size_t)snprintf(out, cap, "%c ", prompt ? 'P' : 'D');
+    for (int i = a; i < b && len < cap; i++) {
+        const struct op_rec *r = &log[i];
+        const char *name = op_kind_name(r->kind);
+        if (r->kind == OP_MATMUL && r->p4) {
+            name = r->p4;
+            if (strncmp(name, "blk.", 4) == 0 && strchr(name + 4, '.'))
+                name = strchr(name + 4, '.') + 1;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "%s%.*s", i > a ? "+" : "",
+                                (int)(strstr(name, ".weight") ? (size_t)(strstr(name, ".weight") - name) : strlen(name)),
+                                name);
+    }
+    if (log[a].kind == OP_MATMUL && len < cap)
+        snprintf(out + len, cap - len, " %s %lldx%lld n=%zu", dev_type_name((uint32_t)log[a].type),
+                 (long long)log[a].rows, (long long)log[a].cols, log[a].n);
+}
+
+/* Runs a logged step with a timing event between launch groups and adds the times to the profile. */
+static void profile_step(struct cuda_backend *c, int n)
+{
+    const int prompt = c->n_batch > CUDA_GEMV_MAX_BATCH;
+    const int fuse = c->fuse;
+    if (prompt)
+        c->fuse = 0; /* prompt batches run op by op outside profiling too */
+    cuda_profile_begin(c->prof, c->stream);
+    exec_log(c, c->log, n);
+    c->fuse = fuse;
+    c->q_src = NULL;
+    const int marks = cuda_profile_marks(c->prof);
+    char label[80];
+    for (int k = 0; k + 1 < marks; k++) {
+        group_label(c->log, cuda_profile_mark_index(c->prof, k), cuda_profile_mark_index(c->prof, k + 1), prompt, label,
+                    sizeof label);
+        cuda_profile_add(c->prof, label, cuda_profile_elapsed(c->prof, k));
+    }
+    cuda_profile_end(c->prof, prompt);
 }
 
 /* Runs a record now, or logs it while a decode step is being recorded. A full log (a model far larger
@@ -634,8 +787,21 @@ static void flush(struct cuda_backend *c)
     c->recording = 0;
     const int n = c->n_log;
     c->n_log = 0;
+    if (c->prof) {
+        profile_step(c, n);
+        return;
+    }
     if (c->graph_exec && n == c->n_glog && memcmp(c->log, c->glog, (size_t)n * sizeof *c->log) == 0) {
+        if (c->gtime) {
+            c->ht_flush0 = clock_ns();
+            cudaEventRecord(c->gt0, c->stream);
+        }
         note_cuda(c, cudaGraphLaunch(c->graph_exec, c->stream), "graph launch");
+        if (c->gtime) {
+            cudaEventRecord(c->gt1, c->stream);
+            c->ht_flush1 = clock_ns();
+            c->gt_pending = 1;
+        }
         c->q_src = NULL;
         c->n_replays++;
         return;
@@ -680,6 +846,8 @@ static void flush(struct cuda_backend *c)
 static void cuda_set_batch(struct backend *be, const int32_t *tokens, const int32_t *pos, int n)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
+    if (c->gtime)
+        c->ht_set = clock_ns();
     flush(c);
     c->q_src = NULL;
     /* The staging buffer may still feed the previous batch's copy: wait for that copy only (it is
@@ -699,7 +867,7 @@ static void cuda_set_batch(struct backend *be, const int32_t *tokens, const int3
     c->stage_pending = 1;
     c->n_batch = n;
     /* A one-token step (decode) is recorded and replayed as a graph. */
-    c->recording = n == 1 && c->use_graphs && c->log;
+    c->recording = ((n == 1 && c->use_graphs) || c->prof) && c->log;
 }
 
 static void cuda_get_rows(struct backend *be, const struct bweight *table, float *out)
@@ -809,17 +977,21 @@ static void cuda_attention(struct backend *be, const float *q, const void *k_cac
     if (c->split_att && r.n <= CUDA_GEMV_MAX_BATCH && c->max_ctx > 0) {
         /* Scratch for the split kernel's partial results, sized for the largest decode batch so that
          * it is allocated once per model shape (the pointer is part of the record). */
-        const size_t need = cuda_attention_split_floats(CUDA_GEMV_MAX_BATCH, n_heads, head_dim, c->max_ctx);
+        const size_t need = cuda_attention_split_floats(CUDA_GEMV_MAX_BATCH, n_heads, n_kv_heads, head_dim);
         if (need > c->att_floats) {
             flush(c); /* logged ops may still refer to the old buffer */
             cudaStreamSynchronize(c->stream);
             cudaFree(c->d_att);
             c->d_att = NULL;
             c->att_floats = 0;
-            if (cudaMalloc((void **)&c->d_att, need * sizeof(float)) == cudaSuccess)
+            if (cudaMalloc((void **)&c->d_att, need * sizeof(float)) == cudaSuccess &&
+                cudaMemset(c->d_att, 0, need * sizeof(float)) == cudaSuccess) { /* the kernel's counters start at 0 */
                 c->att_floats = need;
-            else
+            } else {
                 cudaGetLastError(); /* no scratch: the single-pass kernel runs instead */
+                cudaFree(c->d_att);
+                c->d_att = NULL;
+            }
         }
         r.p4 = c->d_att;
     }
@@ -964,6 +1136,9 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
     c->fuse = !(f && *f == '0');
     const char *sa = getenv("HEARTH_CUDA_SPLIT_ATTENTION");
     c->split_att = !(sa && *sa == '0');
+    const char *pf = getenv("HEARTH_CUDA_PROFILE");
+    const int want_prof = pf && *pf && *pf != '0' && strcmp(pf, "graph") != 0;
+    c->gtime = pf && strcmp(pf, "graph") == 0;
     c->cap_log = LOG_CAP;
     c->log = malloc(LOG_CAP * sizeof *c->log);
     c->glog = malloc(LOG_CAP * sizeof *c->glog);
@@ -986,6 +1161,13 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
         return err_set(e, ERR_IO, "cannot initialise cuBLAS on GPU %d (status %d)", device, (int)bs);
     }
     cublasSetStream(c->blas, c->stream);
+    if (c->gtime && (cudaEventCreate(&c->gt0) != cudaSuccess || cudaEventCreate(&c->gt1) != cudaSuccess ||
+                     cudaEventCreate(&c->gt2) != cudaSuccess)) {
+        cudaGetLastError();
+        c->gtime = 0;
+    }
+    if (want_prof && !(c->prof = cuda_profile_new(LOG_CAP + 1)))
+        fprintf(stderr, "hearth: HEARTH_CUDA_PROFILE: cannot make timing events; profiling is off\n");
     /* Plain float32 SGEMM: TF32 would cost the F32 models their accuracy. */
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
     *out = &c->base;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_rope.cuh"
 
 /* ---- residual add + RMSNorm (+ int8 quantisation of the output): one block per row ---- */
 
@@ -54,7 +55,12 @@ __device__ __forceinline__ void nf_quant32(float v, int8_t *xq, float2 *xds, int
 /* x (+)= y when y is given; out = x * rsqrt(mean(x^2) + eps) * g; and, when xq is given, out quantised
  * to int8 per 32 values. y and out may be the same buffer (the add of one layer's FFN output followed
  * by the next layer's norm into the same scratch): every y of the row is read before the barrier in
- * nf_block_sum, every out written after it. */
+ * nf_block_sum, every out written after it.
+ * Rows of up to NORM_PER * blockDim.x values stay in registers: thread t holds values t, t + blockDim.x,
+ * ..., so a warp holds whole 32-value blocks and quantises them without reloading anything; all loads
+ * are issued before the one barrier. Longer rows take a second pass over memory. */
+#define NORM_PER 8
+
 __global__ void __launch_bounds__(NORM_THREADS)
     k_norm_fused(float *x, const float *y, const float *__restrict__ g, float *out, int8_t *__restrict__ xq,
                  float2 *__restrict__ xds, int dim, float eps)
@@ -63,8 +69,47 @@ __global__ void __launch_bounds__(NORM_THREADS)
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
     float *o = out + (size_t)blockIdx.x * dim;
+    const int nt = (int)blockDim.x, t = (int)threadIdx.x;
+    const int lane = t & 31, nch = dim >> 5;
+    if (dim <= NORM_PER * nt) {
+        float v[NORM_PER], gv[NORM_PER];
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NORM_PER; k++) {
+            const int i = t + k * nt;
+            v[k] = 0.0f;
+            gv[k] = 0.0f;
+            if (i < dim) {
+                v[k] = xr[i] + (yr ? yr[i] : 0.0f);
+                gv[k] = g[i];
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < NORM_PER; k++) {
+            const int i = t + k * nt;
+            if (i < dim) {
+                if (yr)
+                    xr[i] = v[k];
+                ss += v[k] * v[k];
+            }
+        }
+        ss = nf_block_sum(ss, sh);
+        const float scale = 1.0f / sqrtf(ss / (float)dim + eps);
+#pragma unroll
+        for (int k = 0; k < NORM_PER; k++) {
+            const int i = t + k * nt; /* whole warps in or out of the row when dim % 32 == 0 */
+            if (i < dim) {
+                const float r = v[k] * scale * gv[k];
+                o[i] = r;
+                if (xq)
+                    nf_quant32(r, xq + (size_t)blockIdx.x * dim + (i - lane), xds + (size_t)blockIdx.x * nch + (i >> 5),
+                               lane);
+            }
+        }
+        return;
+    }
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    for (int i = t; i < dim; i += nt) {
         float v = xr[i];
         if (yr) {
             v += yr[i];
@@ -75,12 +120,12 @@ __global__ void __launch_bounds__(NORM_THREADS)
     ss = nf_block_sum(ss, sh);
     const float scale = 1.0f / sqrtf(ss / (float)dim + eps);
     if (!xq) {
-        for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        for (int i = t; i < dim; i += nt)
             o[i] = xr[i] * scale * g[i];
         return;
     }
     /* Warp per 32-value block; the x written above by other threads is visible after the barrier. */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, nch = dim >> 5;
+    const int warp = t >> 5, nw = nt >> 5;
     for (int c = warp; c < nch; c += nw) {
         const int i = c * 32 + lane;
         const float v = xr[i] * scale * g[i];
@@ -92,7 +137,9 @@ __global__ void __launch_bounds__(NORM_THREADS)
 void cuda_launch_norm_fused(float *x, const float *y, const float *g, float *out, void *xq, void *xds, int n_rows,
                             int dim, float eps, cudaStream_t s)
 {
-    const int threads = dim >= NORM_THREADS ? NORM_THREADS : dim >= 256 ? 256 : 32;
+    /* Four values a thread for the usual widths (2048: 512 threads, 4096: 1024); at least one warp. */
+    int threads = (dim / 4 + 31) & ~31;
+    threads = threads > NORM_THREADS ? NORM_THREADS : threads < 32 ? 32 : threads;
     k_norm_fused<<<(unsigned)n_rows, threads, 0, s>>>(x, y, g, out, (int8_t *)xq, (float2 *)xds, dim, eps);
 }
 
@@ -119,187 +166,340 @@ void cuda_launch_swiglu_q8(const float *gate, const float *up, float *out, void 
     k_swiglu_q8<<<(unsigned)((chunks + 7) / 8), 256, 0, s>>>(gate, up, out, (int8_t *)xq, (float2 *)xds, chunks);
 }
 
+/* ---- RoPE on Q and K + K and V into the cache: one thread per (token, head slot, value pair) ----
+ * Head slots 0..n_heads-1 are Q heads (rotated in place), the next n_kv_heads K heads (rotated in place
+ * and stored), the last n_kv_heads V heads (stored). Pair j < n_rot / 2 of a Q or K head is the rotated
+ * pair (j, j + n_rot / 2) (NeoX) or (2j, 2j + 1); the pairs after it carry the unrotated values
+ * n_rot + 2 (j - n_rot / 2) and the one after. */
+__global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, void *kc, void *vc, int f16,
+                          const int32_t *__restrict__ pos, int n_heads, int n_kv_heads, int head_dim, int n_rot, int neox,
+                          float freq_base, float freq_scale, const float *__restrict__ factors, int64_t total)
+{
+    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= total)
+        return;
+    const int hd2 = head_dim / 2, slots = n_heads + 2 * n_kv_heads, half = n_rot / 2;
+    const int j = (int)(idx % hd2);
+    const int slot = (int)((idx / hd2) % slots);
+    const int i = (int)(idx / ((int64_t)hd2 * slots));
+    const int kv_dim = n_kv_heads * head_dim;
+    const int32_t p = pos[i];
+    int a, b;
+    if (j < half) {
+        a = neox ? j : 2 * j;
+        b = neox ? j + half : 2 * j + 1;
+    } else {
+        a = n_rot + 2 * (j - half);
+        b = a + 1;
+    }
+    float x0, x1;
+    size_t dst;
+    if (slot < n_heads + n_kv_heads) {
+        const bool is_q = slot < n_heads;
+        float *hv = is_q ? q + ((size_t)i * n_heads + slot) * head_dim
+                         : k + ((size_t)i * n_kv_heads + (slot - n_heads)) * head_dim;
+        x0 = hv[a];
+        x1 = hv[b];
+        if (j < half) {
+            float cs, sn;
+            rope_cos_sin(j, n_rot, p, freq_base, freq_scale, factors, &cs, &sn);
+            const float r0 = x0 * cs - x1 * sn, r1 = x0 * sn + x1 * cs;
+            x0 = r0;
+            x1 = r1;
+            hv[a] = x0;
+            hv[b] = x1;
+        }
+        if (is_q)
+            return;
+        dst = (size_t)p * kv_dim + (size_t)(slot - n_heads) * head_dim;
+        if (f16) {
+            ((__half *)kc)[dst + a] = __float2half_rn(x0);
+            ((__half *)kc)[dst + b] = __float2half_rn(x1);
+        } else {
+            ((float *)kc)[dst + a] = x0;
+            ((float *)kc)[dst + b] = x1;
+        }
+        return;
+    }
+    const int vh = slot - n_heads - n_kv_heads;
+    const float *vr = v + ((size_t)i * n_kv_heads + vh) * head_dim;
+    dst = (size_t)p * kv_dim + (size_t)vh * head_dim;
+    x0 = vr[2 * j];
+    x1 = vr[2 * j + 1];
+    if (f16) {
+        ((__half *)vc)[dst + 2 * j] = __float2half_rn(x0);
+        ((__half *)vc)[dst + 2 * j + 1] = __float2half_rn(x1);
+    } else {
+        ((float *)vc)[dst + 2 * j] = x0;
+        ((float *)vc)[dst + 2 * j + 1] = x1;
+    }
+}
+
+int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, int f16, const int32_t *pos, int n,
+                        int n_heads, int n_kv_heads, int head_dim, int n_rot, int neox, float freq_base,
+                        float freq_scale, const float *factors, cudaStream_t s)
+{
+    if ((head_dim & 1) || (n_rot & 1) || n_rot > head_dim)
+        return -1;
+    const int64_t total = (int64_t)n * (n_heads + 2 * n_kv_heads) * (head_dim / 2);
+    if (total == 0)
+        return 0;
+    k_rope_kv<<<(unsigned)((total + 127) / 128), 128, 0, s>>>(q, k, v, kc, vc, f16, pos, n_heads, n_kv_heads, head_dim,
+                                                              n_rot, neox, freq_base, freq_scale, factors, total);
+    return 0;
+}
+
 /* ---- split-context attention for decode batches ----
- * Pass 1: block (split, kv head, token) scores its chunk of cache positions against every query head
- * of that KV head (the K and V rows are read once for the group), takes the chunk's softmax and the
- * weighted sum of V rows, and leaves the unnormalised sums with (max, sum of exps) per head and split.
- * Pass 2: block (head, token) merges the chunks that hold positions. The grid covers the context's
- * full size (a graph replayed at growing positions keeps its shape); chunks past the token's position
- * return at once. */
+ * Block (split, kv head, token) takes an equal share of the token's cache positions (the share is
+ * computed on the GPU from the token's position, so the launch shape never changes and a replayed graph
+ * stays valid as the context grows). Its warps take the share's positions in turn, four at a time so
+ * that eight K/V row loads are in flight; a lane holds head_dim / 32 dimensions, so each K or V row is
+ * one coalesced read, scored against every query head of the group (the GQA heads share the row) with
+ * an online softmax per warp and head. The warps merge in shared memory; a token whose positions fit
+ * one split writes its result at once, otherwise each split leaves its partial result and the last
+ * split to finish (counted with an atomic, which it resets) merges them. */
 
-#define SPLIT_THREADS 128
-#define SPLIT_MAX 256 /* chunks per context at most (the chunk grows for longer contexts) */
+#define SPLIT_WARPS 4
+#define SPLIT_N 32       /* splits a token's context is cut into at most */
+#define SPLIT_MIN_POS 16 /* positions a split takes at least */
+#define SPLIT_MAX_G 8    /* query heads per KV head */
+#define SPLIT_UNROLL 4
 
-int cuda_attention_split_chunk(int max_ctx)
+/* The scratch starts with one counter per (token, KV head) at a fixed place, whatever the shape, so that
+ * launches of other batch sizes or models never write over them; the partial outputs and (max, sum)
+ * pairs follow. */
+#define SPLIT_MAX_KV 64
+#define SPLIT_COUNTERS (CUDA_GEMV_MAX_BATCH * SPLIT_MAX_KV)
+
+size_t cuda_attention_split_floats(int n, int n_heads, int n_kv_heads, int head_dim)
 {
-    int chunk = (max_ctx + SPLIT_MAX - 1) / SPLIT_MAX;
-    chunk = (chunk + 31) & ~31;
-    return chunk < 32 ? 32 : chunk;
+    (void)n_kv_heads;
+    return SPLIT_COUNTERS + (size_t)n * n_heads * SPLIT_N * (size_t)(head_dim + 2);
 }
 
-size_t cuda_attention_split_floats(int n, int n_heads, int head_dim, int max_ctx)
+template <int F16, int DPL> __device__ __forceinline__ void sp_row(const void *c, size_t off, int lane, float *v)
 {
-    const int chunk = cuda_attention_split_chunk(max_ctx), n_splits = (max_ctx + chunk - 1) / chunk;
-    return (size_t)n * n_heads * n_splits * (size_t)(head_dim + 2);
+    if (F16) {
+        const __half *p = (const __half *)c + off + (size_t)lane * DPL;
+        if (DPL == 2) {
+            const float2 f = __half22float2(*(const __half2 *)p);
+            v[0] = f.x;
+            v[1] = f.y;
+        } else {
+#pragma unroll
+            for (int k = 0; k < DPL; k += 4) {
+                const uint2 u = *(const uint2 *)(p + k);
+                const float2 f0 = __half22float2(*(const __half2 *)&u.x), f1 = __half22float2(*(const __half2 *)&u.y);
+                v[k] = f0.x;
+                v[k + 1] = f0.y;
+                v[k + 2] = f1.x;
+                v[k + 3] = f1.y;
+            }
+        }
+    } else {
+        const float *p = (const float *)c + off + (size_t)lane * DPL;
+#pragma unroll
+        for (int k = 0; k < DPL; k += 2) {
+            const float2 f = *(const float2 *)(p + k);
+            v[k] = f.x;
+            v[k + 1] = f.y;
+        }
+    }
 }
 
-template <int F16> __device__ __forceinline__ float2 sp_load2(const void *c, size_t i)
+/* Splits in use for a token that attends to n_pos positions, and the positions each takes. */
+__device__ __forceinline__ int sp_share(int n_pos, int *active)
 {
-    if (F16)
-        return __half22float2(*(const __half2 *)((const __half *)c + i));
-    return *(const float2 *)((const float *)c + i);
+    int len = (n_pos + SPLIT_N - 1) / SPLIT_N;
+    len = len < SPLIT_MIN_POS ? SPLIT_MIN_POS : len;
+    *active = (n_pos + len - 1) / len;
+    return len;
+}
+
+template <int F16, int DPL>
+__global__ void __launch_bounds__(SPLIT_WARPS * 32)
+    k_att_split(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
+                float *__restrict__ out, float *__restrict__ part_o, float2 *__restrict__ part_ml,
+                unsigned *__restrict__ counters, const int32_t *__restrict__ pos, int n_heads, int n_kv_heads,
+                float scale)
+{
+    constexpr int HD = DPL * 32;
+    __shared__ float sh_acc[SPLIT_WARPS][SPLIT_MAX_G][HD];
+    __shared__ float sh_ml[SPLIT_WARPS][SPLIT_MAX_G][2];
+    __shared__ unsigned sh_last;
+    const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n_pos = pos[i] + 1;
+    int active;
+    const int len = sp_share(n_pos, &active);
+    if (split >= active)
+        return;
+    const int p0 = split * len, p1 = min(p0 + len, n_pos);
+    const int G = n_heads / n_kv_heads, h0 = kvh * G, kv_dim = n_kv_heads * HD;
+    float qv[SPLIT_MAX_G][DPL], acc[SPLIT_MAX_G][DPL], m[SPLIT_MAX_G], l[SPLIT_MAX_G];
+#pragma unroll
+    for (int g = 0; g < SPLIT_MAX_G; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int d = 0; d < DPL; d++) {
+            qv[g][d] = g < G ? q[((size_t)i * n_heads + h0 + g) * HD + lane * DPL + d] * scale : 0.0f;
+            acc[g][d] = 0.0f;
+        }
+    }
+    const size_t base = (size_t)kvh * HD;
+    for (int pb = p0 + warp * SPLIT_UNROLL; pb < p1; pb += SPLIT_WARPS * SPLIT_UNROLL) {
+        float kr[SPLIT_UNROLL][DPL], vr[SPLIT_UNROLL][DPL];
+#pragma unroll
+        for (int u = 0; u < SPLIT_UNROLL; u++) {
+            const int p = pb + u < p1 ? pb + u : pb; /* a repeated row is loaded but not counted */
+            sp_row<F16, DPL>(kc, (size_t)p * kv_dim + base, lane, kr[u]);
+            sp_row<F16, DPL>(vc, (size_t)p * kv_dim + base, lane, vr[u]);
+        }
+#pragma unroll
+        for (int g = 0; g < SPLIT_MAX_G; g++) {
+            if (g >= G)
+                break;
+            float sc[SPLIT_UNROLL];
+#pragma unroll
+            for (int u = 0; u < SPLIT_UNROLL; u++) {
+                float t = 0.0f;
+#pragma unroll
+                for (int d = 0; d < DPL; d++)
+                    t += qv[g][d] * kr[u][d];
+                sc[u] = t;
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+                for (int u = 0; u < SPLIT_UNROLL; u++)
+                    sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
+            float mx = m[g];
+#pragma unroll
+            for (int u = 0; u < SPLIT_UNROLL; u++)
+                if (pb + u < p1)
+                    mx = fmaxf(mx, sc[u]);
+            const float corr = expf(m[g] - mx); /* 0 on the first positions (m = -inf) */
+            l[g] *= corr;
+#pragma unroll
+            for (int d = 0; d < DPL; d++)
+                acc[g][d] *= corr;
+#pragma unroll
+            for (int u = 0; u < SPLIT_UNROLL; u++) {
+                if (pb + u < p1) {
+                    const float e = expf(sc[u] - mx);
+                    l[g] += e;
+#pragma unroll
+                    for (int d = 0; d < DPL; d++)
+                        acc[g][d] += e * vr[u][d];
+                }
+            }
+            m[g] = mx;
+        }
+    }
+    /* The warps' results meet in shared memory. */
+#pragma unroll
+    for (int g = 0; g < SPLIT_MAX_G; g++) {
+        if (g >= G)
+            break;
+#pragma unroll
+        for (int d = 0; d < DPL; d++)
+            sh_acc[warp][g][lane * DPL + d] = acc[g][d];
+        if (lane == 0) {
+            sh_ml[warp][g][0] = m[g];
+            sh_ml[warp][g][1] = l[g];
+        }
+    }
+    __syncthreads();
+    const bool single = active == 1;
+    for (int t = threadIdx.x; t < G * HD; t += SPLIT_WARPS * 32) {
+        const int g = t / HD, d = t - g * HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < SPLIT_WARPS; w++)
+            M = fmaxf(M, sh_ml[w][g][0]);
+        float L = 0.0f, a = 0.0f;
+#pragma unroll
+        for (int w = 0; w < SPLIT_WARPS; w++) {
+            const float f = sh_ml[w][g][0] == -INFINITY ? 0.0f : expf(sh_ml[w][g][0] - M);
+            L += f * sh_ml[w][g][1];
+            a += f * sh_acc[w][g][d];
+        }
+        const size_t hi = (size_t)i * n_heads + h0 + g;
+        if (single) {
+            out[hi * HD + d] = a / L;
+        } else {
+            part_o[(hi * SPLIT_N + split) * HD + d] = a;
+            if (d == 0)
+                part_ml[hi * SPLIT_N + split] = make_float2(M, L);
+        }
+    }
+    if (single)
+        return;
+    /* The last split of this (token, kv head) to finish merges the partial results. */
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned *cnt = counters + (size_t)i * n_kv_heads + kvh;
+        const unsigned done = atomicAdd(cnt, 1u);
+        sh_last = done == (unsigned)active - 1;
+        if (sh_last)
+            *cnt = 0; /* ready for the next launch */
+    }
+    __syncthreads();
+    if (!sh_last)
+        return;
+    __threadfence();
+    for (int t = threadIdx.x; t < G * HD; t += SPLIT_WARPS * 32) {
+        const int g = t / HD, d = t - g * HD;
+        const size_t hi = (size_t)i * n_heads + h0 + g;
+        const volatile float2 *ml = part_ml + hi * SPLIT_N;
+        const volatile float *po = part_o + hi * SPLIT_N * HD + d;
+        float M = -INFINITY;
+        for (int sp = 0; sp < active; sp++)
+            M = fmaxf(M, ml[sp].x);
+        float L = 0.0f, a = 0.0f;
+        for (int sp = 0; sp < active; sp++) {
+            const float f = expf(ml[sp].x - M);
+            L += f * ml[sp].y;
+            a += f * po[(size_t)sp * HD];
+        }
+        out[hi * HD + d] = a / L;
+    }
 }
 
 template <int F16>
-__global__ void __launch_bounds__(SPLIT_THREADS)
-    k_att_split(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
-                float *__restrict__ part_o, float2 *__restrict__ part_ml, const int32_t *__restrict__ pos,
-                int n_heads, int n_kv_heads, int head_dim, float scale, int chunk, int n_splits)
+static int att_split_launch(int head_dim, dim3 grid, const float *q, const void *kc, const void *vc, float *out,
+                            float *part_o, float2 *part_ml, unsigned *counters, const int32_t *pos, int n_heads,
+                            int n_kv_heads, float scale, cudaStream_t s)
 {
-    extern __shared__ float sm[];
-    const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z, tid = threadIdx.x;
-    const int n_pos = pos[i] + 1, p0 = split * chunk;
-    if (p0 >= n_pos)
-        return;
-    const int np = min(chunk, n_pos - p0);
-    const int G = n_heads / n_kv_heads, h0 = kvh * G, kv_dim = n_kv_heads * head_dim;
-    float *qs = sm, *sc = sm + G * head_dim, *ml = sc + G * chunk;
-    const float *qr = q + ((size_t)i * n_heads + h0) * head_dim; /* the group's heads are contiguous */
-    for (int k = tid; k < G * head_dim; k += SPLIT_THREADS)
-        qs[k] = qr[k];
-    __syncthreads();
-    const size_t kv0 = (size_t)p0 * kv_dim + (size_t)kvh * head_dim;
-    /* Scores: one (head, position) pair per thread, the whole K row with wide loads. */
-    for (int w = tid; w < G * np; w += SPLIT_THREADS) {
-        const int g = w / np, p = w - g * np;
-        const float *qg = qs + g * head_dim;
-        const size_t off = kv0 + (size_t)p * kv_dim;
-        float s = 0.0f;
-        if (F16 && (head_dim & 7) == 0) {
-            const uint4 *k8 = (const uint4 *)((const __half *)kc + off);
-            for (int d8 = 0; d8 < head_dim / 8; d8++) {
-                const uint4 u = __ldg(k8 + d8);
-                const uint32_t wv[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    const float2 f = __half22float2(*(const __half2 *)&wv[k]);
-                    s += qg[8 * d8 + 2 * k] * f.x + qg[8 * d8 + 2 * k + 1] * f.y;
-                }
-            }
-        } else {
-            for (int d = 0; d < head_dim; d += 2) {
-                const float2 f = sp_load2<F16>(kc, off + d);
-                s += qg[d] * f.x + qg[d + 1] * f.y;
-            }
-        }
-        sc[g * chunk + p] = s * scale;
-    }
-    __syncthreads();
-    /* The chunk's softmax per head: a warp per head. */
-    const int warp = tid >> 5, lane = tid & 31;
-    for (int g = warp; g < G; g += SPLIT_THREADS / 32) {
-        float *sg = sc + g * chunk;
-        float mx = -INFINITY;
-        for (int p = lane; p < np; p += 32)
-            mx = fmaxf(mx, sg[p]);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        float l = 0.0f;
-        for (int p = lane; p < np; p += 32) {
-            const float e = expf(sg[p] - mx);
-            sg[p] = e;
-            l += e;
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) {
-            ml[2 * g] = mx;
-            ml[2 * g + 1] = l;
-        }
-    }
-    __syncthreads();
-    /* Weighted V rows: a pair of dimensions of one head per thread; neighbouring threads read
-     * neighbouring dimensions of a row. */
-    const int hd2 = head_dim / 2;
-    for (int w = tid; w < G * hd2; w += SPLIT_THREADS) {
-        const int g = w / hd2, d = 2 * (w - g * hd2);
-        const float *sg = sc + g * chunk;
-        float a0 = 0.0f, a1 = 0.0f;
-#pragma unroll 8
-        for (int p = 0; p < np; p++) {
-            const float2 v = sp_load2<F16>(vc, kv0 + (size_t)p * kv_dim + d);
-            a0 += sg[p] * v.x;
-            a1 += sg[p] * v.y;
-        }
-        float *po = part_o + (((size_t)i * n_heads + h0 + g) * n_splits + split) * head_dim + d;
-        po[0] = a0;
-        po[1] = a1;
-    }
-    if (tid < G)
-        part_ml[((size_t)i * n_heads + h0 + tid) * n_splits + split] = make_float2(ml[2 * tid], ml[2 * tid + 1]);
-}
-
-__global__ void k_att_merge(const float *__restrict__ part_o, const float2 *__restrict__ part_ml, float *out,
-                            const int32_t *__restrict__ pos, int n_heads, int head_dim, int chunk, int n_splits)
-{
-    __shared__ float f[SPLIT_MAX];
-    __shared__ float sh_m, sh_inv;
-    const int h = blockIdx.x, i = blockIdx.y, tid = threadIdx.x;
-    int n_act = (pos[i] + chunk) / chunk; /* chunks holding positions 0..pos[i] */
-    if (n_act > n_splits)
-        n_act = n_splits;
-    const size_t base = ((size_t)i * n_heads + h) * n_splits;
-    if (tid == 0) {
-        float M = -INFINITY;
-        for (int s = 0; s < n_act; s++)
-            M = fmaxf(M, part_ml[base + s].x);
-        sh_m = M;
-    }
-    __syncthreads();
-    const float M = sh_m;
-    for (int s = tid; s < n_act; s += blockDim.x)
-        f[s] = expf(part_ml[base + s].x - M);
-    __syncthreads();
-    if (tid == 0) {
-        float L = 0.0f;
-        for (int s = 0; s < n_act; s++)
-            L += f[s] * part_ml[base + s].y;
-        sh_inv = 1.0f / L;
-    }
-    __syncthreads();
-    const float inv = sh_inv;
-    for (int d = tid; d < head_dim; d += blockDim.x) {
-        float a = 0.0f;
-        for (int s = 0; s < n_act; s++)
-            a += f[s] * part_o[(base + s) * head_dim + d];
-        out[((size_t)i * n_heads + h) * head_dim + d] = a * inv;
+    const int th = SPLIT_WARPS * 32;
+    switch (head_dim) {
+    case 64:
+        k_att_split<F16, 2><<<grid, th, 0, s>>>(q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads, scale);
+        return 0;
+    case 128:
+        k_att_split<F16, 4><<<grid, th, 0, s>>>(q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads, scale);
+        return 0;
+    default:
+        return -1;
     }
 }
 
 int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out,
                                 const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim, float scale,
-                                int max_ctx, void *scratch, cudaStream_t s)
+                                void *scratch, cudaStream_t s)
 {
-    if (max_ctx <= 0 || (head_dim & 1) || n_kv_heads <= 0 || n_heads % n_kv_heads)
+    if (n_kv_heads <= 0 || n_kv_heads > SPLIT_MAX_KV || n < 1 || n > CUDA_GEMV_MAX_BATCH || n_heads % n_kv_heads ||
+        n_heads / n_kv_heads > SPLIT_MAX_G || (head_dim != 64 && head_dim != 128))
         return -1;
-    const int chunk = cuda_attention_split_chunk(max_ctx), n_splits = (max_ctx + chunk - 1) / chunk;
-    const int G = n_heads / n_kv_heads;
-    const size_t smem = (size_t)(G * head_dim + G * chunk + 2 * G) * sizeof(float);
-    if (smem > 48 * 1024)
-        return -1;
-    float *part_o = (float *)scratch;
-    float2 *part_ml = (float2 *)(part_o + (size_t)n * n_heads * n_splits * head_dim);
-    const dim3 grid((unsigned)n_splits, (unsigned)n_kv_heads, (unsigned)n);
+    unsigned *counters = (unsigned *)scratch;
+    float *part_o = (float *)scratch + SPLIT_COUNTERS;
+    float2 *part_ml = (float2 *)(part_o + (size_t)n * n_heads * SPLIT_N * head_dim);
+    const dim3 grid((unsigned)SPLIT_N, (unsigned)n_kv_heads, (unsigned)n);
     if (f16)
-        k_att_split<1><<<grid, SPLIT_THREADS, smem, s>>>(q, kc, vc, part_o, part_ml, pos, n_heads, n_kv_heads,
-                                                         head_dim, scale, chunk, n_splits);
-    else
-        k_att_split<0><<<grid, SPLIT_THREADS, smem, s>>>(q, kc, vc, part_o, part_ml, pos, n_heads, n_kv_heads,
-                                                         head_dim, scale, chunk, n_splits);
-    const int mt = head_dim >= 128 ? 128 : 64;
-    k_att_merge<<<dim3((unsigned)n_heads, (unsigned)n), mt, 0, s>>>(part_o, part_ml, out, pos, n_heads, head_dim,
-                                                                    chunk, n_splits);
-    return 0;
+        return att_split_launch<1>(head_dim, grid, q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads,
+                                   scale, s);
+    return att_split_launch<0>(head_dim, grid, q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads,
+                               scale, s);
 }

@@ -102,14 +102,21 @@ void cuda_launch_norm_fused(float *x, const float *y, const float *g, float *out
 /* out = silu(gate) * up and its int8 activations (n a multiple of 32). */
 void cuda_launch_swiglu_q8(const float *gate, const float *up, float *out, void *xq, void *xds, size_t n,
                            cudaStream_t s);
-/* Split-context attention for decode batches: positions in chunks of cuda_attention_split_chunk(max_ctx)
- * over many blocks, then a merge. scratch holds cuda_attention_split_floats(n, ...) floats. -1 when the
- * shape is not supported (odd head size, too many query heads per KV head for shared memory). */
-int cuda_attention_split_chunk(int max_ctx);
-size_t cuda_attention_split_floats(int n, int n_heads, int head_dim, int max_ctx);
+/* RoPE on q [n, n_heads, head_dim] and k [n, n_kv_heads, head_dim] (in place), then k and v into the
+ * cache rows at the batch positions: what cuda_launch_rope twice and cuda_launch_kv_store do, in one
+ * launch. -1 for an odd head size or rotary width. */
+int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, int f16, const int32_t *pos, int n,
+                        int n_heads, int n_kv_heads, int head_dim, int n_rot, int neox, float freq_base,
+                        float freq_scale, const float *factors, cudaStream_t s);
+/* Split-context attention for decode batches (head size 64 or 128, at most 8 query heads per KV head):
+ * each token's positions are cut into up to 32 shares over as many blocks and merged by the last block to
+ * finish; the launch shape does not depend on the positions. scratch holds
+ * cuda_attention_split_floats(n, ...) floats and must be zeroed once when allocated (it holds counters
+ * that the kernel leaves at zero). -1 when the shape is not supported. */
+size_t cuda_attention_split_floats(int n, int n_heads, int n_kv_heads, int head_dim);
 int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out,
                                 const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim, float scale,
-                                int max_ctx, void *scratch, cudaStream_t s);
+                                void *scratch, cudaStream_t s);
 
 /* Up to CUDA_GEMV_MULTI products of the same quantised activations with matrices of one repacked type
  * and width, in one launch (Q, K and V; gate and up). */
@@ -124,6 +131,8 @@ struct cuda_gemv_set {
 int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *set, size_t row_bytes, int cols,
                               const void *xq, const void *xds, int n, cudaStream_t s);
 void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s);
+/* Holds the stream for about ms milliseconds (profiling: lets the host enqueue a step ahead of the GPU). */
+void cuda_launch_spin(float ms, cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_quant.cuh"
+#include "backend/cuda/cuda_rope.cuh"
 
 /* ---- matrix x few vectors: each warp takes two weight rows, lanes stride over 32-element chunks.
  * Two rows per warp put both rows' weight loads in flight together and let one load of an activation
@@ -272,17 +273,8 @@ __global__ void k_rope(float *x, const int32_t *__restrict__ pos, int n, int n_h
     const int k = (int)(idx % half);
     const int h = (int)((idx / half) % n_heads);
     const int i = (int)(idx / ((int64_t)half * n_heads));
-    /* Same float32 angle as the CPU backend: powf rounded to float (computed in double here, which
-     * rounds the same way), then 1/x, the optional divisor, pos * inv_freq; cos/sin in double. */
-    const float pw = (float)pow((double)freq_base, (double)((float)(2 * k) / (float)n_rot));
-    float inv_freq = 1.0f / pw;
-    if (factors)
-        inv_freq /= factors[k];
-    const float p = (float)pos[i] * freq_scale;
-    const float theta = p * inv_freq;
-    double sd, cd;
-    sincos((double)theta, &sd, &cd);
-    const float cs = (float)cd, sn = (float)sd;
+    float cs, sn;
+    rope_cos_sin(k, n_rot, pos[i], freq_base, freq_scale, factors, &cs, &sn);
     float *v = x + ((size_t)i * n_heads + h) * head_dim;
     const int a = neox ? k : 2 * k, b = neox ? k + half : 2 * k + 1;
     const float x0 = v[a], x1 = v[b];
@@ -551,4 +543,20 @@ __global__ void k_add(float *x, const float *__restrict__ y, size_t n)
 void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s)
 {
     k_add<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, y, n);
+}
+
+/* One thread that spins for about ms milliseconds of the GPU's global timer (profiling only). */
+__global__ void k_spin(unsigned long long ns)
+{
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        __nanosleep(1000);
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while (t - t0 < ns);
+}
+
+void cuda_launch_spin(float ms, cudaStream_t s)
+{
+    k_spin<<<1, 1, 0, s>>>((unsigned long long)(ms * 1e6f));
 }
