@@ -2,8 +2,11 @@
  * weight format the GPU kernels decode (both the decode-sized matrix-vector path and the cuBLAS path)
  * against the scalar dequantisers in double precision; then the forward pass of the tiny llama / qwen2 /
  * qwen3 models of ../shared/reference/tiny-models against the Hugging Face logits with the CPU test's
- * tolerances, and the greedy continuations. Skips when the build has no CUDA backend or no GPU is present.
- * With HEARTH_CUDA_BENCH_MODEL=path.gguf it also times prefill and decode of that model. */
+ * tolerances, and the greedy continuations; the same models split by layers between the CPU and the GPU
+ * (the hidden state written to the GPU inside a recorded decode step, and read back for a CPU output
+ * head). Skips when the build has no CUDA backend or no GPU is present.
+ * With HEARTH_CUDA_BENCH_MODEL=path.gguf it also times prefill and decode of that model, split as
+ * HEARTH_CUDA_BENCH_NUM_GPU says when that is set (the num_gpu option; -1: as many layers as fit). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +278,90 @@ static const struct tu_model_backend cuda = {.label = "cuda ", .make = make_cuda
 
 static void test_variant(void **state) { tu_model_check_variant(*state, &cuda); }
 
+/* The write op: host floats into device memory, eagerly and inside recorded one-token steps, where the
+ * replayed graph must copy each step's new values (the staging buffer is refilled at every call). */
+static void test_write(void **state)
+{
+    (void)state;
+    require_gpu();
+    struct err e = {0};
+    struct backend *be = NULL;
+    if (backend_cuda_new(0, &be, &e) != 0)
+        fail_msg("%s", e.msg);
+    enum { N = 4096 };
+    assert_int_equal(be->ops->reserve(be, 8, 256, 16, 64, &e), 0);
+    float *host = malloc(N * sizeof *host), *got = malloc(N * sizeof *got);
+    float *dx = be->ops->alloc(be, N * sizeof(float)), *dy = be->ops->alloc(be, N * sizeof(float));
+    assert_true(host && got && dx && dy);
+    for (int i = 0; i < N; i++)
+        host[i] = 1.0f + (float)i;
+    be->ops->write(be, dy, host, N);
+    be->ops->read(be, got, dy, N);
+    assert_memory_equal(got, host, N * sizeof *got);
+    const int32_t tok = 0;
+    for (int step = 0; step < 6; step++) {
+        const int32_t pos = step;
+        for (int i = 0; i < N; i++)
+            host[i] = (float)(step * 1000 - i);
+        be->ops->set_batch(be, &tok, &pos, 1);
+        be->ops->write(be, dx, host, N);
+        be->ops->add(be, dx, dy, N);
+        be->ops->read(be, got, dx, N);
+        for (int i = 0; i < N; i++)
+            if (got[i] != (float)(step * 1000 - i) + 1.0f + (float)i)
+                fail_msg("step %d: element %d is %g, want %g", step, i, got[i], (float)(step * 1000 + 1));
+    }
+    assert_int_equal(backend_cuda_check(be, &e), 0);
+    long replays = 0, captures = 0;
+    backend_cuda_graph_stats(be, &replays, &captures);
+    print_message("write in recorded steps: %ld replays, %ld captures\n", replays, captures);
+    if (!getenv("HEARTH_CUDA_PROFILE"))
+        assert_true(replays >= 4);
+    be->ops->dealloc(be, dx);
+    be->ops->dealloc(be, dy);
+    free(host);
+    free(got);
+    be->ops->free(be);
+}
+
+/* Split points as num_gpu counts them on the 2-block tiny models: 1 (block 0 on the CPU, block 1 on the
+ * GPU, the head back on the CPU), 2 (both blocks on the GPU, head on the CPU) and all blocks and the head
+ * on the GPU with the embedding lookup on the CPU (SPLIT_EMBD_CPU). */
+#define SPLIT_EMBD_CPU 100
+static int g_split;
+
+static int load_split(const char *path, struct backend *gpu, struct model **m, struct err *e)
+{
+    struct backend *cpu = NULL;
+    int rc = backend_cpu_new(2, &cpu, e);
+    if (rc)
+        return rc;
+    const bool all = g_split == SPLIT_EMBD_CPU;
+    const struct placement pl = {.lo = cpu, .hi = gpu, .n_hi = all ? 2 : g_split, .output_hi = all, .embd_hi = false};
+    if ((rc = model_load_placed(path, &pl, m, e))) {
+        cpu->ops->free(cpu);
+        return rc;
+    }
+    assert_int_equal((*m)->n_be, 2);
+    (*m)->owned[0] = cpu;
+    return 0;
+}
+
+static const struct tu_model_backend cuda_split = {
+    .label = "cuda split ", .make = make_cuda, .after_pass = cuda_after_pass, .load = load_split};
+
+static void test_split_variant(void **state)
+{
+    const int points[] = {1, 2, SPLIT_EMBD_CPU};
+    for (int i = 0; i < 3; i++) {
+        g_split = points[i];
+        print_message("split: %s\n", g_split == 1   ? "block 0 on the CPU, block 1 on the GPU, head on the CPU"
+                                     : g_split == 2 ? "blocks on the GPU, head on the CPU"
+                                                    : "embedding lookup on the CPU, the rest on the GPU");
+        tu_model_check_variant(*state, &cuda_split);
+    }
+}
+
 /* Timing of a real-sized model (e.g. hearth-genmodel --preset llama-8b --type q4_0): a 128-token
  * prompt, then greedy decode of 128 tokens through the KV cache. Prints the rates; asserts only that
  * the logits are finite. */
@@ -290,11 +377,23 @@ static void test_bench(void **state)
     struct err e = {0};
     struct backend *be = NULL;
     struct model *m = NULL;
-    if (backend_cuda_new(0, &be, &e) != 0)
-        fail_msg("%s", e.msg);
+    const char *num_gpu = getenv("HEARTH_CUDA_BENCH_NUM_GPU");
     double t0 = (clock_ns() * 1e-9);
-    if (model_load(path, be, &m, &e) != 0)
-        fail_msg("%s", e.msg);
+    if (num_gpu && *num_gpu) {
+        /* The split model_open plans; be is its GPU backend, or NULL when nothing went there. */
+        const struct load_params lp = {.num_gpu = atoi(num_gpu), .ctx = {.n_ctx = 1024, .n_batch = 512}};
+        if (model_open(path, &lp, &m, &e) != 0)
+            fail_msg("%s", e.msg);
+        char plan[2048];
+        plan_describe(&m->plan, plan, sizeof plan);
+        print_message("%s", plan);
+        be = m->n_be > 1 ? m->bes[1] : strcmp(m->be->ops->name, "cuda") == 0 ? m->be : NULL;
+    } else {
+        if (backend_cuda_new(0, &be, &e) != 0)
+            fail_msg("%s", e.msg);
+        if (model_load(path, be, &m, &e) != 0)
+            fail_msg("%s", e.msg);
+    }
     double t_load = (clock_ns() * 1e-9) - t0;
     const int n_prompt = 128, n_gen = 128, vocab = m->hp.n_vocab;
     struct ctx_params cp = {.n_ctx = 1024, .n_batch = 512, .kv_type = KV_F16};
@@ -321,7 +420,8 @@ static void test_bench(void **state)
         assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
     }
     double t_decode = (clock_ns() * 1e-9) - t0;
-    assert_int_equal(backend_cuda_check(be, &e), 0);
+    if (be)
+        assert_int_equal(backend_cuda_check(be, &e), 0);
     for (int i = 0; i < vocab; i++)
         assert_true(isfinite(logits[i]));
     print_message("bench %s (%s, %.2f GiB of weights) on %s: load %.2f s, prefill %d tokens %.1f tok/s, "
@@ -331,22 +431,30 @@ static void test_bench(void **state)
     free(prompt);
     free(logits);
     model_ctx_free(ctx);
+    const bool owned = m->owned[0] != NULL;
     model_free(m);
-    be->ops->free(be);
+    if (!owned)
+        be->ops->free(be);
 }
 
 int main(void)
 {
     enum { NV = TU_MODEL_N_VARIANTS };
-    struct CMUnitTest tests[NV + 3];
-    static char names[NV][64];
+    struct CMUnitTest tests[2 * NV + 4];
+    static char names[2 * NV][64];
     size_t n = 0;
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_matmul_formats);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_attention_split);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_write);
     for (size_t i = 0; i < NV; i++) {
         const struct tu_model_variant *v = &tu_model_variants[i];
         snprintf(names[i], sizeof names[i], "cuda_forward_%s_%s", v->arch, v->file_suffix);
         tests[n++] = (struct CMUnitTest){names[i], test_variant, NULL, NULL, (void *)v};
+    }
+    for (size_t i = 0; i < NV; i++) {
+        const struct tu_model_variant *v = &tu_model_variants[i];
+        snprintf(names[NV + i], sizeof names[NV + i], "cuda_split_%s_%s", v->arch, v->file_suffix);
+        tests[n++] = (struct CMUnitTest){names[NV + i], test_split_variant, NULL, NULL, (void *)v};
     }
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bench);
     /* HEARTH_CUDA_BENCH_ONLY=1: just the benchmark (for profilers that count kernel launches). */
