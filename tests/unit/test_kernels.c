@@ -1,7 +1,7 @@
 /* test_kernels.c — the CPU backend's kernels: every SIMD dot product against its scalar twin on
  * llama.cpp-quantized weights (../shared/reference/quant) and random activations, the matmul (odd
  * row counts, 1..3 threads, 1 to 9 tokens) against a float reference built from the exact
- * dequantized values gguf-py computed, the prefill GEMM tiles against vec_dot, the activation
+ * dequantized values gguf-py computed (and bit-identical across thread counts), the prefill GEMM tiles against vec_dot, the activation
  * quantizer, the attention helpers and the elementwise kernels. */
 #include "testutil.h"
 
@@ -475,7 +475,11 @@ static void check_matmul(const char *label, const struct bweight *w, const float
     const int64_t cols = w->cols, rows = w->rows;
     float *x = malloc((size_t)MAX_BATCH * cols * sizeof *x), *y = malloc((size_t)MAX_BATCH * rows * sizeof *y);
     float *bias = malloc((size_t)rows * sizeof *bias);
-    assert_true(x && y && bias);
+    /* The one-thread results per batch: other thread counts must match them bit for bit (rows are
+     * shared out in chunks, and each is computed once by the same code whichever thread takes it). */
+    enum { N_BATCHES = 4 };
+    float *yref = malloc((size_t)N_BATCHES * MAX_BATCH * rows * sizeof *yref);
+    assert_true(x && y && bias && yref);
     fill_acts(x, MAX_BATCH * cols, 77);
     for (int64_t r = 0; r < rows; r++)
         bias[r] = 0.25f * (float)(r % 7) - 0.5f;
@@ -489,6 +493,11 @@ static void check_matmul(const char *label, const struct bweight *w, const float
             const int n = batches[bi];
             memset(y, 0, (size_t)n * rows * sizeof *y);
             be->ops->matmul(be, w, bi & 1 ? &bw : NULL, x, y, n);
+            float *yr = yref + bi * MAX_BATCH * rows;
+            if (ti == 0)
+                memcpy(yr, y, (size_t)n * rows * sizeof *y);
+            else if (memcmp(yr, y, (size_t)n * rows * sizeof *y) != 0)
+                fail_msg("%s, %d tokens: %d threads differ from one thread", label, n, threads[ti]);
             for (int i = 0; i < n; i++)
                 for (int64_t r = 0; r < rows; r++) {
                     const float *wv = values + r * cols, *xi = x + (size_t)i * cols;
@@ -507,6 +516,7 @@ static void check_matmul(const char *label, const struct bweight *w, const float
     free(x);
     free(y);
     free(bias);
+    free(yref);
 }
 
 /* The backend's matmul on every llama.cpp format, over an odd number of rows (37) so thread

@@ -1,7 +1,7 @@
 /* cpu_backend.c — the CPU backend: memory, batch state and the elementwise ops (embedding rows,
  * RMSNorm, RoPE, KV store, SwiGLU, add). Matmul and attention live in their own files. RMSNorm, SwiGLU
- * and add use the SIMD row kernels of kernels.h and spread over the thread pool for prefill-sized
- * batches. */
+ * and add use the SIMD row kernels of kernels.h and are shared out over the thread pool in chunks
+ * (threadpool_share) for prefill-sized batches. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +126,8 @@ static void cpu_get_rows(struct backend *be, const struct bweight *table, float 
 #define PARALLEL_MIN_ELEMS 32768
 
 struct rmsnorm_job {
+    struct threadpool_share share; /* rows handed out so far */
+    int64_t chunk;
     const struct cpu_vec_kernels *vk;
     const float *x, *g;
     float *out;
@@ -135,13 +137,18 @@ struct rmsnorm_job {
 
 static void rmsnorm_rows(void *ctx, int t, int nt)
 {
-    const struct rmsnorm_job *j = ctx;
-    const int r0 = (int)((int64_t)j->n_rows * t / nt), r1 = (int)((int64_t)j->n_rows * (t + 1) / nt);
-    for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * j->dim;
-        const float ss = j->vk->sum_sq(j->dim, xr);
-        const float scale = (float)(1.0 / sqrt((double)ss / j->dim + j->eps));
-        j->vk->scale_mul(j->dim, xr, scale, j->g, j->out + (size_t)r * j->dim);
+    (void)t;
+    (void)nt;
+    struct rmsnorm_job *j = ctx;
+    int64_t r0;
+    while ((r0 = threadpool_share_next(&j->share, j->chunk, j->n_rows)) >= 0) {
+        const int64_t r1 = r0 + j->chunk < j->n_rows ? r0 + j->chunk : j->n_rows;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *xr = j->x + (size_t)r * j->dim;
+            const float ss = j->vk->sum_sq(j->dim, xr);
+            const float scale = (float)(1.0 / sqrt((double)ss / j->dim + j->eps));
+            j->vk->scale_mul(j->dim, xr, scale, j->g, j->out + (size_t)r * j->dim);
+        }
     }
 }
 
@@ -149,11 +156,15 @@ static void cpu_rmsnorm(struct backend *be, const float *x, const struct bweight
                         int dim, float eps)
 {
     struct cpu_backend *c = (struct cpu_backend *)be;
-    struct rmsnorm_job j = {cpu_vec_kernels_for(), x, w->host, out, n_rows, dim, eps};
-    if ((size_t)n_rows * (size_t)dim >= PARALLEL_MIN_ELEMS && n_rows > 1)
+    struct rmsnorm_job j = {.vk = cpu_vec_kernels_for(), .x = x, .g = w->host, .out = out, .n_rows = n_rows,
+                            .dim = dim, .eps = eps, .chunk = n_rows};
+    threadpool_share_init(&j.share);
+    if ((size_t)n_rows * (size_t)dim >= PARALLEL_MIN_ELEMS && n_rows > 1) {
+        j.chunk = threadpool_chunk(n_rows, threadpool_size(c->pool), 4, 1, 0);
         threadpool_run(c->pool, rmsnorm_rows, &j);
-    else
+    } else {
         rmsnorm_rows(&j, 0, 1);
+    }
 }
 
 static void cpu_rope(struct backend *be, float *x, int n_heads, int head_dim, const struct rope_params *rp)
@@ -202,8 +213,11 @@ static void cpu_kv_store(struct backend *be, void *k_cache, void *v_cache, enum 
     }
 }
 
-/* swiglu and add over a long vector, split in cache-line-aligned chunks across the pool. */
+/* swiglu and add over a long vector, shared out across the pool in chunks of whole 64-byte lines
+ * (only the last chunk has a tail). */
 struct elementwise_job {
+    struct threadpool_share share; /* elements handed out so far */
+    int64_t chunk;
     const struct cpu_vec_kernels *vk;
     float *x;             /* add: x += y */
     const float *a, *b;   /* swiglu: gate, up (out is x); add: y is a */
@@ -213,34 +227,41 @@ struct elementwise_job {
 
 static void elementwise_run(void *ctx, int t, int nt)
 {
-    const struct elementwise_job *j = ctx;
-    const size_t i0 = (j->n * (size_t)t / (size_t)nt) & ~(size_t)15;
-    const size_t i1 = t + 1 == nt ? j->n : (j->n * (size_t)(t + 1) / (size_t)nt) & ~(size_t)15;
-    if (i1 <= i0)
-        return;
-    if (j->op == 0)
-        j->vk->swiglu((int64_t)(i1 - i0), j->a + i0, j->b + i0, j->x + i0);
-    else
-        j->vk->add((int64_t)(i1 - i0), j->x + i0, j->a + i0);
+    (void)t;
+    (void)nt;
+    struct elementwise_job *j = ctx;
+    const int64_t n = (int64_t)j->n;
+    int64_t i0;
+    while ((i0 = threadpool_share_next(&j->share, j->chunk, n)) >= 0) {
+        const int64_t len = i0 + j->chunk < n ? j->chunk : n - i0;
+        if (j->op == 0)
+            j->vk->swiglu(len, j->a + i0, j->b + i0, j->x + i0);
+        else
+            j->vk->add(len, j->x + i0, j->a + i0);
+    }
 }
 
 static void elementwise(struct cpu_backend *c, struct elementwise_job *j)
 {
-    if (j->n >= PARALLEL_MIN_ELEMS)
+    threadpool_share_init(&j->share);
+    if (j->n >= PARALLEL_MIN_ELEMS) {
+        j->chunk = threadpool_chunk((int64_t)j->n, threadpool_size(c->pool), 4, 16, 0);
         threadpool_run(c->pool, elementwise_run, j);
-    else
+    } else {
+        j->chunk = (int64_t)j->n;
         elementwise_run(j, 0, 1);
+    }
 }
 
 static void cpu_swiglu(struct backend *be, const float *gate, const float *up, float *out, size_t n)
 {
-    struct elementwise_job j = {cpu_vec_kernels_for(), out, gate, up, n, 0};
+    struct elementwise_job j = {.vk = cpu_vec_kernels_for(), .x = out, .a = gate, .b = up, .n = n, .op = 0};
     elementwise((struct cpu_backend *)be, &j);
 }
 
 static void cpu_add(struct backend *be, float *x, const float *y, size_t n)
 {
-    struct elementwise_job j = {cpu_vec_kernels_for(), x, y, NULL, n, 1};
+    struct elementwise_job j = {.vk = cpu_vec_kernels_for(), .x = x, .a = y, .b = NULL, .n = n, .op = 1};
     elementwise((struct cpu_backend *)be, &j);
 }
 

@@ -1,13 +1,18 @@
 /* matmul.c — y = x . W^T on the CPU: activations converted once per call to the weight format's
- * activation type, then the rows of W split evenly across the thread pool.
+ * activation type, then the rows of W shared out across the thread pool in chunks.
  *
- * One token (decode): each thread walks its rows with the format's vec_dot, reading every weight
- * byte once. Several tokens (prefill): tiles of 4 weight rows x 4 tokens (kernels.h gemm), or 8 x 8
- * where the format has a gemm8, so each unpacked weight block serves several tokens and each
- * activation block several rows. Each thread takes a
- * panel of its rows small enough to stay in its L2 cache and runs every token tile against it before
- * moving on, so weights are read from memory once per call and activations come from cache. Weights
- * are used in place (no repacked copy). */
+ * Rows are handed out from a counter in the job (threadpool_share), a chunk at a time, so a thread
+ * that runs keeps taking rows while one that the OS has descheduled holds only the chunk it
+ * started. Every row is computed once, by the same code whichever thread takes it, so results do
+ * not depend on the thread count or on timing.
+ *
+ * One token (decode): chunks of rows, several per thread, each walked with the format's vec_dot,
+ * reading every weight byte once. Several tokens (prefill): tiles of 4 weight rows x 4 tokens
+ * (kernels.h gemm), or 8 x 8 where the format has a gemm8, so each unpacked weight block serves
+ * several tokens and each activation block several rows. A chunk is a panel of whole tiles small
+ * enough to stay in L2 cache, and every token tile runs against it before the next chunk, so
+ * weights are read from memory once per call and activations come from cache. Weights are used in
+ * place (no repacked copy). */
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
@@ -16,8 +21,13 @@
 
 /* Bytes of weight rows per panel: half a typical 1-2 MiB L2, leaving room for activation tiles. */
 #define PANEL_BYTES (256 * 1024)
+/* One-token matmuls: about this many chunks per thread, each at most this many weight bytes. */
+#define DECODE_CHUNKS 8
+#define DECODE_CHUNK_BYTES (256 * 1024)
 
 struct matmul_job {
+    struct threadpool_share share; /* rows handed out so far */
+    int64_t chunk;                 /* rows per chunk */
     const struct bweight *w;
     const struct bweight *bias;
     const struct cpu_kernel *k;
@@ -51,17 +61,22 @@ static void quantize_rows(void *ctx, int t, int nt)
 
 static void matmul_rows(void *ctx, int t, int nt)
 {
+    (void)t;
+    (void)nt;
     struct matmul_job *j = ctx;
     const int64_t rows = j->w->rows, cols = j->w->cols;
-    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
     const uint8_t *wbase = j->w->host;
     const float *bias = j->bias ? j->bias->host : NULL;
-    for (int64_t r = r0; r < r1; r++) {
-        const void *wr = wbase + (size_t)r * j->w_row_bytes;
-        const float b = bias ? bias[r] : 0.0f;
-        for (int i = 0; i < j->n; i++) {
-            const void *a = (const uint8_t *)j->act + (size_t)i * j->act_row_bytes;
-            j->y[(size_t)i * rows + r] = j->k->vec_dot(cols, wr, a) + b;
+    int64_t r0;
+    while ((r0 = threadpool_share_next(&j->share, j->chunk, rows)) >= 0) {
+        const int64_t r1 = r0 + j->chunk < rows ? r0 + j->chunk : rows;
+        for (int64_t r = r0; r < r1; r++) {
+            const void *wr = wbase + (size_t)r * j->w_row_bytes;
+            const float b = bias ? bias[r] : 0.0f;
+            for (int i = 0; i < j->n; i++) {
+                const void *a = (const uint8_t *)j->act + (size_t)i * j->act_row_bytes;
+                j->y[(size_t)i * rows + r] = j->k->vec_dot(cols, wr, a) + b;
+            }
         }
     }
 }
@@ -113,14 +128,10 @@ static void matmul_tiles(void *ctx, int t, int nt)
             matmul_block(j, 0, rows, c0, c1);
         return;
     }
-    /* Whole tiles per thread, so only the last thread can have a partial one. */
-    const int64_t r0 = tiles * t / nt * tile, r1e = tiles * (t + 1) / nt * tile;
-    const int64_t r1 = r1e < rows ? r1e : rows;
-    int64_t panel = (int64_t)(PANEL_BYTES / (j->w_row_bytes ? j->w_row_bytes : 1)) / tile * tile;
-    if (panel < tile)
-        panel = tile;
-    for (int64_t p = r0; p < r1; p += panel)
-        matmul_block(j, p, p + panel < r1 ? p + panel : r1, 0, j->n);
+    /* Chunks of whole tiles, so only the last chunk can have a partial one. */
+    int64_t r0;
+    while ((r0 = threadpool_share_next(&j->share, j->chunk, rows)) >= 0)
+        matmul_block(j, r0, r0 + j->chunk < rows ? r0 + j->chunk : rows, 0, j->n);
 }
 
 void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweight *bias, const float *x,
@@ -142,5 +153,16 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
         job.act = c->act_scratch;
         job.act_row_bytes = row_bytes;
     }
-    threadpool_run(c->pool, n > 1 && k->gemm ? matmul_tiles : matmul_rows, &job);
+    const int nt = threadpool_size(c->pool);
+    const int64_t row_bytes = (int64_t)(job.w_row_bytes ? job.w_row_bytes : 1);
+    threadpool_share_init(&job.share);
+    if (n > 1 && k->gemm) {
+        /* Panels of whole tiles that fit PANEL_BYTES, at least four per thread. */
+        const int64_t tile = k->gemm8 ? 8 : 4;
+        job.chunk = threadpool_chunk(w->rows, nt, 4, tile, PANEL_BYTES / row_bytes);
+        threadpool_run(c->pool, matmul_tiles, &job);
+    } else {
+        job.chunk = threadpool_chunk(w->rows, nt, DECODE_CHUNKS, 4, DECODE_CHUNK_BYTES / row_bytes);
+        threadpool_run(c->pool, matmul_rows, &job);
+    }
 }
