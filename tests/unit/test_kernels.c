@@ -134,8 +134,10 @@ static void test_simd_vs_scalar(void **state)
         const size_t w_row = dtype_row_bytes(type, cols), a_row = dtype_row_bytes(sk->act_type, cols);
         float *x = malloc((size_t)cols * sizeof *x);
         void *qa = malloc(a_row);
+        const size_t a_row_max = a_row + 64 + (size_t)(cols / 32) * 64;
+        void *qk = aligned_alloc(64, (a_row_max + 63) & ~(size_t)63);
         float *deq = malloc((size_t)cols * sizeof *deq);
-        assert_true(x && qa && deq);
+        assert_true(x && qa && qk && deq);
         for (int trial = 0; trial < 3; trial++) {
             fill_acts(x, cols, 100 + (uint64_t)trial + 10 * f);
             sk->quantize(x, qa, cols);
@@ -164,7 +166,11 @@ static void test_simd_vs_scalar(void **state)
                     if (!k)
                         continue;
                     assert_int_equal(k->act_type, sk->act_type);
-                    const float got = k->vec_dot(cols, wr, qa);
+                    /* The table's own quantizer: the same blocks, plus any extras its vec_dot reads. */
+                    assert_true(cpu_act_row_bytes(k, cols) <= a_row_max);
+                    k->quantize(x, qk, cols);
+                    assert_memory_equal(qk, qa, a_row);
+                    const float got = k->vec_dot(cols, wr, qk);
                     if (fabs(got - ref) > 1e-5 * mag + 1e-6)
                         fail_msg("%s %s row %lld: %g, scalar %g", names[t], ref_files[f], (long long)r, (double)got,
                                  (double)ref);
@@ -174,6 +180,7 @@ static void test_simd_vs_scalar(void **state)
         }
         free(x);
         free(qa);
+        free(qk);
         free(deq);
         free_ref(&rw);
     }
@@ -272,8 +279,9 @@ static void check_tile(const char *label, const struct cpu_kernel *k, const uint
 static void check_tile8(const char *label, const struct cpu_kernel *k, const uint8_t *w, size_t w_row, int r0,
                         const float *x, int64_t cols, const float *wv)
 {
-    const size_t a_row = dtype_row_bytes(k->act_type, cols);
-    uint8_t *qa = malloc(8 * a_row), *qb = malloc(8 * a_row);
+    const size_t a_row = cpu_act_row_bytes(k, cols);
+    const size_t a_size = (8 * a_row + 63) & ~(size_t)63; /* rows with extras need 32-byte alignment */
+    uint8_t *qa = aligned_alloc(64, a_size), *qb = aligned_alloc(64, a_size);
     assert_true(qa && qb);
     const void *wp[8], *ap[8];
     for (int c = 0; c < 8; c++) {
@@ -325,8 +333,8 @@ static void test_gemm_tiles(void **state)
             const struct cpu_kernel *k = tables[t](type);
             if (!k || !k->gemm)
                 continue;
-            const size_t a_row = dtype_row_bytes(k->act_type, cols);
-            uint8_t *qa = malloc(4 * a_row);
+            const size_t a_row = cpu_act_row_bytes(k, cols);
+            uint8_t *qa = aligned_alloc(64, (4 * a_row + 63) & ~(size_t)63);
             assert_non_null(qa);
             const void *ap[4];
             for (int c = 0; c < 4; c++) {

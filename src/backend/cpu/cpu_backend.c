@@ -85,8 +85,9 @@ static int cpu_reserve(struct backend *be, int max_batch, int64_t max_cols, int 
             return err_set(e, ERR_NOMEM, "out of memory for a batch of %d tokens", max_batch);
         c->cap_batch = max_batch;
     }
-    /* Largest activation format: float32 rows (the 8-bit formats are smaller). */
-    size_t act = (size_t)max_batch * (size_t)max_cols * sizeof(float);
+    /* Largest activation format: float32 rows (the 8-bit formats are smaller, also with the extras
+     * and 64-byte row alignment of cpu_act_row_bytes, which the margin covers). */
+    size_t act = (size_t)max_batch * ((size_t)max_cols * sizeof(float) + 128);
     if (cpu_scratch_reserve(&c->act_scratch, &c->act_scratch_size, act) != 0)
         return err_set(e, ERR_NOMEM, "out of memory for %zu bytes of matmul scratch", act);
     size_t per_thread = ((size_t)max_ctx + 2 * (size_t)head_dim + 15) & ~(size_t)15;

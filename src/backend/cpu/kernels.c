@@ -59,3 +59,11 @@ const struct cpu_vec_kernels *cpu_vec_kernels_for(void)
         return &cpu_vec_kernels_scalar;
     }
 }
+
+size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n)
+{
+    const size_t base = dtype_row_bytes(k->act_type, n);
+    if (!k->act_extra)
+        return base;
+    return (((base + 63) & ~(size_t)63) + (size_t)(n / 32) * k->act_extra + 63) & ~(size_t)63;
+}

@@ -30,7 +30,29 @@ struct cpu_kernel {
      * it reads activations stored +128 (every qs byte xor 0x80; see cpu_q8_0_bias); other
      * activation types are used as quantize wrote them. */
     gemm_tile8_fn gemm8;
+    /* Bytes per 32-element activation block that quantize appends after the row for vec_dot (0:
+     * none); rows are then 64-byte aligned. See cpu_act_row_bytes. */
+    uint32_t act_extra;
 };
+
+/* Bytes of one converted activation row of n elements for this kernel. */
+size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);
+
+/* The extras a Q4_0 kernel's activation row carries after its Q8_0 blocks (at the first 64-byte
+ * boundary): per block, -8 x the sums of each four consecutive quants (eight int32, the +8 offset
+ * of the weights' unsigned nibbles), then per block the scale as a float. */
+#define CPU_ACT_Q4_0_EXTRA (8 * sizeof(int32_t) + sizeof(float))
+struct cpu_act_q4_0_extra {
+    int32_t *corr; /* nb x 8 */
+    float *dy;     /* nb */
+};
+static inline struct cpu_act_q4_0_extra cpu_act_q4_0_extra(const void *row, int64_t n)
+{
+    const size_t nb = (size_t)(n / 32), off = (nb * 34 + 63) & ~(size_t)63;
+    uint8_t *base = (uint8_t *)row + off;
+    struct cpu_act_q4_0_extra ex = {(int32_t *)(void *)base, (float *)(void *)(base + nb * 8 * sizeof(int32_t))};
+    return ex;
+}
 
 /* Flips Q8_0 activation rows to the +128 form gemm8 tiles read (n elements). */
 void cpu_q8_0_bias(void *blocks, int64_t n);

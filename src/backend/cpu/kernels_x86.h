@@ -73,17 +73,25 @@ static inline __m256i x86_q4_0_bytes(const uint8_t *qs)
 }
 
 /* Q4_0 row kernel. The quants stay unsigned (0..15) for the byte products and the +8 comes back
- * out as -8 x the activation block's sum, which is cheaper than the two sign fix-ups a signed
- * product needs; four blocks per step on four accumulator chains. (Four rows per call sharing the
- * activation work was faster in cache but slower from memory: four interleaved row streams.) */
-static inline __m256 x86_q4_0_block(const struct block_q4_0 *x, const struct block_q8_0 *y, __m256 acc)
+ * out as -8 x the activation's four-byte group sums, which is cheaper than the two sign fix-ups a
+ * signed product needs. Those sums and the activation scales as floats depend on the activation
+ * alone, so the Q4_0 activation quantizer stores them after the row (cpu_act_q4_0_extra) once per
+ * matmul instead of every row recomputing them: per block the kernel then loads the 16 quant bytes
+ * into both halves of a register, shifts the upper half by 4 and masks (the nibbles in element
+ * order), and starts vpdpbusd from the stored correction. Four blocks per step on four accumulator
+ * chains, their four weight scales converted and multiplied by the activation scales in one
+ * vector. (Four rows per call sharing the activation work was faster in cache but slower from
+ * memory: four interleaved row streams.) */
+static inline __m256i x86_q4_0_nibbles(const struct block_q4_0 *x)
 {
-    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8), zero = _mm256_setzero_si256();
-    const __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);
-    const __m128i v = _mm_loadu_si128((const __m128i *)x->qs);
-    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
-    const __m256i p = x86_dpbusd(_mm256_sub_epi32(zero, x86_dpbusd(zero, eight, yv)), q, yv);
-    return _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x->d) * x86_h2f(y->d)), _mm256_cvtepi32_ps(p), acc);
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
+    return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(15));
+}
+
+static inline __m256i x86_q4_0_isum(const struct block_q4_0 *x, const struct block_q8_0 *y, const int32_t *corr)
+{
+    return x86_dpbusd(_mm256_load_si256((const __m256i *)corr), x86_q4_0_nibbles(x),
+                      _mm256_loadu_si256((const __m256i *)y->qs));
 }
 
 static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
@@ -91,18 +99,31 @@ static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
     const struct block_q4_0 *x = w;
     const struct block_q8_0 *y = a;
     const int64_t nb = n / QUANT_QK;
+    const struct cpu_act_q4_0_extra ex = cpu_act_q4_0_extra(a, n);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
            acc3 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        x86_prefetch_ahead(x + b, 64);
-        acc0 = x86_q4_0_block(x + b, y + b, acc0);
-        acc1 = x86_q4_0_block(x + b + 1, y + b + 1, acc1);
-        acc2 = x86_q4_0_block(x + b + 2, y + b + 2, acc2);
-        acc3 = x86_q4_0_block(x + b + 3, y + b + 3, acc3);
+        x86_prefetch_ahead(x + b, 2 * 64);
+        __m128i dh = _mm_cvtsi32_si128(x[b].d);
+        dh = _mm_insert_epi16(dh, x[b + 1].d, 1);
+        dh = _mm_insert_epi16(dh, x[b + 2].d, 2);
+        dh = _mm_insert_epi16(dh, x[b + 3].d, 3);
+        const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(dh), _mm_loadu_ps(ex.dy + b));
+        const __m256 d = _mm256_insertf128_ps(_mm256_castps128_ps256(d4), d4, 1);
+        const __m256i p0 = x86_q4_0_isum(x + b, y + b, ex.corr + 8 * b);
+        const __m256i p1 = x86_q4_0_isum(x + b + 1, y + b + 1, ex.corr + 8 * (b + 1));
+        const __m256i p2 = x86_q4_0_isum(x + b + 2, y + b + 2, ex.corr + 8 * (b + 2));
+        const __m256i p3 = x86_q4_0_isum(x + b + 3, y + b + 3, ex.corr + 8 * (b + 3));
+        acc0 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0x00), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0x55), _mm256_cvtepi32_ps(p1), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0xaa), _mm256_cvtepi32_ps(p2), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0xff), _mm256_cvtepi32_ps(p3), acc3);
     }
-    for (; b < nb; b++)
-        acc0 = x86_q4_0_block(x + b, y + b, acc0);
+    for (; b < nb; b++) {
+        const __m256i p = x86_q4_0_isum(x + b, y + b, ex.corr + 8 * b);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * ex.dy[b]), _mm256_cvtepi32_ps(p), acc0);
+    }
     return x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
@@ -523,6 +544,21 @@ static void X86_NAME(quantize_q8_0)(const float *x, void *dst, int64_t n)
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y[b].qs, p);
         y[b].d = f32_to_fp16(d);
+    }
+}
+
+/* Activation rows for Q4_0 weights: Q8_0 blocks, then the extras dot_q4_0 reads (kernels.h). */
+static void X86_NAME(quantize_q8_0_q4)(const float *x, void *dst, int64_t n)
+{
+    X86_NAME(quantize_q8_0)(x, dst, n);
+    const struct block_q8_0 *y = dst;
+    const struct cpu_act_q4_0_extra ex = cpu_act_q4_0_extra(dst, n);
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t b = 0; b < n / QUANT_QK; b++) {
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
+        const __m256i s8 = x86_dpbusd(_mm256_setzero_si256(), eight, yv);
+        _mm256_store_si256((__m256i *)(ex.corr + 8 * b), _mm256_sub_epi32(_mm256_setzero_si256(), s8));
+        ex.dy[b] = x86_h2f(y[b].d);
     }
 }
 
@@ -1359,7 +1395,8 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
     [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
     [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
-    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0},
+    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0_q4), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0,
+                 CPU_ACT_Q4_0_EXTRA},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},

@@ -144,7 +144,7 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
         .w_row_bytes = dtype_row_bytes(w->type, w->cols), .y = y, .n = n,
     };
     if (k->quantize) {
-        size_t row_bytes = dtype_row_bytes(k->act_type, w->cols);
+        size_t row_bytes = cpu_act_row_bytes(k, w->cols);
         struct quantize_job q = {k, x, c->act_scratch, w->cols, row_bytes, n, n > 1 && k->gemm8 != NULL && k->act_type == DT_Q8_0};
         if (n > 1)
             threadpool_run(c->pool, quantize_rows, &q);
