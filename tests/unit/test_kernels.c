@@ -304,12 +304,27 @@ static void check_tile8(const char *label, const struct cpu_kernel *k, const uin
                 fail_msg("%s 8x8 tile row %d token %d: %g, vec_dot %g", label, r0 + 3 * r, c, (double)out[8 * c + r],
                          (double)ref);
         }
+    if (k->pack8) {
+        /* The same eight rows packed: the packed tile gives gemm8's results bit for bit. */
+        const size_t pbytes = (size_t)(cols / 32) * CPU_PACK8_BLOCK_BYTES;
+        void *pk = aligned_alloc(64, (pbytes + 63) & ~(size_t)63);
+        assert_non_null(pk);
+        k->pack8(cols, wp, pk);
+        float outp[64];
+        k->gemm8p(cols, pk, ap, outp);
+        for (int i = 0; i < 64; i++)
+            if (memcmp(&outp[i], &out[i], sizeof out[i]) != 0)
+                fail_msg("%s packed 8x8 tile row %d token %d: %g, gemm8 %g", label, r0 + 3 * (i % 8), i / 8,
+                         (double)outp[i], (double)out[i]);
+        free(pk);
+    }
     free(qa);
     free(qb);
 }
 
 /* The GEMM tiles (4x4, and 8x8 where the format has them) of every SIMD table equal the table's
- * vec_dot on llama.cpp's quantized weights (and on F16/F32 rows), with whole and repeated-row tiles. */
+ * vec_dot on llama.cpp's quantized weights (and on F16/F32 rows), with whole and repeated-row tiles;
+ * packed 8x8 tiles equal the unpacked ones bit for bit. */
 static void test_gemm_tiles(void **state)
 {
     (void)state;

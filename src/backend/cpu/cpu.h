@@ -18,7 +18,12 @@ struct cpu_backend {
     size_t act_scratch_size;
     float *attn_scratch; /* per-thread score rows for attention */
     size_t attn_scratch_per_thread;
+    void *pack_scratch; /* per-slot packed weight panels for prefill (kernels.h pack8) */
+    size_t pack_scratch_per_slot;
 };
+
+/* Bytes of packed weight panel per pool slot: with a panel's activations it stays in L2. */
+#define CPU_PACK_SCRATCH_BYTES (192 * 1024)
 
 /* Grows *buf to at least size bytes (64-byte aligned); returns 0 or ERR_NOMEM. */
 int cpu_scratch_reserve(void **buf, size_t *cur, size_t size);

@@ -32,6 +32,7 @@ static void cpu_free(struct backend *be)
     free(c->pos);
     free(c->act_scratch);
     free(c->attn_scratch);
+    free(c->pack_scratch);
     free(c);
 }
 
@@ -90,6 +91,12 @@ static int cpu_reserve(struct backend *be, int max_batch, int64_t max_cols, int 
     size_t act = (size_t)max_batch * ((size_t)max_cols * sizeof(float) + 128);
     if (cpu_scratch_reserve(&c->act_scratch, &c->act_scratch_size, act) != 0)
         return err_set(e, ERR_NOMEM, "out of memory for %zu bytes of matmul scratch", act);
+    if (!c->pack_scratch && max_batch > 1) {
+        size_t cur = 0;
+        if (cpu_scratch_reserve(&c->pack_scratch, &cur, CPU_PACK_SCRATCH_BYTES * (size_t)c->base.n_threads) != 0)
+            return err_set(e, ERR_NOMEM, "out of memory for prefill panel scratch");
+        c->pack_scratch_per_slot = CPU_PACK_SCRATCH_BYTES;
+    }
     size_t per_thread = ((size_t)max_ctx + 2 * (size_t)head_dim + 15) & ~(size_t)15;
     if (per_thread > c->attn_scratch_per_thread) {
         size_t cur = 0;

@@ -21,6 +21,15 @@ typedef void (*gemm_tile_fn)(int64_t n, const void *const w[4], const void *cons
 /* An 8x8 tile: out[8 * c + r] = dot(w[r], a[c]) for eight weight rows and eight activation rows. */
 typedef void (*gemm_tile8_fn)(int64_t n, const void *const w[8], const void *const a[8], float out[64]);
 
+/* Packed 8-row groups for prefill (matmul.c packs a panel of rows once per call and runs every token
+ * tile against it): pack8 writes, per 32-element block, the eight rows' weights as signed bytes in
+ * gemm8's transposed order (eight 32-byte vectors), the rows' -128 x weight sums (eight int32) and
+ * scales (eight floats), CPU_PACK8_BLOCK_BYTES in all, 32-byte aligned. gemm8p multiplies such a
+ * group with eight activation rows as gemm8 would (out[8 * c + r], same results). */
+#define CPU_PACK8_BLOCK_BYTES 320
+typedef void (*pack8_fn)(int64_t n, const void *const w[8], void *dst);
+typedef void (*gemm8p_fn)(int64_t n, const void *packed, const void *const a[8], float out[64]);
+
 struct cpu_kernel {
     uint32_t act_type;        /* enum dtype of the converted activations */
     act_quantize_fn quantize; /* NULL when act_type is DT_F32 (rows are used as they are) */
@@ -33,6 +42,8 @@ struct cpu_kernel {
     /* Bytes per 32-element activation block that quantize appends after the row for vec_dot (0:
      * none); rows are then 64-byte aligned. See cpu_act_row_bytes. */
     uint32_t act_extra;
+    pack8_fn pack8;   /* NULL: prefill uses gemm8 on the weights as they are */
+    gemm8p_fn gemm8p; /* set with pack8 */
 };
 
 /* Bytes of one converted activation row of n elements for this kernel. */

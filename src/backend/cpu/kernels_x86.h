@@ -1083,6 +1083,76 @@ static void X86_NAME(gemm8_q4_0)(int64_t n, const void *const w[8], const void *
         _mm256_storeu_ps(out + 8 * c, acc[c]);
 }
 
+/* Packs eight Q4_0 rows for gemm8p (kernels.h): per block the transposed signed nibbles, the
+ * -128 x row sums and the row scales, as gemm8_q4_0 builds them per block. */
+static void X86_NAME(pack8_q4_0)(int64_t n, const void *const w[8], void *dst)
+{
+    const struct block_q4_0 *x[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = w[i];
+    const int64_t nb = n / QUANT_QK;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    __m256i *o = dst;
+    for (int64_t b = 0; b < nb; b++, o += CPU_PACK8_BLOCK_BYTES / sizeof(__m256i)) {
+        __m256i wt[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
+            wt[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+        }
+        x86_transpose8_epi32(wt);
+        const __m256i t = _mm256_add_epi8(_mm256_add_epi8(_mm256_add_epi8(wt[0], wt[1]), _mm256_add_epi8(wt[2], wt[3])),
+                                          _mm256_add_epi8(_mm256_add_epi8(wt[4], wt[5]), _mm256_add_epi8(wt[6], wt[7])));
+        const __m256i sq = _mm256_dpbusd_epi32(_mm256_setzero_si256(), t, _mm256_set1_epi8(1));
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            _mm256_store_si256(o + k, _mm256_sub_epi8(wt[k], eight));
+        _mm256_store_si256(o + 8, _mm256_sub_epi32(_mm256_set1_epi32(128 * 8 * QUANT_QK), _mm256_slli_epi32(sq, 7)));
+        _mm256_store_ps((float *)(o + 9), x86_rows8_scales(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d, x[4][b].d,
+                                                           x[5][b].d, x[6][b].d, x[7][b].d));
+    }
+}
+
+/* An 8x8 tile from a packed 8-row group against eight +128 Q4_0 activation rows (their float scales
+ * from the row extras): the same sums and scale products as gemm8_q4_0, so the same results, with
+ * the unpacking, transposing and scale conversions done once per panel instead of once per tile. */
+static void X86_NAME(gemm8p)(int64_t n, const void *packed, const void *const a[8], float out[64])
+{
+    const struct block_q8_0 *y[8];
+    const float *dy[8];
+    for (int i = 0; i < 8; i++) {
+        y[i] = a[i];
+        dy[i] = cpu_act_q4_0_extra(a[i], n).dy;
+    }
+    const int64_t nb = n / QUANT_QK;
+    __m256 acc[8];
+    for (int c = 0; c < 8; c++)
+        acc[c] = _mm256_setzero_ps();
+    const __m256i *p = packed;
+    for (int64_t b = 0; b < nb; b++, p += CPU_PACK8_BLOCK_BYTES / sizeof(__m256i)) {
+        __m256i wt[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            wt[k] = _mm256_load_si256(p + k);
+        const __m256i corr = _mm256_load_si256(p + 8);
+        const __m256 dw = _mm256_load_ps((const float *)(p + 9));
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            const int8_t *qs = y[c][b].qs;
+            __m256i p0 = corr, p1 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k += 2) {
+                p0 = _mm256_dpbusd_epi32(p0, x86_bcast4(qs + 4 * k), wt[k]);
+                p1 = _mm256_dpbusd_epi32(p1, x86_bcast4(qs + 4 * k + 4), wt[k + 1]);
+            }
+            const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(dy[c][b]));
+            acc[c] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), acc[c]);
+        }
+    }
+    for (int c = 0; c < 8; c++)
+        _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+
 static void X86_NAME(gemm8_q8_0)(int64_t n, const void *const w[8], const void *const a[8], float out[64])
 {
     const struct block_q8_0 *x[8];
@@ -1312,7 +1382,11 @@ static void X86_NAME(gemm8_q6_k)(int64_t n, const void *const w[8], const void *
 #define X86_GEMM8_Q6_K X86_NAME(gemm8_q6_k)
 #define X86_GEMM8_Q4_0 X86_NAME(gemm8_q4_0)
 #define X86_GEMM8_Q8_0 X86_NAME(gemm8_q8_0)
+#define X86_PACK8_Q4_0 X86_NAME(pack8_q4_0)
+#define X86_GEMM8P_Q4_0 X86_NAME(gemm8p)
 #else
+#define X86_PACK8_Q4_0 NULL
+#define X86_GEMM8P_Q4_0 NULL
 #define X86_GEMM8_Q4_0 NULL
 #define X86_GEMM8_Q8_0 NULL
 #define X86_GEMM8_Q4_K NULL
@@ -1396,7 +1470,7 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
     [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
     [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0_q4), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0,
-                 CPU_ACT_Q4_0_EXTRA},
+                 CPU_ACT_Q4_0_EXTRA, X86_PACK8_Q4_0, X86_GEMM8P_Q4_0},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},

@@ -11,8 +11,11 @@
  * (kernels.h gemm), or 8 x 8 where the format has a gemm8, so each unpacked weight block serves
  * several tokens and each activation block several rows. A chunk is a panel of whole tiles small
  * enough to stay in L2 cache, and every token tile runs against it before the next chunk, so
- * weights are read from memory once per call and activations come from cache. Weights are used in
- * place (no repacked copy). */
+ * weights are read from memory once per call and activations come from cache. Where the format has
+ * pack8 (Q4_0), the panel is first unpacked into the slot's scratch in the tile's own layout
+ * (kernels.h), so the nibble unpacking, transposes and scale conversions run once per panel rather
+ * than once per token tile. Weights stay in place: the model has one copy, and only a panel at a
+ * time is unpacked. */
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
@@ -36,6 +39,8 @@ struct matmul_job {
     size_t w_row_bytes;
     float *y;
     int n;
+    uint8_t *pack;        /* per-slot scratch for packed row groups, or NULL */
+    size_t pack_per_slot; /* bytes of it per slot */
 };
 
 struct quantize_job {
@@ -115,6 +120,42 @@ static void matmul_block(const struct matmul_job *j, int64_t r0, int64_t r1, int
     }
 }
 
+/* Rows [r0, r1) packed in 8-row groups into this slot's scratch (a partial group repeats its last
+ * row), then every 8-token tile against each group. */
+static void matmul_packed(const struct matmul_job *j, int64_t r0, int64_t r1, uint8_t *pack)
+{
+    const int64_t rows = j->w->rows, cols = j->w->cols;
+    const uint8_t *wbase = j->w->host, *abase = j->act;
+    const float *bias = j->bias ? j->bias->host : NULL;
+    const size_t group_bytes = (size_t)(cols / 32) * CPU_PACK8_BLOCK_BYTES;
+    const int64_t groups = (r1 - r0 + 7) / 8;
+    for (int64_t g = 0; g < groups; g++) {
+        const void *wp[8];
+        for (int k = 0; k < 8; k++) {
+            const int64_t r = r0 + 8 * g + k < r1 ? r0 + 8 * g + k : r1 - 1;
+            wp[k] = wbase + (size_t)r * j->w_row_bytes;
+        }
+        j->k->pack8(cols, wp, pack + (size_t)g * group_bytes);
+    }
+    for (int c = 0; c < j->n; c += 8) {
+        const void *ap[8];
+        const int nc = j->n - c < 8 ? j->n - c : 8;
+        for (int k = 0; k < 8; k++)
+            ap[k] = abase + (size_t)(c + (k < nc ? k : nc - 1)) * j->act_row_bytes;
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t r = r0 + 8 * g;
+            const int nr = r1 - r < 8 ? (int)(r1 - r) : 8;
+            float out[64];
+            j->k->gemm8p(cols, pack + (size_t)g * group_bytes, ap, out);
+            for (int ci = 0; ci < nc; ci++) {
+                float *yc = j->y + (size_t)(c + ci) * rows + r;
+                for (int ri = 0; ri < nr; ri++)
+                    yc[ri] = out[8 * ci + ri] + (bias ? bias[r + ri] : 0.0f);
+            }
+        }
+    }
+}
+
 static void matmul_tiles(void *ctx, int t, int nt)
 {
     struct matmul_job *j = ctx;
@@ -129,9 +170,15 @@ static void matmul_tiles(void *ctx, int t, int nt)
         return;
     }
     /* Chunks of whole tiles, so only the last chunk can have a partial one. */
+    uint8_t *pack = j->pack ? j->pack + (size_t)t * j->pack_per_slot : NULL;
     int64_t r0;
-    while ((r0 = threadpool_share_next(&j->share, j->chunk, rows)) >= 0)
-        matmul_block(j, r0, r0 + j->chunk < rows ? r0 + j->chunk : rows, 0, j->n);
+    while ((r0 = threadpool_share_next(&j->share, j->chunk, rows)) >= 0) {
+        const int64_t r1 = r0 + j->chunk < rows ? r0 + j->chunk : rows;
+        if (pack)
+            matmul_packed(j, r0, r1, pack);
+        else
+            matmul_block(j, r0, r1, 0, j->n);
+    }
 }
 
 void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweight *bias, const float *x,
@@ -159,7 +206,15 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
     if (n > 1 && k->gemm) {
         /* Panels of whole tiles that fit PANEL_BYTES, at least four per thread. */
         const int64_t tile = k->gemm8 ? 8 : 4;
-        job.chunk = threadpool_chunk(w->rows, nt, 4, tile, PANEL_BYTES / row_bytes);
+        const int64_t packed_row = w->cols / 32 * (CPU_PACK8_BLOCK_BYTES / 8);
+        if (k->pack8 && c->pack_scratch && packed_row * 8 <= (int64_t)c->pack_scratch_per_slot) {
+            /* Panels whose packed form fits a slot's scratch. */
+            job.pack = c->pack_scratch;
+            job.pack_per_slot = c->pack_scratch_per_slot;
+            job.chunk = threadpool_chunk(w->rows, nt, 4, 8, (int64_t)c->pack_scratch_per_slot / packed_row);
+        } else {
+            job.chunk = threadpool_chunk(w->rows, nt, 4, tile, PANEL_BYTES / row_bytes);
+        }
         threadpool_run(c->pool, matmul_tiles, &job);
     } else {
         job.chunk = threadpool_chunk(w->rows, nt, DECODE_CHUNKS, 4, DECODE_CHUNK_BYTES / row_bytes);
