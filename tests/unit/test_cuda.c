@@ -176,10 +176,84 @@ static void test_matmul_formats(void **state)
     be->ops->free(be);
 }
 
-/* Decode attention over a long F16 cache (split over context chunks, then merged) against a double-
- * precision softmax over the same half values: 3 tokens at positions far apart, 4 query heads per KV
- * head, and a token at position 0 (a single chunk of one position). */
-static void test_attention_split(void **state)
+/* Attention over a long cache against a double-precision softmax over the same cache values: decode
+ * batches (split over the context, then merged: 1 and 4 tokens at positions far apart, one at position
+ * 0) and prompt batches (the tiled kernel: 100 consecutive positions ending at the context's end, and
+ * 100 scattered ones), head sizes 64 and 128, 4 query heads per KV head, F16 and F32 caches. */
+enum { ATT_CTX = 1000, ATT_NH = 8, ATT_NKV = 2, ATT_NT = 100 };
+
+static double attention_error(struct backend *be, int hd, int f16, const int32_t *pos, int nt)
+{
+    struct err e = {0};
+    const int kvd = ATT_NKV * hd;
+    const size_t esz = f16 ? 2 : 4, ncache = (size_t)ATT_CTX * kvd;
+    float *kf = malloc(ncache * sizeof *kf), *vf = malloc(ncache * sizeof *vf);
+    void *kc = malloc(ncache * esz), *vc = malloc(ncache * esz);
+    float *q = malloc((size_t)nt * ATT_NH * hd * sizeof *q), *out = malloc((size_t)nt * ATT_NH * hd * sizeof *out);
+    assert_true(kf && vf && kc && vc && q && out);
+    for (size_t i = 0; i < ncache; i++) {
+        const float kx = frand() * 2.0f, vx = frand();
+        if (f16) {
+            ((uint16_t *)kc)[i] = f32_to_fp16(kx);
+            ((uint16_t *)vc)[i] = f32_to_fp16(vx);
+            kf[i] = fp16_to_f32(((uint16_t *)kc)[i]);
+            vf[i] = fp16_to_f32(((uint16_t *)vc)[i]);
+        } else {
+            ((float *)kc)[i] = kf[i] = kx;
+            ((float *)vc)[i] = vf[i] = vx;
+        }
+    }
+    for (size_t i = 0; i < (size_t)nt * ATT_NH * hd; i++)
+        q[i] = frand();
+    void *dk = to_device(kc, ncache * esz), *dv = to_device(vc, ncache * esz);
+    float *dq = to_device(q, (size_t)nt * ATT_NH * hd * sizeof *q);
+    float *dout = be->ops->alloc(be, (size_t)nt * ATT_NH * hd * sizeof *out);
+    assert_non_null(dout);
+    const float scale = 1.0f / sqrtf((float)hd);
+    be->ops->set_batch(be, NULL, pos, nt);
+    be->ops->attention(be, dq, dk, dv, f16 ? KV_F16 : KV_F32, dout, ATT_NH, ATT_NKV, hd, scale);
+    be->ops->read(be, out, dout, (size_t)nt * ATT_NH * hd);
+    assert_int_equal(backend_cuda_check(be, &e), 0);
+    double worst = 0;
+    double *sc = malloc(ATT_CTX * sizeof *sc);
+    assert_non_null(sc);
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < ATT_NH; h++) {
+            const int kvh = h / (ATT_NH / ATT_NKV), np = pos[t] + 1;
+            double mx = -INFINITY, l = 0;
+            for (int p = 0; p < np; p++) {
+                double s = 0;
+                for (int d = 0; d < hd; d++)
+                    s += (double)q[((size_t)t * ATT_NH + h) * hd + d] * kf[(size_t)p * kvd + kvh * hd + d];
+                sc[p] = s * scale;
+                mx = sc[p] > mx ? sc[p] : mx;
+            }
+            for (int p = 0; p < np; p++)
+                l += (sc[p] = exp(sc[p] - mx));
+            for (int d = 0; d < hd; d++) {
+                double o = 0;
+                for (int p = 0; p < np; p++)
+                    o += sc[p] * vf[(size_t)p * kvd + kvh * hd + d];
+                const double diff = fabs(o / l - out[((size_t)t * ATT_NH + h) * hd + d]);
+                if (!(diff <= worst))
+                    worst = isnan(diff) ? INFINITY : diff;
+            }
+        }
+    free(sc);
+    be->ops->dealloc(be, dout);
+    cudaFree(dk);
+    cudaFree(dv);
+    cudaFree(dq);
+    free(kf);
+    free(vf);
+    free(kc);
+    free(vc);
+    free(q);
+    free(out);
+    return worst;
+}
+
+static void test_attention_kernels(void **state)
 {
     (void)state;
     require_gpu();
@@ -187,64 +261,29 @@ static void test_attention_split(void **state)
     struct backend *be = NULL;
     if (backend_cuda_new(0, &be, &e) != 0)
         fail_msg("%s", e.msg);
-    enum { CTX = 1000, NH = 8, NKV = 2, HD = 64, KVD = NKV * HD, NT = 4 };
-    assert_int_equal(be->ops->reserve(be, 8, 256, CTX, HD, &e), 0);
-    uint16_t *kh = malloc((size_t)CTX * KVD * 2), *vh = malloc((size_t)CTX * KVD * 2);
-    float *q = malloc((size_t)NT * NH * HD * sizeof *q), *out = malloc((size_t)NT * NH * HD * sizeof *out);
-    assert_true(kh && vh && q && out);
-    for (size_t i = 0; i < (size_t)CTX * KVD; i++) {
-        kh[i] = f32_to_fp16(frand() * 2.0f);
-        vh[i] = f32_to_fp16(frand());
+    assert_int_equal(be->ops->reserve(be, ATT_NT, 256, ATT_CTX, 128, &e), 0);
+    const int32_t decode_pos[4] = {700, 31, 999, 0};
+    int32_t run[ATT_NT], scattered[ATT_NT];
+    for (int i = 0; i < ATT_NT; i++) {
+        run[i] = ATT_CTX - ATT_NT + i;
+        scattered[i] = (i * 379) % ATT_CTX;
     }
-    for (size_t i = 0; i < (size_t)NT * NH * HD; i++)
-        q[i] = frand();
-    void *dk = to_device(kh, (size_t)CTX * KVD * 2), *dv = to_device(vh, (size_t)CTX * KVD * 2);
-    float *dq = to_device(q, (size_t)NT * NH * HD * sizeof *q);
-    float *dout = be->ops->alloc(be, (size_t)NT * NH * HD * sizeof *out);
-    assert_non_null(dout);
-    const int32_t pos[NT] = {700, 31, 999, 0};
-    const float scale = 0.125f;
-    for (int nt = 1; nt <= NT; nt += NT - 1) {
-        be->ops->set_batch(be, NULL, pos, nt);
-        be->ops->attention(be, dq, dk, dv, KV_F16, dout, NH, NKV, HD, scale);
-        be->ops->read(be, out, dout, (size_t)nt * NH * HD);
-        assert_int_equal(backend_cuda_check(be, &e), 0);
-        double worst = 0;
-        for (int t = 0; t < nt; t++)
-            for (int h = 0; h < NH; h++) {
-                const int kvh = h / (NH / NKV), np = pos[t] + 1;
-                double *sc = malloc((size_t)np * sizeof *sc), mx = -INFINITY, l = 0;
-                assert_non_null(sc);
-                for (int p = 0; p < np; p++) {
-                    double s = 0;
-                    for (int d = 0; d < HD; d++)
-                        s += (double)q[((size_t)t * NH + h) * HD + d] * fp16_to_f32(kh[(size_t)p * KVD + kvh * HD + d]);
-                    sc[p] = s * scale;
-                    mx = sc[p] > mx ? sc[p] : mx;
-                }
-                for (int p = 0; p < np; p++)
-                    l += (sc[p] = exp(sc[p] - mx));
-                for (int d = 0; d < HD; d++) {
-                    double o = 0;
-                    for (int p = 0; p < np; p++)
-                        o += sc[p] * fp16_to_f32(vh[(size_t)p * KVD + kvh * HD + d]);
-                    const double diff = fabs(o / l - out[((size_t)t * NH + h) * HD + d]);
-                    if (!(diff <= worst))
-                        worst = isnan(diff) ? INFINITY : diff;
-                }
-                free(sc);
+    const struct {
+        const int32_t *pos;
+        int nt;
+        const char *what;
+    } cases[] = {{decode_pos, 1, "decode, 1 token"},
+                 {decode_pos, 4, "decode, 4 tokens"},
+                 {run, ATT_NT, "prompt, 100 consecutive"},
+                 {scattered, ATT_NT, "prompt, 100 scattered"}};
+    for (int hd = 64; hd <= 128; hd *= 2)
+        for (int f16 = 1; f16 >= 0; f16--)
+            for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+                const double worst = attention_error(be, hd, f16, cases[k].pos, cases[k].nt);
+                print_message("attention %s, head size %d, %s cache: max abs error %.3g\n", cases[k].what, hd,
+                              f16 ? "F16" : "F32", worst);
+                assert_true(worst <= 2e-5);
             }
-        print_message("attention %d token(s), context up to %d: max abs error %.3g\n", nt, CTX, worst);
-        assert_true(worst <= 2e-5);
-    }
-    be->ops->dealloc(be, dout);
-    cudaFree(dk);
-    cudaFree(dv);
-    cudaFree(dq);
-    free(kh);
-    free(vh);
-    free(q);
-    free(out);
     be->ops->free(be);
 }
 
@@ -444,7 +483,7 @@ int main(void)
     static char names[2 * NV][64];
     size_t n = 0;
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_matmul_formats);
-    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_attention_split);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_attention_kernels);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_write);
     for (size_t i = 0; i < NV; i++) {
         const struct tu_model_variant *v = &tu_model_variants[i];

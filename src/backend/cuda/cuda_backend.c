@@ -568,8 +568,8 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
     case OP_ATTENTION:
         /* Decode batches: split over context chunks (p4 is the scratch, NULL when not in use). */
         if (r->n <= CUDA_GEMV_MAX_BATCH && r->p4 &&
-            cuda_launch_attention_split(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2,
-                                        r->i3, r->f0, (void *)r->p4, c->stream) == 0)
+            cuda_launch_attention_split(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, NULL, NULL, c->d_pos, (int)r->n,
+                                        r->i1, r->i2, r->i3, r->f0, (void *)r->p4, c->stream) == 0)
             break;
         cuda_launch_attention(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_pos, (int)r->n, r->i1, r->i2, r->i3,
                               r->f0, (int)r->rows, c->stream);
@@ -610,8 +610,9 @@ static void set_quantised(struct cuda_backend *c, const float *x, size_t n, int6
 }
 
 /* Runs a recorded step's ops, merging neighbours into one launch where the second consumes the first's
- * output: residual add + RMSNorm (+ the int8 activations of the product that follows), SwiGLU + int8
- * activations, and up to CUDA_GEMV_MULTI int8 products of the same input (Q, K, V; gate, up). */
+ * output: residual add + RMSNorm (+ the int8 activations of the product that follows), RoPE on Q and K
+ * + KV store, attention + the int8 activations of the output projection, SwiGLU + int8 activations, and
+ * up to CUDA_GEMV_MULTI int8 products of the same input (Q, K, V; gate, up). */
 static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -652,6 +653,14 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
                 i += 2;
                 continue;
             }
+        }
+        if (r->kind == OP_ATTENTION && nx && r->p4 && r->n <= CUDA_GEMV_MAX_BATCH &&
+            matmul_q8_on(c, nx, r->p3, r->n, (int64_t)r->i1 * r->i3) &&
+            cuda_launch_attention_split(r->p0, r->p1, r->p2, r->i0, (float *)r->p3, c->d_xq, c->d_xds, c->d_pos,
+                                        (int)r->n, r->i1, r->i2, r->i3, r->f0, (void *)r->p4, c->stream) == 0) {
+            /* Attention + the int8 activations of the output projection. */
+            set_quantised(c, r->p3, r->n, (int64_t)r->i1 * r->i3);
+            continue;
         }
         if (r->kind == OP_SWIGLU && nx && nx->cols > 0 && r->n == nx->n * (size_t)nx->cols &&
             matmul_q8_on(c, nx, r->p2, nx->n, nx->cols)) {
@@ -1042,6 +1051,13 @@ static void cuda_write(struct backend *be, float *dst, const float *src, size_t 
         c->wstage_queued = 0;
     }
     if (bytes > c->wstage_bytes) {
+        /* The recorded graph may copy from the old buffer, and updating it in place does not move a
+         * copy's host source to a new buffer: drop it, so the next step is captured afresh. */
+        if (c->graph_exec) {
+            cudaGraphExecDestroy(c->graph_exec);
+            c->graph_exec = NULL;
+            c->n_glog = 0;
+        }
         cudaFreeHost(c->h_wstage);
         c->h_wstage = NULL;
         c->wstage_bytes = 0;

@@ -261,7 +261,7 @@ int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, 
 
 #define SPLIT_WARPS 4
 #define SPLIT_N 32       /* splits a token's context is cut into at most */
-#define SPLIT_MIN_POS 16 /* positions a split takes at least */
+#define SPLIT_MIN_POS 64 /* positions a split takes at least: fewer partial results to merge */
 #define SPLIT_MAX_G 8    /* query heads per KV head */
 #define SPLIT_UNROLL 4
 
@@ -307,6 +307,16 @@ template <int F16, int DPL> __device__ __forceinline__ void sp_row(const void *c
     }
 }
 
+/* Stores output value d of head row hi (token * n_heads + head) and, when xq is given, its int8 form as
+ * cuda_launch_quantize_q8 makes it: the calling warp holds 32 consecutive values of one head. */
+__device__ __forceinline__ void sp_store(float *out, int8_t *xq, float2 *xds, size_t hi, int hd, int d, float v,
+                                         int lane)
+{
+    out[hi * hd + d] = v;
+    if (xq)
+        nf_quant32(v, xq + hi * hd + (d - lane), xds + (hi * hd + d) / 32, lane);
+}
+
 /* Splits in use for a token that attends to n_pos positions, and the positions each takes. */
 __device__ __forceinline__ int sp_share(int n_pos, int *active)
 {
@@ -319,14 +329,15 @@ __device__ __forceinline__ int sp_share(int n_pos, int *active)
 template <int F16, int DPL>
 __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     k_att_split(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
-                float *__restrict__ out, float *__restrict__ part_o, float2 *__restrict__ part_ml,
-                unsigned *__restrict__ counters, const int32_t *__restrict__ pos, int n_heads, int n_kv_heads,
-                float scale)
+                float *__restrict__ out, int8_t *__restrict__ xq, float2 *__restrict__ xds, float *__restrict__ part_o,
+                float2 *__restrict__ part_ml, unsigned *__restrict__ counters, const int32_t *__restrict__ pos,
+                int n_heads, int n_kv_heads, float scale)
 {
     constexpr int HD = DPL * 32;
     __shared__ float sh_acc[SPLIT_WARPS][SPLIT_MAX_G][HD];
     __shared__ float sh_ml[SPLIT_WARPS][SPLIT_MAX_G][2];
     __shared__ unsigned sh_last;
+    __shared__ float sh_f[SPLIT_MAX_G][SPLIT_N], sh_inv[SPLIT_MAX_G];
     const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_pos = pos[i] + 1;
@@ -427,7 +438,7 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
         }
         const size_t hi = (size_t)i * n_heads + h0 + g;
         if (single) {
-            out[hi * HD + d] = a / L;
+            sp_store(out, xq, xds, hi, HD, d, a / L, lane);
         } else {
             part_o[(hi * SPLIT_N + split) * HD + d] = a;
             if (d == 0)
@@ -450,45 +461,60 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     if (!sh_last)
         return;
     __threadfence();
+    /* Per head: the splits' weights exp(m_s - M) (a lane a split) and 1 / sum, then a thread per output
+     * value sums the splits' partial outputs (loads that bypass L1: other blocks wrote them). */
+    for (int g = warp; g < G; g += SPLIT_WARPS) {
+        const size_t hi = (size_t)i * n_heads + h0 + g;
+        const float2 ml = lane < active ? __ldcg(part_ml + hi * SPLIT_N + lane) : make_float2(-INFINITY, 0.0f);
+        float M = ml.x;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        const float f = lane < active ? expf(ml.x - M) : 0.0f;
+        float L = f * ml.y;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            L += __shfl_xor_sync(0xffffffffu, L, o);
+        sh_f[g][lane] = f;
+        if (lane == 0)
+            sh_inv[g] = 1.0f / L;
+    }
+    __syncthreads();
     for (int t = threadIdx.x; t < G * HD; t += SPLIT_WARPS * 32) {
         const int g = t / HD, d = t - g * HD;
         const size_t hi = (size_t)i * n_heads + h0 + g;
-        const volatile float2 *ml = part_ml + hi * SPLIT_N;
-        const volatile float *po = part_o + hi * SPLIT_N * HD + d;
-        float M = -INFINITY;
+        const float *po = part_o + hi * SPLIT_N * HD + d;
+        float a = 0.0f;
+#pragma unroll 8
         for (int sp = 0; sp < active; sp++)
-            M = fmaxf(M, ml[sp].x);
-        float L = 0.0f, a = 0.0f;
-        for (int sp = 0; sp < active; sp++) {
-            const float f = expf(ml[sp].x - M);
-            L += f * ml[sp].y;
-            a += f * po[(size_t)sp * HD];
-        }
-        out[hi * HD + d] = a / L;
+            a += sh_f[g][sp] * __ldcg(po + (size_t)sp * HD);
+        sp_store(out, xq, xds, hi, HD, d, a * sh_inv[g], lane);
     }
 }
 
 template <int F16>
 static int att_split_launch(int head_dim, dim3 grid, const float *q, const void *kc, const void *vc, float *out,
-                            float *part_o, float2 *part_ml, unsigned *counters, const int32_t *pos, int n_heads,
-                            int n_kv_heads, float scale, cudaStream_t s)
+                            int8_t *xq, float2 *xds, float *part_o, float2 *part_ml, unsigned *counters,
+                            const int32_t *pos, int n_heads, int n_kv_heads, float scale, cudaStream_t s)
 {
     const int th = SPLIT_WARPS * 32;
     switch (head_dim) {
     case 64:
-        k_att_split<F16, 2><<<grid, th, 0, s>>>(q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads, scale);
+        k_att_split<F16, 2><<<grid, th, 0, s>>>(q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos, n_heads,
+                                                n_kv_heads, scale);
         return 0;
     case 128:
-        k_att_split<F16, 4><<<grid, th, 0, s>>>(q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads, scale);
+        k_att_split<F16, 4><<<grid, th, 0, s>>>(q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos, n_heads,
+                                                n_kv_heads, scale);
         return 0;
     default:
         return -1;
     }
 }
 
-int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out,
-                                const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim, float scale,
-                                void *scratch, cudaStream_t s)
+int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out, void *xq,
+                                void *xds, const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim,
+                                float scale, void *scratch, cudaStream_t s)
 {
     if (n_kv_heads <= 0 || n_kv_heads > SPLIT_MAX_KV || n < 1 || n > CUDA_GEMV_MAX_BATCH || n_heads % n_kv_heads ||
         n_heads / n_kv_heads > SPLIT_MAX_G || (head_dim != 64 && head_dim != 128))
@@ -497,9 +523,11 @@ int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, 
     float *part_o = (float *)scratch + SPLIT_COUNTERS;
     float2 *part_ml = (float2 *)(part_o + (size_t)n * n_heads * SPLIT_N * head_dim);
     const dim3 grid((unsigned)SPLIT_N, (unsigned)n_kv_heads, (unsigned)n);
+    int8_t *q8 = (int8_t *)xq;
+    float2 *d8 = (float2 *)xds;
     if (f16)
-        return att_split_launch<1>(head_dim, grid, q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads,
-                                   scale, s);
-    return att_split_launch<0>(head_dim, grid, q, kc, vc, out, part_o, part_ml, counters, pos, n_heads, n_kv_heads,
-                               scale, s);
+        return att_split_launch<1>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos, n_heads,
+                                   n_kv_heads, scale, s);
+    return att_split_launch<0>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos, n_heads,
+                               n_kv_heads, scale, s);
 }

@@ -91,6 +91,12 @@ void cuda_launch_kv_store(void *kc, void *vc, int f16, const float *k, const flo
 void cuda_launch_attention(const float *q, const void *kc, const void *vc, int f16, float *out, const int32_t *pos,
                            int n, int n_heads, int n_kv_heads, int head_dim, float scale, int max_ctx,
                            cudaStream_t s);
+/* Causal attention for a prompt batch, tiled over 64 query rows x 64 cache positions
+ * (cuda_attention_prefill.cu); -1 for a head size other than 64 or 128 (cuda_launch_attention then uses
+ * its own kernels). */
+int cuda_launch_attention_prefill(const float *q, const void *kc, const void *vc, int f16, float *out,
+                                  const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim, float scale,
+                                  cudaStream_t s);
 void cuda_launch_swiglu(const float *gate, const float *up, float *out, size_t n, cudaStream_t s);
 
 /* ---- fused decode kernels (cuda_fused.cu) ---- */
@@ -112,11 +118,12 @@ int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, 
  * each token's positions are cut into up to 32 shares over as many blocks and merged by the last block to
  * finish; the launch shape does not depend on the positions. scratch holds
  * cuda_attention_split_floats(n, ...) floats and must be zeroed once when allocated (it holds counters
- * that the kernel leaves at zero). -1 when the shape is not supported. */
+ * that the kernel leaves at zero). With xq/xds given, the output is also quantised to int8 for the
+ * product that follows (as cuda_launch_quantize_q8). -1 when the shape is not supported. */
 size_t cuda_attention_split_floats(int n, int n_heads, int n_kv_heads, int head_dim);
-int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out,
-                                const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim, float scale,
-                                void *scratch, cudaStream_t s);
+int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out, void *xq,
+                                void *xds, const int32_t *pos, int n, int n_heads, int n_kv_heads, int head_dim,
+                                float scale, void *scratch, cudaStream_t s);
 
 /* Up to CUDA_GEMV_MULTI products of the same quantised activations with matrices of one repacked type
  * and width, in one launch (Q, K and V; gate and up). */

@@ -498,6 +498,11 @@ void cuda_launch_attention(const float *q, const void *kc, const void *vc, int f
                            int n, int n_heads, int n_kv_heads, int head_dim, float scale, int max_ctx,
                            cudaStream_t s)
 {
+    /* Prompt batches: the tiled kernel (head sizes 64 and 128), which reads each cache row once per 64
+     * query rows. */
+    if (n > CUDA_GEMV_MAX_BATCH && cuda_launch_attention_prefill(q, kc, vc, f16, out, pos, n, n_heads, n_kv_heads,
+                                                                 head_dim, scale, s) == 0)
+        return;
     const dim3 grid((unsigned)n_heads, (unsigned)n);
     /* Prompt batches only: for a decode step (n_heads blocks) each thread's serial sum over V rows is
      * slower than the warp-per-position kernel below (measured on H200: 8B Q4_0 decode 129 vs 185 tok/s). */
