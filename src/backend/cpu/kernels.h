@@ -50,18 +50,19 @@ struct cpu_kernel {
 size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);
 
 /* The extras a Q4_0 kernel's activation row carries after its Q8_0 blocks (at the first 64-byte
- * boundary): per block, -8 x the sums of each four consecutive quants (eight int32, the +8 offset
- * of the weights' unsigned nibbles), then per block the scale as a float. */
-#define CPU_ACT_Q4_0_EXTRA (8 * sizeof(int32_t) + sizeof(float))
+ * boundary): per block the scale as a float, then per block -8 x the sum of its quants (the +8
+ * offset of the weights' unsigned nibbles; one int32, so the row's working set stays small enough
+ * for L1 on 14336-wide rows). */
+#define CPU_ACT_Q4_0_EXTRA (sizeof(float) + sizeof(int32_t))
 struct cpu_act_q4_0_extra {
-    int32_t *corr; /* nb x 8 */
     float *dy;     /* nb */
+    int32_t *corr; /* nb */
 };
 static inline struct cpu_act_q4_0_extra cpu_act_q4_0_extra(const void *row, int64_t n)
 {
     const size_t nb = (size_t)(n / 32), off = (nb * 34 + 63) & ~(size_t)63;
     uint8_t *base = (uint8_t *)row + off;
-    struct cpu_act_q4_0_extra ex = {(int32_t *)(void *)base, (float *)(void *)(base + nb * 8 * sizeof(int32_t))};
+    struct cpu_act_q4_0_extra ex = {(float *)(void *)base, (int32_t *)(void *)(base + nb * sizeof(float))};
     return ex;
 }
 

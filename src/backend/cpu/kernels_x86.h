@@ -57,11 +57,14 @@ static inline float x86_h2f(uint16_t h) { return _cvtsh_ss(h); }
 #ifndef X86_PREFETCH_AHEAD
 #define X86_PREFETCH_AHEAD 1024
 #endif
+#ifndef X86_PREFETCH_HINT
+#define X86_PREFETCH_HINT _MM_HINT_T0
+#endif
 /* Prefetches the cache lines of [p + ahead, p + ahead + bytes). */
 static inline void x86_prefetch_ahead(const void *p, int bytes)
 {
     for (int o = 0; o < bytes; o += 64)
-        _mm_prefetch((const char *)p + X86_PREFETCH_AHEAD + o, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + X86_PREFETCH_AHEAD + o, X86_PREFETCH_HINT);
 }
 
 /* Q4_0 block's 32 quants as signed bytes (-8..7) in element order. */
@@ -73,12 +76,12 @@ static inline __m256i x86_q4_0_bytes(const uint8_t *qs)
 }
 
 /* Q4_0 row kernel. The quants stay unsigned (0..15) for the byte products and the +8 comes back
- * out as -8 x the activation's four-byte group sums, which is cheaper than the two sign fix-ups a
- * signed product needs. Those sums and the activation scales as floats depend on the activation
- * alone, so the Q4_0 activation quantizer stores them after the row (cpu_act_q4_0_extra) once per
- * matmul instead of every row recomputing them: per block the kernel then loads the 16 quant bytes
- * into both halves of a register, shifts the upper half by 4 and masks (the nibbles in element
- * order), and starts vpdpbusd from the stored correction. Four blocks per step on four accumulator
+ * out as -8 x the activation block's sum, which is cheaper than the two sign fix-ups a signed
+ * product needs. That sum and the activation scale as a float depend on the activation alone, so
+ * the Q4_0 activation quantizer stores them after the row (cpu_act_q4_0_extra) once per matmul
+ * instead of every row recomputing them: per block the kernel then loads the 16 quant bytes into
+ * both halves of a register, shifts the upper half by 4 and masks (the nibbles in element order),
+ * and starts vpdpbusd from the stored correction. Four blocks per step on four accumulator
  * chains, their four weight scales converted and multiplied by the activation scales in one
  * vector. (Four rows per call sharing the activation work was faster in cache but slower from
  * memory: four interleaved row streams.) */
@@ -88,9 +91,11 @@ static inline __m256i x86_q4_0_nibbles(const struct block_q4_0 *x)
     return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(15));
 }
 
+/* Eight lanes whose total is the block's integer dot product: the correction rides in lane 0 (the
+ * lanes share one scale and are summed at the end, so only the total matters). */
 static inline __m256i x86_q4_0_isum(const struct block_q4_0 *x, const struct block_q8_0 *y, const int32_t *corr)
 {
-    return x86_dpbusd(_mm256_load_si256((const __m256i *)corr), x86_q4_0_nibbles(x),
+    return x86_dpbusd(_mm256_zextsi128_si256(_mm_cvtsi32_si128(*corr)), x86_q4_0_nibbles(x),
                       _mm256_loadu_si256((const __m256i *)y->qs));
 }
 
@@ -111,17 +116,17 @@ static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
         dh = _mm_insert_epi16(dh, x[b + 3].d, 3);
         const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(dh), _mm_loadu_ps(ex.dy + b));
         const __m256 d = _mm256_insertf128_ps(_mm256_castps128_ps256(d4), d4, 1);
-        const __m256i p0 = x86_q4_0_isum(x + b, y + b, ex.corr + 8 * b);
-        const __m256i p1 = x86_q4_0_isum(x + b + 1, y + b + 1, ex.corr + 8 * (b + 1));
-        const __m256i p2 = x86_q4_0_isum(x + b + 2, y + b + 2, ex.corr + 8 * (b + 2));
-        const __m256i p3 = x86_q4_0_isum(x + b + 3, y + b + 3, ex.corr + 8 * (b + 3));
+        const __m256i p0 = x86_q4_0_isum(x + b, y + b, ex.corr + b);
+        const __m256i p1 = x86_q4_0_isum(x + b + 1, y + b + 1, ex.corr + b + 1);
+        const __m256i p2 = x86_q4_0_isum(x + b + 2, y + b + 2, ex.corr + b + 2);
+        const __m256i p3 = x86_q4_0_isum(x + b + 3, y + b + 3, ex.corr + b + 3);
         acc0 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0x00), _mm256_cvtepi32_ps(p0), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0x55), _mm256_cvtepi32_ps(p1), acc1);
         acc2 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0xaa), _mm256_cvtepi32_ps(p2), acc2);
         acc3 = _mm256_fmadd_ps(_mm256_permute_ps(d, 0xff), _mm256_cvtepi32_ps(p3), acc3);
     }
     for (; b < nb; b++) {
-        const __m256i p = x86_q4_0_isum(x + b, y + b, ex.corr + 8 * b);
+        const __m256i p = x86_q4_0_isum(x + b, y + b, ex.corr + b);
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * ex.dy[b]), _mm256_cvtepi32_ps(p), acc0);
     }
     return x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
@@ -555,9 +560,11 @@ static void X86_NAME(quantize_q8_0_q4)(const float *x, void *dst, int64_t n)
     const struct cpu_act_q4_0_extra ex = cpu_act_q4_0_extra(dst, n);
     const __m256i eight = _mm256_set1_epi8(8);
     for (int64_t b = 0; b < n / QUANT_QK; b++) {
-        const __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
-        const __m256i s8 = x86_dpbusd(_mm256_setzero_si256(), eight, yv);
-        _mm256_store_si256((__m256i *)(ex.corr + 8 * b), _mm256_sub_epi32(_mm256_setzero_si256(), s8));
+        const __m256i s8 = x86_dpbusd(_mm256_setzero_si256(), eight, _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+        ex.corr[b] = -_mm_cvtsi128_si32(s);
         ex.dy[b] = x86_h2f(y[b].d);
     }
 }
