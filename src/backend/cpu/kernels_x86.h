@@ -110,11 +110,11 @@ static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
         x86_prefetch_ahead(x + b, 2 * 64);
-        __m128i dh = _mm_cvtsi32_si128(x[b].d);
-        dh = _mm_insert_epi16(dh, x[b + 1].d, 1);
-        dh = _mm_insert_epi16(dh, x[b + 2].d, 2);
-        dh = _mm_insert_epi16(dh, x[b + 3].d, 3);
-        const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(dh), _mm_loadu_ps(ex.dy + b));
+        /* The four f16 scales gathered in a general register (integer ALUs; inserting them into
+         * a vector one by one took vector slots the block math needs). */
+        const uint64_t dh = (uint64_t)x[b].d | (uint64_t)x[b + 1].d << 16 | (uint64_t)x[b + 2].d << 32 |
+                            (uint64_t)x[b + 3].d << 48;
+        const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)dh)), _mm_loadu_ps(ex.dy + b));
         const __m256 d = _mm256_insertf128_ps(_mm256_castps128_ps256(d4), d4, 1);
         const __m256i p0 = x86_q4_0_isum(x + b, y + b, ex.corr + b);
         const __m256i p1 = x86_q4_0_isum(x + b + 1, y + b + 1, ex.corr + b + 1);
