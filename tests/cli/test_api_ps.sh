@@ -29,6 +29,13 @@ expect_stdout "^stories:latest " "ps names the model"
 expect_stdout "100% CPU" "ps processor column"
 expect_stdout "minutes from now" "ps until column (keep_alive 10m)"
 expect_stdout " 2048 " "ps context column (the default 4096 clamped to the training context)"
+# /api/ps: size is the memory plan's total, size_vram its GPU part (none without a GPU).
+curl -sf "http://127.0.0.1:$PORT/api/ps" >"$TMP/ps.json" || bad "GET /api/ps"
+python3 - "$TMP/ps.json" <<'PY' && ok || bad "/api/ps size and size_vram: $(cat "$TMP/ps.json")"
+import json, sys
+m = json.load(open(sys.argv[1]))["models"][0]
+assert m["size"] > 0 and 0 <= m["size_vram"] <= m["size"], m
+PY
 
 expect_status 1 "stop of a model that is not loaded" -- "$HEARTH_BIN" stop other
 expect_stderr "couldn't find model \"other\" to stop" "stop names the model"

@@ -41,9 +41,14 @@ expect_status 0 "stop string" -- "$H" run "$S/models/stories260K.gguf" --tempera
 [ "$(cat "$TMP/out")" = "Once upon a time, there was a little girl named " ] && ok || bad "stop: got '$(cat "$TMP/out")'"
 expect_status 0 "verbose" -- "$H" run "$S/models/stories260K.gguf" --temperature 0 -n 5 --verbose
 for field in "total duration:" "load duration:" "prompt eval count:    1 token(s)" "prompt eval rate:" \
-  "eval count:           5 token(s)" "eval rate:" "time to first token:" "peak memory:"; do
+  "eval count:           5 token(s)" "eval rate:" "time to first token:" "peak memory:" \
+  "memory plan:" "offloaded [0-9]*/6 layers to the GPU (num_gpu -1" "CPU memory:         weights"; do
   expect_stderr "$field" "--verbose"
 done
+# num_gpu 0 keeps the model on the CPU, and the plan says so (also in a CUDA build on a GPU machine).
+expect_status 0 "num-gpu 0" -- "$H" run "$S/models/stories260K.gguf" --temperature 0 -n 5 --num-gpu 0 --verbose
+expect_stderr "100% CPU; offloaded 0/6 layers to the GPU (num_gpu 0)" "--num-gpu 0 plan"
+expect_status 2 "num-gpu below -1" -- "$H" run "$S/models/stories260K.gguf" --num-gpu -2
 
 # llama-2-tiny-random (F16, full Llama 2 vocabulary) loads and generates.
 if [ -f "$S/models/llama-2-tiny-random.gguf" ]; then
