@@ -380,7 +380,7 @@ static void cuda_read(struct backend *be, float *dst, const float *src, size_t n
             c->gt_ms += ms;
             c->gt_copy_ms += cms;
             c->gt_n++;
-            if (c->ht_prev_read)
+            if (c->ht_prev_read && c->ht_set - c->ht_prev_read < 5000000) /* not across a new prompt */
                 c->ht_caller += (double)(c->ht_set - c->ht_prev_read);
             c->ht_record += (double)(c->ht_flush0 - c->ht_set);
             c->ht_launch += (double)(c->ht_flush1 - c->ht_flush0);
@@ -442,11 +442,14 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
             const int nb = qb > c->xq_batch ? qb : c->xq_batch;
             cudaFree(c->d_xq);
             cudaFree(c->d_xds);
-            c->d_xds = NULL;
+            c->d_xq = c->d_xds = NULL;
             c->xq_batch = c->xq_cols = 0;
-            if (cudaMalloc(&c->d_xq, (size_t)nb * (size_t)c->max_cols) != cudaSuccess ||
-                cudaMalloc(&c->d_xds, (size_t)nb * (size_t)(c->max_cols / 32 + 1) * 2 * sizeof(float)) != cudaSuccess)
+            const size_t qbytes = (size_t)nb * (size_t)c->max_cols;
+            const size_t dbytes = (size_t)nb * (size_t)(c->max_cols / 32 + 1) * 2 * sizeof(float);
+            if (cudaMalloc(&c->d_xq, qbytes) != cudaSuccess || cudaMalloc(&c->d_xds, dbytes) != cudaSuccess) {
+                cudaGetLastError();
                 return err_set(e, ERR_NOMEM, "cannot allocate GPU memory for quantised activations");
+            }
             c->xq_batch = nb;
             c->xq_cols = (int)c->max_cols;
         }

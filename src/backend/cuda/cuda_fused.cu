@@ -10,8 +10,11 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_launch.cuh"
+#include "backend/cuda/cuda_q8.cuh"
 #include "backend/cuda/cuda_rope.cuh"
 
 /* ---- residual add + RMSNorm (+ int8 quantisation of the output): one block per row ---- */
@@ -33,25 +36,6 @@ __device__ __forceinline__ float nf_block_sum(float v, float *sh)
     return t;
 }
 
-/* Quantises v (lane's value of a 32-value block) as cuda_launch_quantize_q8 does. */
-__device__ __forceinline__ void nf_quant32(float v, int8_t *xq, float2 *xds, int lane)
-{
-    float amax = fabsf(v);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const int q = __float2int_rn(v * id);
-    xq[lane] = (int8_t)q;
-    int sum = q;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0)
-        *xds = make_float2(d, d * (float)sum);
-}
-
 /* x (+)= y when y is given; out = x * rsqrt(mean(x^2) + eps) * g; and, when xq is given, out quantised
  * to int8 per 32 values. y and out may be the same buffer (the add of one layer's FFN output followed
  * by the next layer's norm into the same scratch): every y of the row is read before the barrier in
@@ -66,6 +50,8 @@ __global__ void __launch_bounds__(NORM_THREADS)
                  float2 *__restrict__ xds, int dim, float eps)
 {
     __shared__ float sh[32];
+    pdl_trigger();
+    pdl_wait();
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
     float *o = out + (size_t)blockIdx.x * dim;
@@ -102,7 +88,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
                 const float r = v[k] * scale * gv[k];
                 o[i] = r;
                 if (xq)
-                    nf_quant32(r, xq + (size_t)blockIdx.x * dim + (i - lane), xds + (size_t)blockIdx.x * nch + (i >> 5),
+                    q8_quant32(r, xq + (size_t)blockIdx.x * dim + (i - lane), xds + (size_t)blockIdx.x * nch + (i >> 5),
                                lane);
             }
         }
@@ -130,7 +116,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
         const int i = c * 32 + lane;
         const float v = xr[i] * scale * g[i];
         o[i] = v;
-        nf_quant32(v, xq + (size_t)blockIdx.x * dim + (size_t)c * 32, xds + (size_t)blockIdx.x * nch + c, lane);
+        q8_quant32(v, xq + (size_t)blockIdx.x * dim + (size_t)c * 32, xds + (size_t)blockIdx.x * nch + c, lane);
     }
 }
 
@@ -140,7 +126,8 @@ void cuda_launch_norm_fused(float *x, const float *y, const float *g, float *out
     /* Four values a thread for the usual widths (2048: 512 threads, 4096: 1024); at least one warp. */
     int threads = (dim / 4 + 31) & ~31;
     threads = threads > NORM_THREADS ? NORM_THREADS : threads < 32 ? 32 : threads;
-    k_norm_fused<<<(unsigned)n_rows, threads, 0, s>>>(x, y, g, out, (int8_t *)xq, (float2 *)xds, dim, eps);
+    pdl_launch(k_norm_fused, dim3((unsigned)n_rows), dim3(threads), 0, s, x, y, g, out, (int8_t *)xq, (float2 *)xds, dim,
+               eps);
 }
 
 /* ---- SwiGLU + int8 quantisation: one warp per 32-value block ---- */
@@ -148,6 +135,8 @@ void cuda_launch_norm_fused(float *x, const float *y, const float *g, float *out
 __global__ void k_swiglu_q8(const float *gate, const float *__restrict__ up, float *out, int8_t *__restrict__ xq,
                             float2 *__restrict__ xds, int64_t n_chunks)
 {
+    pdl_trigger();
+    pdl_wait();
     const int64_t chunk = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (chunk >= n_chunks)
@@ -156,14 +145,15 @@ __global__ void k_swiglu_q8(const float *gate, const float *__restrict__ up, flo
     const float gv = gate[i];
     const float v = gv / (1.0f + expf(-gv)) * up[i];
     out[i] = v;
-    nf_quant32(v, xq + chunk * 32, xds + chunk, lane);
+    q8_quant32(v, xq + chunk * 32, xds + chunk, lane);
 }
 
 void cuda_launch_swiglu_q8(const float *gate, const float *up, float *out, void *xq, void *xds, size_t n,
                            cudaStream_t s)
 {
     const int64_t chunks = (int64_t)(n / 32);
-    k_swiglu_q8<<<(unsigned)((chunks + 7) / 8), 256, 0, s>>>(gate, up, out, (int8_t *)xq, (float2 *)xds, chunks);
+    pdl_launch(k_swiglu_q8, dim3((unsigned)((chunks + 7) / 8)), dim3(256), 0, s, gate, up, out, (int8_t *)xq,
+               (float2 *)xds, chunks);
 }
 
 /* ---- RoPE on Q and K + K and V into the cache: one thread per (token, head slot, value pair) ----
@@ -175,6 +165,8 @@ __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, void 
                           const int32_t *__restrict__ pos, int n_heads, int n_kv_heads, int head_dim, int n_rot, int neox,
                           float freq_base, float freq_scale, const float *__restrict__ factors, int64_t total)
 {
+    pdl_trigger();
+    pdl_wait();
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= total)
         return;
@@ -244,8 +236,8 @@ int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, 
     const int64_t total = (int64_t)n * (n_heads + 2 * n_kv_heads) * (head_dim / 2);
     if (total == 0)
         return 0;
-    k_rope_kv<<<(unsigned)((total + 127) / 128), 128, 0, s>>>(q, k, v, kc, vc, f16, pos, n_heads, n_kv_heads, head_dim,
-                                                              n_rot, neox, freq_base, freq_scale, factors, total);
+    pdl_launch(k_rope_kv, dim3((unsigned)((total + 127) / 128)), dim3(128), 0, s, q, k, v, kc, vc, f16, pos, n_heads,
+               n_kv_heads, head_dim, n_rot, neox, freq_base, freq_scale, factors, total);
     return 0;
 }
 
@@ -261,9 +253,9 @@ int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, 
 
 #define SPLIT_WARPS 4
 #define SPLIT_N 32       /* splits a token's context is cut into at most */
-#define SPLIT_MIN_POS 64 /* positions a split takes at least: fewer partial results to merge */
+#define SPLIT_MIN_POS 32 /* positions a split takes at least (HEARTH_CUDA_ATT_SPLIT_MIN overrides) */
 #define SPLIT_MAX_G 8    /* query heads per KV head */
-#define SPLIT_UNROLL 4
+#define SPLIT_UNROLL 4 /* sp_reduce4 is written for four */
 
 /* The scratch starts with one counter per (token, KV head) at a fixed place, whatever the shape, so that
  * launches of other batch sizes or models never write over them; the partial outputs and (max, sum)
@@ -314,14 +306,34 @@ __device__ __forceinline__ void sp_store(float *out, int8_t *xq, float2 *xds, si
 {
     out[hi * hd + d] = v;
     if (xq)
-        nf_quant32(v, xq + hi * hd + (d - lane), xds + (hi * hd + d) / 32, lane);
+        q8_quant32(v, xq + hi * hd + (d - lane), xds + (hi * hd + d) / 32, lane);
+}
+
+/* Sums each of four values over the warp, every lane ending with all four sums: a butterfly that halves
+ * the values each lane carries (lane bit 4 picks positions 2-3 or 0-1, bit 3 one of the pair), three
+ * plain steps, then the four sums gathered from lanes 0, 8, 16, 24 — 10 shuffles instead of 20. */
+__device__ __forceinline__ void sp_reduce4(float sc[4], int lane)
+{
+    const bool b4 = lane & 16, b3 = lane & 8;
+    float a0 = b4 ? sc[2] : sc[0], a1 = b4 ? sc[3] : sc[1];
+    a0 += __shfl_xor_sync(0xffffffffu, b4 ? sc[0] : sc[2], 16);
+    a1 += __shfl_xor_sync(0xffffffffu, b4 ? sc[1] : sc[3], 16);
+    float v = b3 ? a1 : a0;
+    v += __shfl_xor_sync(0xffffffffu, b3 ? a0 : a1, 8);
+    v += __shfl_xor_sync(0xffffffffu, v, 4);
+    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    /* lane 8j now holds the sum of value j (j = 2 * bit 4 + bit 3) */
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+        sc[u] = __shfl_sync(0xffffffffu, v, 8 * u);
 }
 
 /* Splits in use for a token that attends to n_pos positions, and the positions each takes. */
-__device__ __forceinline__ int sp_share(int n_pos, int *active)
+__device__ __forceinline__ int sp_share(int n_pos, int min_pos, int *active)
 {
     int len = (n_pos + SPLIT_N - 1) / SPLIT_N;
-    len = len < SPLIT_MIN_POS ? SPLIT_MIN_POS : len;
+    len = len < min_pos ? min_pos : len;
     *active = (n_pos + len - 1) / len;
     return len;
 }
@@ -331,7 +343,7 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     k_att_split(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
                 float *__restrict__ out, int8_t *__restrict__ xq, float2 *__restrict__ xds, float *__restrict__ part_o,
                 float2 *__restrict__ part_ml, unsigned *__restrict__ counters, const int32_t *__restrict__ pos,
-                int n_heads, int n_kv_heads, float scale)
+                int n_heads, int n_kv_heads, float scale, int min_pos)
 {
     constexpr int HD = DPL * 32;
     __shared__ float sh_acc[SPLIT_WARPS][SPLIT_MAX_G][HD];
@@ -340,9 +352,11 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     __shared__ float sh_f[SPLIT_MAX_G][SPLIT_N], sh_inv[SPLIT_MAX_G];
     const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    pdl_trigger();
+    pdl_wait();
     const int n_pos = pos[i] + 1;
     int active;
-    const int len = sp_share(n_pos, &active);
+    const int len = sp_share(n_pos, min_pos, &active);
     if (split >= active)
         return;
     const int p0 = split * len, p1 = min(p0 + len, n_pos);
@@ -380,11 +394,7 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
                     t += qv[g][d] * kr[u][d];
                 sc[u] = t;
             }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-                for (int u = 0; u < SPLIT_UNROLL; u++)
-                    sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
+            sp_reduce4(sc, lane);
             float mx = m[g];
 #pragma unroll
             for (int u = 0; u < SPLIT_UNROLL; u++)
@@ -498,14 +508,19 @@ static int att_split_launch(int head_dim, dim3 grid, const float *q, const void 
                             const int32_t *pos, int n_heads, int n_kv_heads, float scale, cudaStream_t s)
 {
     const int th = SPLIT_WARPS * 32;
+    static int min_pos;
+    if (!min_pos) {
+        const char *env = getenv("HEARTH_CUDA_ATT_SPLIT_MIN");
+        min_pos = env && atoi(env) > 0 ? atoi(env) : SPLIT_MIN_POS;
+    }
     switch (head_dim) {
     case 64:
-        k_att_split<F16, 2><<<grid, th, 0, s>>>(q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos, n_heads,
-                                                n_kv_heads, scale);
+        pdl_launch(k_att_split<F16, 2>, grid, dim3(th), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos,
+                   n_heads, n_kv_heads, scale, min_pos);
         return 0;
     case 128:
-        k_att_split<F16, 4><<<grid, th, 0, s>>>(q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos, n_heads,
-                                                n_kv_heads, scale);
+        pdl_launch(k_att_split<F16, 4>, grid, dim3(th), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos,
+                   n_heads, n_kv_heads, scale, min_pos);
         return 0;
     default:
         return -1;

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_launch.cuh"
+#include "backend/cuda/cuda_q8.cuh"
 
 extern "C" {
 #include "tensor/tensor.h"
@@ -21,29 +23,18 @@ __global__ void k_quantize_q8(const float *__restrict__ x, int8_t *__restrict__ 
 {
     const int64_t chunk = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
+    pdl_trigger();
+    pdl_wait();
     if (chunk >= n_chunks)
         return;
-    const float v = x[chunk * 32 + lane];
-    float amax = fabsf(v);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const int q = __float2int_rn(v * id);
-    xq[chunk * 32 + lane] = (int8_t)q;
-    int sum = q;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0)
-        xds[chunk] = make_float2(d, d * (float)sum);
+    q8_quant32(x[chunk * 32 + lane], xq + chunk * 32, xds + chunk, lane);
 }
 
 void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int cols, cudaStream_t s)
 {
     const int64_t chunks = (int64_t)n * (cols / 32);
-    k_quantize_q8<<<(unsigned)((chunks + 7) / 8), 256, 0, s>>>(x, (int8_t *)xq, (float2 *)xds, chunks);
+    pdl_launch(k_quantize_q8, dim3((unsigned)((chunks + 7) / 8)), dim3(256), 0, s, x, (int8_t *)xq, (float2 *)xds,
+               chunks);
 }
 
 /* ---- the products ---- */
@@ -57,6 +48,7 @@ void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int col
 template <int T> struct qg_block; /* one lane's block of one row: quant words and scale */
 
 template <> struct qg_block<CUDA_T_Q4_0R> {
+    static constexpr int QBYTES = 16; /* quant bytes a chunk */
     uint4 q;
     float d;
     __device__ __forceinline__ void load(const uint8_t *row, int nch, int c)
@@ -81,6 +73,7 @@ template <> struct qg_block<CUDA_T_Q4_0R> {
 };
 
 template <> struct qg_block<CUDA_T_Q8_0R> {
+    static constexpr int QBYTES = 32;
     uint4 q0, q1;
     float d;
     __device__ __forceinline__ void load(const uint8_t *row, int nch, int c)
@@ -108,6 +101,7 @@ template <> struct qg_block<CUDA_T_Q8_0R> {
  * product is d * sc * (x scale) * sum(q * xq) - dmin * m * (x scale * sum(xq)), the second factor being
  * the activation block's precomputed sum. */
 template <> struct qg_block<CUDA_T_Q4_KR> {
+    static constexpr int QBYTES = 16;
     uint4 q;
     float d, m;
     __device__ __forceinline__ void load(const uint8_t *row, int nch, int c)
@@ -136,6 +130,7 @@ template <> struct qg_block<CUDA_T_Q4_KR> {
  * low nibbles and high pairs and made signed (q - 32 fits int8) before the dot products, so no
  * per-16 activation sums are needed. */
 template <> struct qg_block<CUDA_T_Q6_KR> {
+    static constexpr int QBYTES = 16;
     uint4 q;
     uint2 h;
     int sc0, sc1;
@@ -174,29 +169,16 @@ struct qg_set {
     int blk_end[CUDA_GEMV_MULTI];
 };
 
-/* Block b computes rows b*ROWS .. b*ROWS+ROWS-1 of its matrix for NB tokens; the rows' chunks are split
- * over the block's warps (warp w takes chunks w*32+lane, w*32+lane + WARPS*32, ...), so every chunk load
- * of the activations serves ROWS rows and a wide row is read with many loads in flight; the warps' sums
- * meet in shared memory. */
+/* The dot products of ROWS weight rows (rp) with NB tokens' int8 activations, summed over the block:
+ * the rows' chunks are split over the block's warps (warp w takes chunks w*32+lane, w*32+lane + WARPS*32,
+ * ...), so every chunk load of the activations serves ROWS rows and a wide row is read with many loads in
+ * flight; the warps' sums are left in part[w][row * NB + token] (the caller adds them up after the
+ * barrier this ends with). */
 template <int T, int NB, int ROWS, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32)
-    k_gemv_q8(const qg_set set, size_t row_bytes, int nch, const int8_t *__restrict__ xq,
-                 const float2 *__restrict__ xds)
+__device__ __forceinline__ void qg_dot_rows(const uint8_t *const (&rp)[ROWS], int nch, const int8_t *__restrict__ xq,
+                                            const float2 *__restrict__ xds, float (&part)[WARPS][ROWS * NB])
 {
-    __shared__ float part[WARPS][ROWS * NB];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int bx = (int)blockIdx.x;
-    const int m = bx >= set.blk_end[0] ? (bx >= set.blk_end[1] ? 2 : 1) : 0;
-    const int b0 = m == 0 ? 0 : m == 1 ? set.blk_end[0] : set.blk_end[1];
-    const int rows = m == 0 ? set.rows[0] : m == 1 ? set.rows[1] : set.rows[2];
-    const uint8_t *W = m == 0 ? set.W[0] : m == 1 ? set.W[1] : set.W[2];
-    const float *bias = m == 0 ? set.bias[0] : m == 1 ? set.bias[1] : set.bias[2];
-    float *y = m == 0 ? set.y[0] : m == 1 ? set.y[1] : set.y[2];
-    const int r0 = (bx - b0) * ROWS;
-    const uint8_t *rp[ROWS];
-#pragma unroll
-    for (int k = 0; k < ROWS; k++)
-        rp[k] = W + (size_t)(r0 + k < rows ? r0 + k : r0) * row_bytes;
     float acc[ROWS][NB];
 #pragma unroll
     for (int k = 0; k < ROWS; k++)
@@ -232,6 +214,36 @@ __global__ void __launch_bounds__(WARPS * 32)
                 part[warp][k * NB + b] = v;
         }
     __syncthreads();
+}
+
+/* Block b computes rows b*ROWS .. b*ROWS+ROWS-1 of its matrix (of the set's up to three) for NB tokens. */
+template <int T, int NB, int ROWS, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32)
+    k_gemv_q8(const qg_set set, size_t row_bytes, int nch, const int8_t *__restrict__ xq,
+              const float2 *__restrict__ xds)
+{
+    __shared__ float part[WARPS][ROWS * NB];
+    const int bx = (int)blockIdx.x;
+    const int m = bx >= set.blk_end[0] ? (bx >= set.blk_end[1] ? 2 : 1) : 0;
+    const int b0 = m == 0 ? 0 : m == 1 ? set.blk_end[0] : set.blk_end[1];
+    const int rows = m == 0 ? set.rows[0] : m == 1 ? set.rows[1] : set.rows[2];
+    const uint8_t *W = m == 0 ? set.W[0] : m == 1 ? set.W[1] : set.W[2];
+    const float *bias = m == 0 ? set.bias[0] : m == 1 ? set.bias[1] : set.bias[2];
+    float *y = m == 0 ? set.y[0] : m == 1 ? set.y[1] : set.y[2];
+    const int r0 = (bx - b0) * ROWS;
+    const uint8_t *rp[ROWS];
+#pragma unroll
+    for (int k = 0; k < ROWS; k++)
+        rp[k] = W + (size_t)(r0 + k < rows ? r0 + k : r0) * row_bytes;
+    /* The weights do not depend on the kernel before: ask for this lane's first chunks while it ends. */
+    const int c0 = (int)(threadIdx.x >> 5) * 32 + (int)(threadIdx.x & 31);
+    if (c0 < nch)
+#pragma unroll
+        for (int k = 0; k < ROWS; k++)
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(rp[k] + (size_t)c0 * qg_block<T>::QBYTES));
+    pdl_trigger();
+    pdl_wait();
+    qg_dot_rows<T, NB, ROWS, WARPS>(rp, nch, xq, xds, part);
     for (int t = threadIdx.x; t < ROWS * NB; t += WARPS * 32) {
         const int k = t / NB, b = t - k * NB;
         float v = 0.0f;
@@ -257,16 +269,16 @@ static void launch(const qg_set &set, int nblk, int cols, size_t row_bytes, cons
         for (int k = 0; k < CUDA_GEMV_MULTI; k++)
             cur.y[k] = set.y[k] ? set.y[k] + (size_t)done * set.rows[k] : NULL;
         if (rem >= 8) {
-            k_gemv_q8<T, 8, QG_ROWS, WARPS><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 8, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
             done += 8;
         } else if (rem >= 4) {
-            k_gemv_q8<T, 4, QG_ROWS, WARPS><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 4, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
             done += 4;
         } else if (rem >= 2) {
-            k_gemv_q8<T, 2, QG_ROWS, WARPS><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 2, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
             done += 2;
         } else {
-            k_gemv_q8<T, 1, QG_ROWS, WARPS><<<grid, block, 0, s>>>(cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 1, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
             done += 1;
         }
     }
