@@ -153,14 +153,21 @@ static void check_matmul_type(struct backend *be, uint32_t type, int n)
     free(y);
 }
 
-static void test_matmul_formats(void **state)
+static struct backend *make_cuda(void)
 {
-    (void)state;
     require_gpu();
     struct err e = {0};
     struct backend *be = NULL;
     if (backend_cuda_new(0, &be, &e) != 0)
         fail_msg("%s", e.msg);
+    return be;
+}
+
+static void test_matmul_formats(void **state)
+{
+    (void)state;
+    struct err e = {0};
+    struct backend *be = make_cuda();
     print_message("device: %s\n", backend_cuda_device_name(0));
     const uint32_t types[] = {DT_F32, DT_F16, DT_BF16, DT_Q4_0, DT_Q4_1, DT_Q5_0,
                               DT_Q5_1, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
@@ -256,11 +263,8 @@ static double attention_error(struct backend *be, int hd, int f16, const int32_t
 static void test_attention_kernels(void **state)
 {
     (void)state;
-    require_gpu();
     struct err e = {0};
-    struct backend *be = NULL;
-    if (backend_cuda_new(0, &be, &e) != 0)
-        fail_msg("%s", e.msg);
+    struct backend *be = make_cuda();
     assert_int_equal(be->ops->reserve(be, ATT_NT, 256, ATT_CTX, 128, &e), 0);
     const int32_t decode_pos[4] = {700, 31, 999, 0};
     int32_t run[ATT_NT], scattered[ATT_NT];
@@ -288,16 +292,6 @@ static void test_attention_kernels(void **state)
 }
 
 /* ---- the forward pass of the tiny reference models (same checks as test_model.c, on the GPU) ---- */
-
-static struct backend *make_cuda(void)
-{
-    require_gpu();
-    struct err e = {0};
-    struct backend *be = NULL;
-    if (backend_cuda_new(0, &be, &e) != 0)
-        fail_msg("%s", e.msg);
-    return be;
-}
 
 /* After each pass: no asynchronous kernel error, and one token at a time every step after the first is
  * the same op sequence, replayed from the recorded graph (positions come from device memory). */

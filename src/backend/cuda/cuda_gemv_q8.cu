@@ -47,6 +47,21 @@ void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int col
 
 template <int T> struct qg_block; /* one lane's block of one row: quant words and scale */
 
+/* The integer dot product of a chunk of 4-bit quants (byte j: value j in the low nibble, value j + 16 in
+ * the high one; Q4_0R and Q4_KR) with the activations' values 0..15 (x0) and 16..31 (x1). */
+__device__ __forceinline__ int qg_dot_nibbles(const uint4 &q, const int4 &x0, const int4 &x1)
+{
+    const int u[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+    const int a0[4] = {x0.x, x0.y, x0.z, x0.w}, a1[4] = {x1.x, x1.y, x1.z, x1.w};
+    int s = 0;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        s = __dp4a(u[k] & 0x0f0f0f0f, a0[k], s);
+        s = __dp4a((u[k] >> 4) & 0x0f0f0f0f, a1[k], s);
+    }
+    return s;
+}
+
 template <> struct qg_block<CUDA_T_Q4_0R> {
     static constexpr int QBYTES = 16; /* quant bytes a chunk */
     uint4 q;
@@ -56,19 +71,11 @@ template <> struct qg_block<CUDA_T_Q4_0R> {
         q = __ldg((const uint4 *)(row + (size_t)c * 16));
         d = __half2float(__ushort_as_half(__ldg((const unsigned short *)(row + (size_t)nch * 16) + c)));
     }
-    /* x0: activation values 0..15 of the block, x1: 16..31 (four int8 a word). Q4_0 stores value j in
-     * the low nibble of byte j and value j + 16 in its high nibble, with an offset of 8. */
+    /* x0: activation values 0..15 of the block, x1: 16..31 (four int8 a word); Q4_0's offset of 8 goes
+     * through the block's activation sum. */
     __device__ __forceinline__ float dot(const int4 &x0, const int4 &x1, float2 ds) const
     {
-        const int u[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
-        const int a0[4] = {x0.x, x0.y, x0.z, x0.w}, a1[4] = {x1.x, x1.y, x1.z, x1.w};
-        int s = 0;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            s = __dp4a(u[k] & 0x0f0f0f0f, a0[k], s);
-            s = __dp4a((u[k] >> 4) & 0x0f0f0f0f, a1[k], s);
-        }
-        return d * (ds.x * (float)s - 8.0f * ds.y);
+        return d * (ds.x * (float)qg_dot_nibbles(q, x0, x1) - 8.0f * ds.y);
     }
 };
 
@@ -114,15 +121,7 @@ template <> struct qg_block<CUDA_T_Q4_KR> {
     }
     __device__ __forceinline__ float dot(const int4 &x0, const int4 &x1, float2 ds) const
     {
-        const int u[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
-        const int a0[4] = {x0.x, x0.y, x0.z, x0.w}, a1[4] = {x1.x, x1.y, x1.z, x1.w};
-        int s = 0;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            s = __dp4a(u[k] & 0x0f0f0f0f, a0[k], s);
-            s = __dp4a((u[k] >> 4) & 0x0f0f0f0f, a1[k], s);
-        }
-        return d * ds.x * (float)s - m * ds.y;
+        return d * ds.x * (float)qg_dot_nibbles(q, x0, x1) - m * ds.y;
     }
 };
 
