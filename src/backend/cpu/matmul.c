@@ -207,8 +207,9 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
         /* Panels of whole tiles that fit PANEL_BYTES, at least four per thread. */
         const int64_t tile = k->gemm8 ? 8 : 4;
         const int64_t packed_row = w->cols / 32 * (CPU_PACK8_BLOCK_BYTES / 8);
-        if (k->pack8 && c->pack_scratch && packed_row * 8 <= (int64_t)c->pack_scratch_per_slot) {
-            /* Panels whose packed form fits a slot's scratch. */
+        if (k->pack8 && n > 8 && c->pack_scratch && packed_row * 8 <= (int64_t)c->pack_scratch_per_slot) {
+            /* Panels whose packed form fits a slot's scratch. With one token tile (n <= 8) packing
+             * would unpack the weights once for one use, as gemm8 does anyway. */
             job.pack = c->pack_scratch;
             job.pack_per_slot = c->pack_scratch_per_slot;
             job.chunk = threadpool_chunk(w->rows, nt, 4, 8, (int64_t)c->pack_scratch_per_slot / packed_row);
