@@ -25,7 +25,7 @@
 /* Ops logged per recorded decode step (a 32-layer model logs about 400). */
 #define LOG_CAP 8192
 
-enum op_kind { OP_GET_ROWS = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTENTION, OP_SWIGLU, OP_ADD, OP_WRITE };
+enum op_kind { OP_GET_ROWS = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTENTION, OP_SWIGLU, OP_ADD };
 
 /* One op call with all its arguments by value, so that two decode steps compare with memcmp (records
  * are zeroed before they are filled, padding included). */
@@ -48,11 +48,12 @@ struct cuda_backend {
     int32_t *h_stage; /* pinned, 2 * cap_batch */
     cudaEvent_t staged;
     int stage_pending;
-    /* write: host floats staged in pinned memory (grown to the largest write), and whether a copy from
-     * it may still be queued on the stream. */
+    /* write: host floats staged in pinned memory (sized for the largest batch), and the event after the
+     * last copy from it (pending: that copy may not have run yet). */
     float *h_wstage;
     size_t wstage_bytes;
-    int wstage_queued;
+    cudaEvent_t wstaged;
+    int wstage_pending;
     /* cuBLAS path scratch: activations as half hi/lo, and a slab of decoded weight rows. */
     void *d_xh;
     size_t xh_elems; /* per half (hi or lo) */
@@ -220,6 +221,8 @@ static void cuda_free_be(struct backend *be)
     cudaFree(c->d_pos);
     cudaFreeHost(c->h_stage);
     cudaFreeHost(c->h_wstage);
+    if (c->wstaged)
+        cudaEventDestroy(c->wstaged);
     cudaFree(c->d_xh);
     cudaFree(c->d_wh);
     if (c->staged)
@@ -582,9 +585,6 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
         break;
     case OP_ADD:
         cuda_launch_add((float *)r->p0, r->p1, r->n, c->stream);
-        break;
-    case OP_WRITE:
-        note_cuda(c, cudaMemcpyAsync((void *)r->p0, r->p1, r->n, cudaMemcpyHostToDevice, c->stream), "write");
         break;
     default:
         break;
@@ -1035,52 +1035,50 @@ static void cuda_add(struct backend *be, float *x, const float *y, size_t n)
     submit(c, &r);
 }
 
-/* Host floats into device memory: copied to the pinned staging buffer now, then to dst on the stream in
- * order with the ops, so a recorded step replays the copy as a graph node reading this step's values. */
+/* Host floats into device memory, as set_batch stages the positions: copied to pinned memory now and
+ * to dst on the stream at once, outside any recorded graph. The ops of a recorded step run later on the
+ * same stream, so they see the copy; the graph holds kernels only and replays unchanged from step to
+ * step (a split model's decode step: CPU blocks, this copy, then the GPU blocks as one graph launch). */
 static void cuda_write(struct backend *be, float *dst, const float *src, size_t n)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
     const size_t bytes = n * sizeof *src;
-    /* The staging buffer must not change under a copy that has not run: one logged in this step runs
-     * first, and one queued on the stream is waited for (in decode it finished when the previous step's
-     * logits were read, so the wait costs nothing). */
-    for (int i = 0; c->recording && i < c->n_log; i++)
-        if (c->log[i].kind == OP_WRITE) {
-            flush(c);
-            break;
-        }
-    if (c->wstage_queued) {
-        note_cuda(c, cudaStreamSynchronize(c->stream), "write");
-        c->wstage_queued = 0;
+    /* Ops this step logged before the write must run before the copy: run them now (the rest of the
+     * step is then not recorded). A split model writes before any GPU op of the step. */
+    if (c->recording && c->n_log > 0)
+        flush(c);
+    c->q_src = NULL;
+    /* The staging buffer may still feed the previous copy: wait for that copy only. */
+    if (c->wstage_pending) {
+        note_cuda(c, cudaEventSynchronize(c->wstaged), "write");
+        c->wstage_pending = 0;
+    }
+    if (!c->wstaged && cudaEventCreateWithFlags(&c->wstaged, cudaEventDisableTiming) != cudaSuccess) {
+        c->wstaged = NULL;
+        note_cuda(c, cudaGetLastError(), "write (event)");
+        return;
     }
     if (bytes > c->wstage_bytes) {
-        /* The recorded graph may copy from the old buffer, and updating it in place does not move a
-         * copy's host source to a new buffer: drop it, so the next step is captured afresh. */
-        if (c->graph_exec) {
-            cudaGraphExecDestroy(c->graph_exec);
-            c->graph_exec = NULL;
-            c->n_glog = 0;
-        }
+        /* Sized for the largest batch reserved (rows of at most max_cols), so it rarely grows again:
+         * pinning host memory is slow. */
+        size_t want = (size_t)c->cap_batch * (size_t)c->max_cols * sizeof(float);
+        if (want < bytes)
+            want = bytes;
         cudaFreeHost(c->h_wstage);
         c->h_wstage = NULL;
         c->wstage_bytes = 0;
-        cudaError_t rc = cudaMallocHost((void **)&c->h_wstage, bytes);
+        cudaError_t rc = cudaMallocHost((void **)&c->h_wstage, want);
         if (rc != cudaSuccess) {
             c->h_wstage = NULL;
             note_cuda(c, rc, "write (pinned staging)");
             return;
         }
-        c->wstage_bytes = bytes;
+        c->wstage_bytes = want;
     }
     memcpy(c->h_wstage, src, bytes);
-    struct op_rec r;
-    memset(&r, 0, sizeof r);
-    r.kind = OP_WRITE;
-    r.p0 = dst;
-    r.p1 = c->h_wstage;
-    r.n = bytes;
-    c->wstage_queued = 1;
-    submit(c, &r);
+    note_cuda(c, cudaMemcpyAsync(dst, c->h_wstage, bytes, cudaMemcpyHostToDevice, c->stream), "write");
+    note_cuda(c, cudaEventRecord(c->wstaged, c->stream), "write");
+    c->wstage_pending = 1;
 }
 
 static const struct backend_ops cuda_ops = {
