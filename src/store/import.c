@@ -792,6 +792,29 @@ static int spm_scores(struct imp *im, json_t *vocab, float **out, struct err *e)
     return 0;
 }
 
+/* Whether tokenizer.json's post-processor (a TemplateProcessing, alone or in a Sequence; the last one
+ * decides) puts a special token first (at_end false) or, with more than one piece, last in a single
+ * sequence. */
+static bool post_processor_adds(const struct imp *im, bool at_end)
+{
+    json_t *pp = json_object_get(im->tok, "post_processor");
+    json_t *procs = json_object_get(pp, "processors");
+    const size_t np = json_is_array(procs) ? json_array_size(procs) : 1;
+    bool adds = false;
+    for (size_t k = 0; k < np; k++) {
+        json_t *p = json_is_array(procs) ? json_array_get(procs, k) : pp;
+        const char *pty = json_string_value(json_object_get(p, "type"));
+        json_t *single = json_object_get(p, "single");
+        if (!pty || strcmp(pty, "TemplateProcessing") != 0)
+            continue;
+        if (!at_end)
+            adds = json_object_get(json_array_get(single, 0), "SpecialToken") != NULL;
+        else if (json_array_size(single) > 1)
+            adds = json_object_get(json_array_get(single, json_array_size(single) - 1), "SpecialToken") != NULL;
+    }
+    return adds;
+}
+
 static int write_tokenizer(struct imp *im, struct gguf_writer *w, struct err *e)
 {
     json_t *model = json_object_get(im->tok, "model");
@@ -881,39 +904,11 @@ static int write_tokenizer(struct imp *im, struct gguf_writer *w, struct err *e)
         eos = json_integer_value(ce);
     if (eos < 0 && json_is_array(ce) && json_is_integer(json_array_get(ce, 0)))
         eos = json_integer_value(json_array_get(ce, 0));
-    /* add_bos_token: tokenizer_config.json says so, else the post-processor prepends a special token. */
-    json_t *ab = json_object_get(im->tokcfg, "add_bos_token");
-    bool add_bos = false;
-    if (json_is_boolean(ab)) {
-        add_bos = json_is_true(ab);
-    } else {
-        json_t *pp = json_object_get(im->tok, "post_processor");
-        json_t *procs = json_object_get(pp, "processors");
-        size_t np = json_is_array(procs) ? json_array_size(procs) : 1;
-        for (size_t k = 0; k < np; k++) {
-            json_t *p = json_is_array(procs) ? json_array_get(procs, k) : pp;
-            const char *pty = json_string_value(json_object_get(p, "type"));
-            if (pty && strcmp(pty, "TemplateProcessing") == 0)
-                add_bos = json_object_get(json_array_get(json_object_get(p, "single"), 0), "SpecialToken") != NULL;
-        }
-    }
-    /* add_eos_token likewise: the config, else a post-processor that ends with a special token. */
-    json_t *ae = json_object_get(im->tokcfg, "add_eos_token");
-    bool add_eos = false;
-    if (json_is_boolean(ae)) {
-        add_eos = json_is_true(ae);
-    } else {
-        json_t *pp = json_object_get(im->tok, "post_processor");
-        json_t *procs = json_object_get(pp, "processors");
-        size_t np = json_is_array(procs) ? json_array_size(procs) : 1;
-        for (size_t k = 0; k < np; k++) {
-            json_t *p = json_is_array(procs) ? json_array_get(procs, k) : pp;
-            const char *pty = json_string_value(json_object_get(p, "type"));
-            json_t *single = json_object_get(p, "single");
-            if (pty && strcmp(pty, "TemplateProcessing") == 0 && json_array_size(single) > 1)
-                add_eos = json_object_get(json_array_get(single, json_array_size(single) - 1), "SpecialToken") != NULL;
-        }
-    }
+    /* add_bos_token / add_eos_token: tokenizer_config.json says so, else the post-processor puts a
+     * special token first / last. */
+    json_t *ab = json_object_get(im->tokcfg, "add_bos_token"), *ae = json_object_get(im->tokcfg, "add_eos_token");
+    const bool add_bos = json_is_boolean(ab) ? json_is_true(ab) : post_processor_adds(im, false);
+    const bool add_eos = json_is_boolean(ae) ? json_is_true(ae) : post_processor_adds(im, true);
     const char *tmpl = json_string_value(json_object_get(im->tokcfg, "chat_template"));
     json_t *tl = json_object_get(im->tokcfg, "chat_template");
     if (json_is_array(tl)) /* [{"name": "default", "template": ...}, ...] */
