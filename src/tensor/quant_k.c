@@ -78,42 +78,36 @@ void quant_dequantize_q3_k(const struct block_q3_k *x, float *y, int64_t n)
     }
 }
 
+/* One Q4_K or Q5_K super-block: eight 32-value sub-blocks, each d * scale * q - dmin * min, with q the
+ * 4-bit quant and, for Q5_K (qh given), bit j of qh[l] as its fifth bit. */
+static void dequantize_q45_k_block(uint16_t d16, uint16_t dmin16, const uint8_t *scales, const uint8_t *qs,
+                                   const uint8_t *qh, float *y)
+{
+    const float d = fp16_to_f32(d16);
+    const float dmin = fp16_to_f32(dmin16);
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        get_scale_min(j, scales, &sc, &m);
+        const float dl = d * (float)sc, ml = dmin * (float)m;
+        const uint8_t *q = qs + 32 * (j / 2);
+        const int shift = 4 * (j % 2);
+        for (int l = 0; l < 32; l++) {
+            const int v = ((q[l] >> shift) & 0x0f) | (qh ? ((qh[l] >> j) & 1) << 4 : 0);
+            y[32 * j + l] = dl * (float)v - ml;
+        }
+    }
+}
+
 void quant_dequantize_q4_k(const struct block_q4_k *x, float *y, int64_t n)
 {
-    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
-        const float d = fp16_to_f32(x[b].d);
-        const float dmin = fp16_to_f32(x[b].dmin);
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            get_scale_min(j, x[b].scales, &sc, &m);
-            const float dl = d * (float)sc, ml = dmin * (float)m;
-            const uint8_t *q = x[b].qs + 32 * (j / 2);
-            const int shift = 4 * (j % 2);
-            for (int l = 0; l < 32; l++)
-                y[32 * j + l] = dl * (float)((q[l] >> shift) & 0x0f) - ml;
-        }
-        y += QUANT_QKK;
-    }
+    for (int64_t b = 0; b < n / QUANT_QKK; b++)
+        dequantize_q45_k_block(x[b].d, x[b].dmin, x[b].scales, x[b].qs, NULL, y + b * QUANT_QKK);
 }
 
 void quant_dequantize_q5_k(const struct block_q5_k *x, float *y, int64_t n)
 {
-    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
-        const float d = fp16_to_f32(x[b].d);
-        const float dmin = fp16_to_f32(x[b].dmin);
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            get_scale_min(j, x[b].scales, &sc, &m);
-            const float dl = d * (float)sc, ml = dmin * (float)m;
-            const uint8_t *q = x[b].qs + 32 * (j / 2);
-            const int shift = 4 * (j % 2);
-            for (int l = 0; l < 32; l++) {
-                int v = ((q[l] >> shift) & 0x0f) | ((x[b].qh[l] >> j) & 1) << 4;
-                y[32 * j + l] = dl * (float)v - ml;
-            }
-        }
-        y += QUANT_QKK;
-    }
+    for (int64_t b = 0; b < n / QUANT_QKK; b++)
+        dequantize_q45_k_block(x[b].d, x[b].dmin, x[b].scales, x[b].qs, x[b].qh, y + b * QUANT_QKK);
 }
 
 void quant_dequantize_q6_k(const struct block_q6_k *x, float *y, int64_t n)
