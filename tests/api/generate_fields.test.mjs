@@ -4,61 +4,40 @@
 // generate of the text it renders; templates without .Suffix refuse a suffix.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { serverLog, startServer, stopServers } from './server.mjs';
 
 const require = createRequire(path.join(process.env.HEARTH_SOURCE || process.cwd(), 'package.json'));
 const { Ollama } = require('ollama');
 
 const SHARED = process.env.HEARTH_SHARED;
-const BIN = process.env.HEARTH_BIN;
 const STORIES = path.join(SHARED, 'models/stories260K.gguf');
 const PROMPT = 'Once upon a time';
 const greedy = { temperature: 0, num_predict: 24 };
 const FIM = '<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>';
 
-let proc, base, ollama, root, stderr = '';
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
+let base, ollama, root;
 
 before(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-genfields-'));
-  const port = await freePort();
-  proc = spawn(BIN, ['serve'], {
-    env: { ...process.env, HEARTH_HOST: `127.0.0.1:${port}`, HEARTH_MODELS: root },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  proc.stderr.on('data', (d) => { stderr += d; });
-  base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base)).ok) break; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  ({ base } = await startServer(root));
   ollama = new Ollama({ host: base });
   const weights = fs.readFileSync(STORIES);
   const digest = 'sha256:' + crypto.createHash('sha256').update(weights).digest('hex');
   assert.equal((await fetch(`${base}/api/blobs/${digest}`, { method: 'POST', body: weights })).status, 201);
   for (const [model, template] of [['plain', undefined], ['fim', FIM], ['chatty', 'User: {{ .Prompt }}\nBot:']]) {
     const r = await ollama.create({ model, files: { 'stories260K.gguf': digest }, template });
-    assert.equal(r.status, 'success', `create ${model}: ${stderr}`);
+    assert.equal(r.status, 'success', `create ${model}: ${serverLog()}`);
   }
 });
 
 after(async () => {
-  if (proc && proc.exitCode === null) {
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
-  }
+  await stopServers();
   fs.rmSync(root, { recursive: true, force: true });
 });
 

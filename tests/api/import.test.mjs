@@ -5,28 +5,20 @@
 // 3-token greedy generate; then the refusals (a missing config.json, a path as a file name).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { serverLog, startServer, stopServers } from './server.mjs';
 
 const SHARED = process.env.HEARTH_SHARED;
 const TESTDATA = process.env.HEARTH_TESTDATA;
-const BIN = process.env.HEARTH_BIN;
 const TOKENIZER = path.join(TESTDATA || '', 'tokenizers/mistral-7b-v0.1/tokenizer.json');
 const TOKCFG = path.join(SHARED || '', 'tokenizers/mistral-7b-v0.1/tokenizer_config.json');
 const skip = !TESTDATA || !fs.existsSync(TOKENIZER) || !fs.existsSync(TOKCFG) ? 'Mistral tokenizer.json not unpacked' : false;
 
-let proc, base, root, stderr = '';
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
+let base, root;
 
 // A safetensors file: 8-byte little-endian header length, the JSON header, then the tensors.
 function safetensors(tensors) {
@@ -97,31 +89,18 @@ async function create(body) {
 before(async () => {
   if (skip) return;
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-import-api-'));
-  const port = await freePort();
-  proc = spawn(BIN, ['serve'], {
-    env: { ...process.env, HEARTH_HOST: `127.0.0.1:${port}`, HEARTH_MODELS: root },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  proc.stderr.on('data', (d) => { stderr += d; });
-  base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base)).ok) break; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  ({ base } = await startServer(root));
 });
 
 after(async () => {
-  if (proc && proc.exitCode === null) {
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
-  }
+  await stopServers();
   if (root) fs.rmSync(root, { recursive: true, force: true });
 });
 
 test('create from the blobs of a safetensors checkpoint, show it, generate 3 tokens', { skip }, async () => {
   const digests = await upload(checkpoint());
   const c = await create({ model: 'mistral-tiny', files: digests });
-  assert.equal(c.status, 200, JSON.stringify(c.body) + stderr);
+  assert.equal(c.status, 200, JSON.stringify(c.body) + serverLog());
   assert.equal(c.body.status, 'success');
   // The temporary checkpoint folder is gone once the model is stored.
   assert.deepEqual(fs.readdirSync(root).filter((n) => n.startsWith('tmp-import-')), []);

@@ -6,58 +6,37 @@
 // delta.reasoning; a prompt cut to fit the context says so.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { serverLog, startServer, stopServers } from './server.mjs';
 
 const require = createRequire(path.join(process.env.HEARTH_SOURCE || process.cwd(), 'package.json'));
 const { Ollama } = require('ollama');
 const OpenAI = require('openai');
 
 const SHARED = process.env.HEARTH_SHARED;
-const BIN = process.env.HEARTH_BIN;
 const STORIES = path.join(SHARED, 'models/stories260K.gguf');
 const QWEN3 = path.join(SHARED, 'reference/tiny-models/qwen3-dev-f32.gguf');
 
-let proc, base, ollama, openai, modelsDir, stderr = '';
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
+let base, ollama, openai, modelsDir;
 
 before(async () => {
   modelsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-out-'));
   fs.symlinkSync(STORIES, path.join(modelsDir, 'stories.gguf'));
   fs.symlinkSync(QWEN3, path.join(modelsDir, 'qwen3.gguf'));
-  const port = await freePort();
-  proc = spawn(BIN, ['serve'], {
-    env: { ...process.env, HEARTH_HOST: `127.0.0.1:${port}`, HEARTH_MODELS: modelsDir, HEARTH_CONTEXT_LENGTH: '1024' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  proc.stderr.on('data', (d) => { stderr += d; });
-  base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base)).ok) break; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  ({ base } = await startServer(modelsDir, { HEARTH_CONTEXT_LENGTH: '1024' }));
   ollama = new Ollama({ host: base });
   openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused' });
 });
 
 after(async () => {
-  if (proc && proc.exitCode === null) {
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
-  }
+  await stopServers();
   fs.rmSync(modelsDir, { recursive: true, force: true });
-  assert.doesNotMatch(stderr, /Sanitizer|runtime error/);
+  assert.doesNotMatch(serverLog(), /Sanitizer|runtime error/);
 });
 
 const PERSON = {

@@ -4,12 +4,12 @@
 // seeds, list/ps/show, load/unload, errors, OpenAI SSE, embeddings, disconnects and shutdown.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { startServer, stopServers } from './server.mjs';
 
 const require = createRequire(path.join(process.env.HEARTH_SOURCE || process.cwd(), 'package.json'));
 const { Ollama } = require('ollama');
@@ -17,54 +17,23 @@ const OpenAI = require('openai');
 const { Template } = require('@huggingface/jinja');
 
 const SHARED = process.env.HEARTH_SHARED;
-const BIN = process.env.HEARTH_BIN;
 const STORIES = path.join(SHARED, 'models/stories260K.gguf');
 const QWEN2 = path.join(SHARED, 'reference/tiny-models/qwen2-dev-f32.gguf');
 const GREEDY = fs.readFileSync(path.join(SHARED, 'models/reference/stories260K.greedy-t0.txt'), 'utf8');
 const PROMPT = 'Once upon a time';
 
-let proc, base, ollama, openai, modelsDir, stderr = '';
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
-const spawned = []; // every server a test starts, stopped in after() even when the test failed
-
-async function startServer(env = {}) {
-  const port = await freePort();
-  const p = spawn(BIN, ['serve'], {
-    env: { ...process.env, HEARTH_HOST: `127.0.0.1:${port}`, HEARTH_MODELS: modelsDir, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  spawned.push(p);
-  p.stderr.on('data', (d) => { stderr += d; });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(url)).ok) return { p, url }; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('server did not start: ' + stderr);
-}
+let proc, base, ollama, openai, modelsDir;
 
 before(async () => {
   modelsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-api-'));
   fs.symlinkSync(STORIES, path.join(modelsDir, 'stories.gguf'));
-  ({ p: proc, url: base } = await startServer());
+  ({ proc, base } = await startServer(modelsDir));
   ollama = new Ollama({ host: base });
   openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused' });
 });
 
 after(async () => {
-  for (const sp of spawned) {
-    if (sp.exitCode === null && sp.signalCode === null) {
-      sp.kill('SIGTERM');
-      await new Promise((r) => sp.once('exit', r));
-    }
-  }
+  await stopServers();
   fs.rmSync(modelsDir, { recursive: true, force: true });
 });
 
@@ -279,7 +248,7 @@ test('a client that disconnects mid-stream frees its slot at once', async () => 
 });
 
 test('queue limit answers 503 and SIGTERM shuts down cleanly', async () => {
-  const { p, url } = await startServer({ HEARTH_MAX_QUEUE: '1' });
+  const { proc: p, base: url } = await startServer(modelsDir, { HEARTH_MAX_QUEUE: '1' });
   try {
     // One slot and a queue of one: of several requests sent at once, one runs, one waits and the
     // rest are turned away, however fast the machine generates.

@@ -12,48 +12,28 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort, startServer, stopServers } from './server.mjs';
 
 const require = createRequire(path.join(process.env.HEARTH_SOURCE || process.cwd(), 'package.json'));
 const { Ollama } = require('ollama');
 
 const SHARED = process.env.HEARTH_SHARED;
-const BIN = process.env.HEARTH_BIN;
 const STORIES = path.join(SHARED, 'models/stories260K.gguf');
 const GREEDY = fs.readFileSync(path.join(SHARED, 'models/reference/stories260K.greedy-t0.txt'), 'utf8');
 const PROMPT = 'Once upon a time';
 
-let proc, base, port, ollama, root, stderr = '';
+let base, port, ollama, root;
 const weights = fs.readFileSync(STORIES);
 const DIGEST = 'sha256:' + crypto.createHash('sha256').update(weights).digest('hex');
 
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
 before(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-store-api-'));
-  port = await freePort();
-  proc = spawn(BIN, ['serve'], {
-    env: { ...process.env, HEARTH_HOST: `127.0.0.1:${port}`, HEARTH_MODELS: root, HEARTH_ORIGINS: 'https://ok.example' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  proc.stderr.on('data', (d) => { stderr += d; });
-  base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base)).ok) break; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  ({ base, port } = await startServer(root, { HEARTH_ORIGINS: 'https://ok.example' }));
   ollama = new Ollama({ host: base });
 });
 
 after(async () => {
-  if (proc && proc.exitCode === null) {
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
-  }
+  await stopServers();
   fs.rmSync(root, { recursive: true, force: true });
 });
 
