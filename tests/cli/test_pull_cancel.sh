@@ -5,14 +5,9 @@
 # (the -partial-N part files) must stop growing, and a later pull must resume and give the exact
 # weights. Skips when docker-registry is not installed.
 set -uo pipefail
-BIN=${HEARTH_BIN:?}
-SRC=${HEARTH_SHARED:?}/reference/tiny-models/llama-dev-f32.gguf
-REG=$(command -v docker-registry || command -v registry || true)
-[ -n "$REG" ] || { echo "docker-registry not installed: skipping"; exit 0; }
-[ -f "$SRC" ] || { echo "reference data not present: skipping"; exit 0; }
+. "$(dirname "$0")/registry_lib.sh"
 T=$(mktemp -d)
 REGPID= SRVPID=
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 stop_srv() { [ -n "$SRVPID" ] && kill "$SRVPID" 2>/dev/null && wait "$SRVPID" 2>/dev/null; SRVPID=; }
 cleanup() {
   stop_srv
@@ -40,21 +35,7 @@ recorded() {
     python3 -c 'import sys,json; print(sum(json.loads(l)["Completed"] for l in sys.stdin if l.strip()))'
 }
 
-PORT=$(freeport)
-cat > "$T/config.yml" <<CFG
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $T/registry
-http:
-  addr: 127.0.0.1:$PORT
-CFG
-"$REG" serve "$T/config.yml" >"$T/registry.log" 2>&1 &
-REGPID=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null || { echo "FAIL: registry did not start: $(cat "$T/registry.log")"; exit 1; }
+start_registry "$T"
 NAME=127.0.0.1:$PORT/library/dev:latest
 
 # a model on the registry

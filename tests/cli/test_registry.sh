@@ -4,15 +4,11 @@
 # run it, resume a killed pull, reject a corrupted blob, two pulls of one model at once, and ENOSPC
 # on a small tmpfs when one can be mounted. Skips when docker-registry is not installed.
 set -uo pipefail
-BIN=${HEARTH_BIN:?}
-SRC=${HEARTH_SHARED:?}/reference/tiny-models/llama-dev-f32.gguf
-REG=$(command -v docker-registry || command -v registry || true)
-[ -n "$REG" ] || { echo "docker-registry not installed: skipping"; exit 0; }
-[ -f "$SRC" ] || { echo "reference data not present: skipping"; exit 0; }
+. "$(dirname "$0")/registry_lib.sh"
 T=$(mktemp -d)
 REGPID=
 # `hearth run NAME` starts a server on demand: give it a port of its own and stop it at the end.
-HEARTH_HOST=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HEARTH_HOST=127.0.0.1:$(freeport)
 export HEARTH_HOST
 stop_server() {
   for pid in $(ss -ltnpH "sport = :${HEARTH_HOST##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p'); do
@@ -24,7 +20,7 @@ stop_server() {
 # kills the old one outright (an interrupted pull is left as it is).
 new_server() {
   stop_server "$@"
-  HEARTH_HOST=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  HEARTH_HOST=127.0.0.1:$(freeport)
 }
 cleanup() {
   [ -n "$REGPID" ] && kill "$REGPID" 2>/dev/null && wait "$REGPID" 2>/dev/null
@@ -36,23 +32,7 @@ trap cleanup EXIT
 fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$T/config.yml" <<CFG
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $T/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$PORT
-CFG
-"$REG" serve "$T/config.yml" >"$T/registry.log" 2>&1 &
-REGPID=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null || { echo "FAIL: registry did not start: $(cat "$T/registry.log")"; exit 1; }
+start_registry "$T" delete
 NAME=127.0.0.1:$PORT/library/dev:latest
 
 # create and push
