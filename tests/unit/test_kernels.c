@@ -188,6 +188,53 @@ static void test_simd_vs_scalar(void **state)
         skip();
 }
 
+/* Q4_0 decode rows of several lengths (the AVX-512 kernel takes eight blocks a step and the rest
+ * one at a time; a row's eight-block groups lie at every 16-byte phase of a cache line): each SIMD
+ * table's quantizer + vec_dot equals the scalar kernel, also with the row placed at an odd offset. */
+static void test_q4_0_row_lengths(void **state)
+{
+    (void)state;
+    const struct cpu_kernel *(*tables[2])(uint32_t);
+    const char *names[2];
+    const int n_tables = simd_tables(tables, names);
+    if (n_tables == 0)
+        skip();
+    static const int64_t lengths[] = {32, 224, 256, 288, 512 + 7 * 32, 2048, 4096 + 5 * 32, 14336};
+    const struct cpu_kernel *sk = cpu_kernel_scalar(DT_Q4_0);
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        const int64_t cols = lengths[li];
+        const size_t w_row = dtype_row_bytes(DT_Q4_0, cols);
+        float *x = malloc((size_t)cols * sizeof *x), *wf = malloc((size_t)cols * sizeof *wf);
+        uint8_t *wq = malloc(w_row + 18), *qa = aligned_alloc(64, (cpu_act_row_bytes(sk, cols) + 63) & ~(size_t)63);
+        assert_true(x && wf && wq && qa);
+        fill_acts(x, cols, 900 + (uint64_t)li);
+        fill_acts(wf, cols, 700 + (uint64_t)li);
+        sk->quantize(x, qa, cols);
+        for (int off = 0; off <= 18; off += 18) {
+            /* off 18: the row starts one block further into the buffer (another alignment). */
+            quant_quantize_q4_0(wf, (struct block_q4_0 *)(void *)(wq + off), cols);
+            const float ref = sk->vec_dot(cols, wq + off, qa);
+            const double mag = abs_dot(wf, x, cols);
+            for (int t = 0; t < n_tables; t++) {
+                const struct cpu_kernel *k = tables[t](DT_Q4_0);
+                const size_t a_row = cpu_act_row_bytes(k, cols);
+                uint8_t *qk = aligned_alloc(64, (a_row + 63) & ~(size_t)63);
+                assert_non_null(qk);
+                k->quantize(x, qk, cols);
+                const float got = k->vec_dot(cols, wq + off, qk);
+                if (fabs(got - ref) > 1e-5 * mag + 1e-6)
+                    fail_msg("%s Q4_0 row of %lld at offset %d: %g, scalar %g", names[t], (long long)cols, off,
+                             (double)got, (double)ref);
+                free(qk);
+            }
+        }
+        free(x);
+        free(wf);
+        free(wq);
+        free(qa);
+    }
+}
+
 /* The SIMD Q8_0 activation quantizer writes the same bytes as the reference quantizer. */
 static void test_quantize_q8_0(void **state)
 {
@@ -648,7 +695,7 @@ int main(void)
         cmocka_unit_test(test_simd_vs_scalar),   cmocka_unit_test(test_quantize_q8_0),
         cmocka_unit_test(test_matmul_reference), cmocka_unit_test(test_matmul_float),
         cmocka_unit_test(test_attention_kernels), cmocka_unit_test(test_gemm_tiles),
-        cmocka_unit_test(test_vec_kernels),      cmocka_unit_test(test_quantize_q8_k),
+        cmocka_unit_test(test_vec_kernels), cmocka_unit_test(test_q4_0_row_lengths),      cmocka_unit_test(test_quantize_q8_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

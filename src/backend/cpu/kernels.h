@@ -54,15 +54,21 @@ size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);
  * offset of the weights' unsigned nibbles; one int32, so the row's working set stays small enough
  * for L1 on 14336-wide rows). */
 #define CPU_ACT_Q4_0_EXTRA (sizeof(float) + sizeof(int32_t))
+/* With AVX-512 the row also carries its quants transposed for the eight-block decode kernel: per
+ * group of eight blocks 256 bytes, where 32-bit lane j (+8) of each 64-byte vector holds four
+ * quants of block j (kernels_x86.h, quantize_q8_0_q4t). A trailing part group is not copied. */
+#define CPU_ACT_Q4_0_EXTRA_T (sizeof(float) + sizeof(int32_t) + 32)
 struct cpu_act_q4_0_extra {
     float *dy;     /* nb */
     int32_t *corr; /* nb */
+    int8_t *qt;    /* nb / 8 * 256, only where the kernel's act_extra is CPU_ACT_Q4_0_EXTRA_T */
 };
 static inline struct cpu_act_q4_0_extra cpu_act_q4_0_extra(const void *row, int64_t n)
 {
     const size_t nb = (size_t)(n / 32), off = (nb * 34 + 63) & ~(size_t)63;
     uint8_t *base = (uint8_t *)row + off;
-    struct cpu_act_q4_0_extra ex = {(float *)(void *)base, (int32_t *)(void *)(base + nb * sizeof(float))};
+    struct cpu_act_q4_0_extra ex = {(float *)(void *)base, (int32_t *)(void *)(base + nb * sizeof(float)),
+                                    (int8_t *)(void *)(base + nb * (sizeof(float) + sizeof(int32_t)))};
     return ex;
 }
 

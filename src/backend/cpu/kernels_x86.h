@@ -51,6 +51,13 @@ static inline float x86_hsum_ps(__m256 v)
 
 static inline float x86_h2f(uint16_t h) { return _cvtsh_ss(h); }
 
+/* AVX-512 builds use the eight-block Q4_0 decode kernel (dot_q4_0_t) instead of dot_q4_0. */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+#define X86_Q4_0_EIGHT 1
+#else
+#define X86_Q4_0_EIGHT 0
+#endif
+
 /* Decode streams each weight row from memory once. The file's pages are 4 KiB, and hardware
  * prefetchers stop at page boundaries, so the row kernels also prefetch this many bytes ahead
  * (which runs on into the next rows of the thread's chunk). 1 KiB left the kernels waiting on
@@ -101,6 +108,7 @@ static inline __m256i x86_q4_0_isum(const struct block_q4_0 *x, const struct blo
                       _mm256_loadu_si256((const __m256i *)y->qs));
 }
 
+#if !X86_Q4_0_EIGHT
 static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
 {
     const struct block_q4_0 *x = w;
@@ -133,6 +141,7 @@ static float X86_NAME(dot_q4_0)(int64_t n, const void *w, const void *a)
     }
     return x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
+#endif
 
 static float X86_NAME(dot_q8_0)(int64_t n, const void *w, const void *a)
 {
@@ -570,6 +579,92 @@ static void X86_NAME(quantize_q8_0_q4)(const float *x, void *dst, int64_t n)
         ex.dy[b] = x86_h2f(y[b].d);
     }
 }
+
+#if X86_Q4_0_EIGHT
+/* Q4_0 activation rows for the eight-block decode kernel below: as quantize_q8_0_q4, plus the
+ * quants transposed per group of eight blocks (CPU_ACT_Q4_0_EXTRA_T). The group is four 64-byte
+ * vectors: [low 0, high 0, low 1, high 1]; in "low m", 32-bit lane j + 8h holds block j's quants
+ * 4(2m+h)..+3, in "high m" its quants 16 + 4(2m+h)..+3, the elements that the low and high
+ * nibbles of weight quant bytes 4(2m+h)..+3 stand for. Done once per matmul. */
+static void X86_NAME(quantize_q8_0_q4t)(const float *x, void *dst, int64_t n)
+{
+    X86_NAME(quantize_q8_0_q4)(x, dst, n);
+    const struct block_q8_0 *y = dst;
+    int8_t *qt = cpu_act_q4_0_extra(dst, n).qt;
+    const int64_t nb = n / QUANT_QK;
+    for (int64_t g = 0; g + 8 <= nb; g += 8, qt += 256)
+        for (int j = 0; j < 8; j++)
+            for (int dw = 0; dw < 8; dw++) {
+                const int m = (dw & 3) >> 1, hi = dw >> 2, h = dw & 1;
+                memcpy(qt + 4 * (32 * m + 16 * hi + 8 * h + j), y[g + j].qs + 4 * dw, 4);
+            }
+}
+
+/* Q4_0 row kernel, eight blocks per step with one 32-bit lane per block, so the eight blocks share
+ * one int-to-float conversion and one FMA (the four-block kernel converts and scales every block's
+ * eight partial sums). The eight blocks' 144 bytes are loaded as they lie in the row (two 64-byte
+ * loads and block 7's 16 quant bytes, broadcast), and two word permutes (plus a masked dword
+ * permute for block 7) gather each block's quant dwords into its lanes: P_m lane j + 8h = block
+ * j's quant bytes 4(2m+h)..+3. Low nibbles (P & 0x0f) meet the activation's "low m" vector, high nibbles
+ * kept in place (P & 0xf0, 16 x the quant) its "high m" vector, and the high sums come back with
+ * an exact arithmetic shift by 4. The -8 x activation sum correction starts the low chain. A
+ * third permute gathers the eight f16 scales. Trailing blocks take the four-block kernel's path. */
+/* Word indices of the permutes into the group's first 128 bytes: lane j + 8h of X86_Q4_0_WORDS[m]
+ * takes words 9j + 1 + 2(2m+h) and the next, block j's quant bytes 4(2m+h)..+3, for blocks 0-6
+ * (block 7's quants, bytes 128..143, come from a separate 16-byte load). */
+static const int16_t X86_Q4_0_WORDS[2][32] = {
+    {1, 2, 10, 11, 19, 20, 28, 29, 37, 38, 46, 47, 55, 56, 0, 0, 3, 4, 12, 13, 21, 22, 30, 31, 39, 40, 48, 49, 57, 58, 0, 0},
+    {5, 6, 14, 15, 23, 24, 32, 33, 41, 42, 50, 51, 59, 60, 0, 0, 7, 8, 16, 17, 25, 26, 34, 35, 43, 44, 52, 53, 61, 62, 0, 0}};
+/* Words of the eight blocks' f16 scales (block j's at byte 18j). */
+static const int16_t X86_Q4_0_SCALE_WORDS[32] = {0, 9, 18, 27, 36, 45, 54, 63};
+
+static float X86_NAME(dot_q4_0_t)(int64_t n, const void *w, const void *a)
+{
+    const uint8_t *xr = w;
+    const struct block_q4_0 *x = w;
+    const struct block_q8_0 *y = a;
+    const int64_t nb = n / QUANT_QK;
+    const struct cpu_act_q4_0_extra ex = cpu_act_q4_0_extra(a, n);
+    const __m512i i0 = _mm512_loadu_si512(X86_Q4_0_WORDS[0]), i1 = _mm512_loadu_si512(X86_Q4_0_WORDS[1]);
+    /* Block 7's quant dwords 0-3 into lanes 7 and 15 of P_0 and P_1. */
+    const __m512i i70 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+    const __m512i i71 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3);
+    const __m512i id = _mm512_loadu_si512(X86_Q4_0_SCALE_WORDS);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8((char)0xf0);
+    __m256 acc0 = _mm256_setzero_ps();
+    const int8_t *t = ex.qt;
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8, xr += 144, t += 256) {
+        x86_prefetch_ahead(xr, 3 * 48);
+        const __m512i w0 = _mm512_loadu_si512(xr), w1 = _mm512_loadu_si512(xr + 64),
+                      w2 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xr + 128)));
+        const __m512i p0 = _mm512_mask_permutexvar_epi32(_mm512_permutex2var_epi16(w0, i0, w1), 0x8080, i70, w2);
+        const __m512i p1 = _mm512_mask_permutexvar_epi32(_mm512_permutex2var_epi16(w0, i1, w1), 0x8080, i71, w2);
+        __m512i lo = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(ex.corr + b)));
+        lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(p0, lo4), _mm512_loadu_si512(t));
+        lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(p1, lo4), _mm512_loadu_si512(t + 128));
+        __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(p0, hi4), _mm512_loadu_si512(t + 64));
+        hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(p1, hi4), _mm512_loadu_si512(t + 192));
+        const __m512i s = _mm512_add_epi32(lo, _mm512_srai_epi32(hi, 4));
+        const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(w0, id, w1))),
+                                       _mm256_loadu_ps(ex.dy + b));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), d, acc0);
+    }
+    for (; b < nb; b++) {
+        const __m256i p = x86_q4_0_isum(x + b, y + b, ex.corr + b);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(x86_h2f(x[b].d) * ex.dy[b]), _mm256_cvtepi32_ps(p), acc0);
+    }
+    return x86_hsum_ps(acc0);
+}
+#define X86_Q4_0_QUANTIZE X86_NAME(quantize_q8_0_q4t)
+#define X86_DOT_Q4_0 X86_NAME(dot_q4_0_t)
+#define X86_ACT_Q4_0_EXTRA CPU_ACT_Q4_0_EXTRA_T
+#else
+#define X86_Q4_0_QUANTIZE X86_NAME(quantize_q8_0_q4)
+#define X86_DOT_Q4_0 X86_NAME(dot_q4_0)
+#define X86_ACT_Q4_0_EXTRA CPU_ACT_Q4_0_EXTRA
+#endif
 
 /* Activation rows to Q8_K blocks, bit-identical to quant_quantize_q8_k: the element of largest
  * magnitude (the first one on ties) maps to -127, rounding to nearest even, 16-element sums. */
@@ -1478,8 +1573,8 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
     [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
     [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
-    [DT_Q4_0] = {DT_Q8_0, X86_NAME(quantize_q8_0_q4), X86_NAME(dot_q4_0), X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0,
-                 CPU_ACT_Q4_0_EXTRA, X86_PACK8_Q4_0, X86_GEMM8P_Q4_0},
+    [DT_Q4_0] = {DT_Q8_0, X86_Q4_0_QUANTIZE, X86_DOT_Q4_0, X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0, X86_ACT_Q4_0_EXTRA,
+                 X86_PACK8_Q4_0, X86_GEMM8P_Q4_0},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},
     [DT_Q5_0] = {DT_Q8_0, X86_NAME(quantize_q8_0), X86_NAME(dot_q5_0)},
     [DT_Q5_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q5_1)},
