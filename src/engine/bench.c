@@ -79,14 +79,19 @@ int bench_membw(int n_threads, size_t bytes, double *gbs, struct err *e)
     j.fill = true;
     threadpool_run(pool, membw_slice, &j);
     j.fill = false;
-    double best = 0;
-    for (int pass = 0; pass < 6; pass++) {
+    /* The median of the passes, as the decode figures it is set against are medians: on a shared host
+     * the best pass catches a quiet moment the decode runs did not have. */
+    enum { PASSES = 7 };
+    double rates[PASSES];
+    for (int pass = 0; pass < PASSES; pass++) {
         int64_t t0 = clock_ns();
         threadpool_run(pool, membw_slice, &j);
         int64_t dt = clock_ns() - t0;
         double rate = dt > 0 ? (double)(j.n_words * sizeof(uint64_t)) / (double)dt : 0;
-        if (rate > best)
-            best = rate;
+        int k = pass;
+        for (; k > 0 && rates[k - 1] > rate; k--)
+            rates[k] = rates[k - 1];
+        rates[k] = rate;
     }
     /* Keep the sums observable so the reads cannot be optimized away. */
     volatile uint64_t keep = 0;
@@ -95,7 +100,7 @@ int bench_membw(int n_threads, size_t bytes, double *gbs, struct err *e)
     (void)keep;
     free(j.buf);
     threadpool_free(pool);
-    *gbs = best; /* bytes per nanosecond = 1e9 bytes per second */
+    *gbs = rates[PASSES / 2]; /* bytes per nanosecond = 1e9 bytes per second */
     return 0;
 }
 

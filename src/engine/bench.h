@@ -54,7 +54,7 @@ struct bench_result {
 uint64_t bench_decode_bytes(const struct model *m);
 
 /* Memory read bandwidth in 1e9 bytes/s: n_threads threads (<= 0: physical cores) stream through
- * their slices of a buffer of `bytes` (0: 1 GiB, far beyond any cache); the best of several passes. */
+ * their slices of a buffer of `bytes` (0: 1 GiB, far beyond any cache); the median of seven passes. */
 int bench_membw(int n_threads, size_t bytes, double *gbs, struct err *e);
 
 /* Loads path on the CPU backend (the GPU one with p->gpu; ERR_UNSUPPORTED when there is none) and
