@@ -153,11 +153,11 @@ void sampler_reset(struct sampler *s)
 
 int64_t sampler_seed(const struct sampler *s) { return (int64_t)s->seed; }
 
-/* The first index of the largest value (NaNs never win, unless x[0] is NaN: then 0). A vocabulary-sized
- * scan runs once per generated token, so it is two passes the compiler can vectorise: sixteen running
- * maxima (no dependence between neighbours), then the first index equal to their maximum. On 128k
- * logits this is about ten times faster than one compare-and-branch loop, which matters at GPU speeds
- * (hundreds of tokens a second). */
+/* The first index of the largest value; NaNs never win (all NaN: 0). A vocabulary-sized scan runs once
+ * per generated token, so it is two passes the compiler can vectorise: sixteen running maxima (no
+ * dependence between neighbours), then the first index equal to their maximum. On 128k logits this is
+ * about ten times faster than one compare-and-branch loop, which matters at GPU speeds (hundreds of
+ * tokens a second). */
 int32_t sample_argmax(const float *x, int32_t n)
 {
     enum { LANES = 16 };
@@ -165,7 +165,7 @@ int32_t sample_argmax(const float *x, int32_t n)
         return 0;
     float m[LANES];
     for (int k = 0; k < LANES; k++)
-        m[k] = x[0];
+        m[k] = -INFINITY;
     int32_t i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int k = 0; k < LANES; k++)
@@ -273,7 +273,21 @@ static void select_top_k(struct cand *cand, const float *logits, int32_t n, int3
     for (int32_t i = 0; i < k; i++)
         cand[i] = (struct cand){logits[i], i};
     heap_build(cand, (size_t)k);
+    enum { SPAN = 16 };
     for (int32_t i = k; i < n; i++) {
+        /* Once the heap is warm almost no token beats its root, so spans of SPAN are first tested as a
+         * whole (independent compares the compiler can vectorise) and skipped when none does. The
+         * root only rises, so a skipped token could not have entered later either. */
+        if ((i - k) % SPAN == 0 && i + SPAN <= n) {
+            const float root = cand[0].logit;
+            int any = 0;
+            for (int j = 0; j < SPAN; j++)
+                any |= logits[i + j] > root;
+            if (!any) {
+                i += SPAN - 1;
+                continue;
+            }
+        }
         float l = logits[i];
         /* Scanning in id order, an equal logit always has a higher id than the root's: it loses. */
         if (l > cand[0].logit) {
@@ -330,17 +344,18 @@ static int32_t build_candidates(struct sampler *s, float *logits, int32_t *greed
 {
     sampler_apply_penalties(s, logits);
 
-    /* NaN would break every comparison below; a NaN logit can never be chosen, like -inf. (Two
-     * branch-free passes: this runs over the whole vocabulary for every token.) */
+    /* A NaN logit can never be chosen, like -inf: the argmax skips NaNs, and before the passes below
+     * (which NaN would break) they become -inf. Greedy decoding stops after the argmax: these scans
+     * run over the whole vocabulary for every token. */
     int32_t n = s->n_vocab;
-    for (int32_t i = 0; i < n; i++)
-        logits[i] = isnan(logits[i]) ? -INFINITY : logits[i];
     const int32_t best = sample_argmax(logits, n);
     const float maxl = n > 0 ? logits[best] : -INFINITY;
     *greedy = best;
-    /* No finite maximum (all -inf, or +inf somewhere) leaves no meaningful distribution. */
+    /* No finite maximum (all -inf or NaN, or +inf somewhere) leaves no meaningful distribution. */
     if (s->p.temperature <= 0.0f || !isfinite(maxl))
         return 0;
+    for (int32_t i = 0; i < n; i++)
+        logits[i] = isnan(logits[i]) ? -INFINITY : logits[i];
 
     const struct sample_params *p = &s->p;
     int32_t nc;
