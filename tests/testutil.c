@@ -111,6 +111,15 @@ static float *read_logits(const char *name, size_t expect_floats)
     return (float *)data;
 }
 
+struct backend *tu_make_cpu(void)
+{
+    struct err e = {0};
+    struct backend *be = NULL;
+    if (backend_cpu_new(2, &be, &e) != 0)
+        fail_msg("%s", e.msg);
+    return be;
+}
+
 float tu_max_abs_diff(const float *a, const float *b, size_t n)
 {
     float m = 0;

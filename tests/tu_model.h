@@ -37,6 +37,9 @@ struct tu_model_backend {
     int (*load)(const char *path, struct backend *be, struct model **m, struct err *e);
 };
 
+/* A CPU backend with two threads, as the model tests use it (fails the test when it cannot be made). */
+struct backend *tu_make_cpu(void);
+
 /* Largest |a[i] - b[i]|; INFINITY when any difference is NaN. */
 float tu_max_abs_diff(const float *a, const float *b, size_t n);
 

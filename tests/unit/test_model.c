@@ -9,16 +9,7 @@
 #include "tu_model.h"
 #include "model/model.h"
 
-static struct backend *make_cpu(void)
-{
-    struct err e = {0};
-    struct backend *be = NULL;
-    if (backend_cpu_new(2, &be, &e) != 0)
-        fail_msg("%s", e.msg);
-    return be;
-}
-
-static const struct tu_model_backend cpu = {.label = "", .make = make_cpu};
+static const struct tu_model_backend cpu = {.label = "", .make = tu_make_cpu};
 
 static void test_variant(void **state) { tu_model_check_variant(*state, &cpu); }
 

@@ -244,22 +244,13 @@ static void test_options_num_gpu(void **state)
 
 /* ---- the split itself, between two CPU backends ---- */
 
-static struct backend *make_cpu(void)
-{
-    struct err e = {0};
-    struct backend *be = NULL;
-    if (backend_cpu_new(2, &be, &e) != 0)
-        fail_msg("%s", e.msg);
-    return be;
-}
-
 /* Layers as num_gpu counts them on the second backend: g blocks from the last, the head and the
  * embeddings when g > n_layer. */
 static int g_split;
 
 static int load_split(const char *path, struct backend *lo, struct model **m, struct err *e)
 {
-    struct backend *hi = make_cpu();
+    struct backend *hi = tu_make_cpu();
     /* n_layer is 2 in every tiny model; the placement clamps n_hi itself. */
     const struct placement pl = {.lo = lo, .hi = hi, .n_hi = g_split, .output_hi = g_split > 2, .embd_hi = g_split > 2};
     int rc = model_load_placed(path, &pl, m, e);
@@ -315,7 +306,7 @@ static void test_split_equals_unsplit(void **state)
         int32_t ids[N];
         for (int i = 0; i < N; i++)
             ids[i] = (int32_t)((i * 577 + 11 * a) % 2048);
-        struct backend *lo = make_cpu();
+        struct backend *lo = tu_make_cpu();
         struct model *m = NULL;
         load_path(path, lo, -1, &m);
         const size_t vocab = (size_t)m->hp.n_vocab, d = (size_t)m->hp.n_embd;
@@ -366,7 +357,7 @@ static void test_split_equals_unsplit(void **state)
 }
 
 static const struct tu_model_backend split_backend = {
-    .label = "split ", .make = make_cpu, .load = load_split};
+    .label = "split ", .make = tu_make_cpu, .load = load_split};
 
 /* Every variant against the Hugging Face logits, split where both moves happen (block 0 on the first
  * backend, block 1 on the second, the head back on the first) and with everything on the second. */
