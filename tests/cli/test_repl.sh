@@ -11,13 +11,16 @@ command -v tmux >/dev/null || { echo "skipping: tmux not installed"; echo "0 pas
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export HEARTH_HOST="127.0.0.1:$PORT" HEARTH_MODELS="$TMP/models" HEARTH_NUM_PARALLEL=1
 mkdir -p "$HEARTH_MODELS"
-printf 'FROM %s\n' "$MODEL" >"$TMP/Modelfile"
-"$HEARTH_BIN" create stories -f "$TMP/Modelfile" >/dev/null 2>&1 || bad "create the store model"
+# The server first: `create` talks to it (started before it, `create` would start one of its own on
+# the port, which this script would then not know to stop).
 "$HEARTH_BIN" serve 2>"$TMP/serve.log" &
 PID=$!
 TM=(tmux -L "hearth-repl-$$" -f /dev/null)
 trap '"${TM[@]}" kill-server 2>/dev/null; kill $PID 2>/dev/null; wait $PID 2>/dev/null; grep -q "Sanitizer" "$TMP/serve.log" && cat "$TMP/serve.log" >&2; rm -rf "$TMP"' EXIT
 for _ in $(seq 50); do curl -sf "http://$HEARTH_HOST/" >/dev/null && break; sleep 0.1; done
+curl -sf "http://$HEARTH_HOST/" >/dev/null || bad "server did not start: $(cat "$TMP/serve.log")"
+printf 'FROM %s\n' "$MODEL" >"$TMP/Modelfile"
+"$HEARTH_BIN" create stories -f "$TMP/Modelfile" >/dev/null 2>&1 || bad "create the store model"
 
 screen() { "${TM[@]}" capture-pane -p -J -t r -S -300; }
 # wait_for TEXT: until the screen shows TEXT (fixed string), at most ~10 s.
