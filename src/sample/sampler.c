@@ -270,8 +270,9 @@ static void cand_sort(struct cand *c, size_t n)
  * without sorting the whole vocabulary. */
 static void select_top_k(struct cand *cand, const float *logits, int32_t n, int32_t k)
 {
+    /* NaN enters as -inf (it can never be chosen); later NaNs fail every comparison below and stay out. */
     for (int32_t i = 0; i < k; i++)
-        cand[i] = (struct cand){logits[i], i};
+        cand[i] = (struct cand){isnan(logits[i]) ? -INFINITY : logits[i], i};
     heap_build(cand, (size_t)k);
     enum { SPAN = 16 };
     for (int32_t i = k; i < n; i++) {
@@ -344,9 +345,9 @@ static int32_t build_candidates(struct sampler *s, float *logits, int32_t *greed
 {
     sampler_apply_penalties(s, logits);
 
-    /* A NaN logit can never be chosen, like -inf: the argmax skips NaNs, and before the passes below
-     * (which NaN would break) they become -inf. Greedy decoding stops after the argmax: these scans
-     * run over the whole vocabulary for every token. */
+    /* A NaN logit can never be chosen, like -inf: the argmax and the top-k selection skip NaNs, and
+     * before the other whole-vocabulary passes (which NaN would break) they become -inf. Greedy
+     * decoding stops after the argmax: these scans run over the vocabulary for every token. */
     int32_t n = s->n_vocab;
     const int32_t best = sample_argmax(logits, n);
     const float maxl = n > 0 ? logits[best] : -INFINITY;
@@ -354,8 +355,6 @@ static int32_t build_candidates(struct sampler *s, float *logits, int32_t *greed
     /* No finite maximum (all -inf or NaN, or +inf somewhere) leaves no meaningful distribution. */
     if (s->p.temperature <= 0.0f || !isfinite(maxl))
         return 0;
-    for (int32_t i = 0; i < n; i++)
-        logits[i] = isnan(logits[i]) ? -INFINITY : logits[i];
 
     const struct sample_params *p = &s->p;
     int32_t nc;
@@ -365,13 +364,17 @@ static int32_t build_candidates(struct sampler *s, float *logits, int32_t *greed
         select_top_k(s->cand, logits, n, p->top_k);
         nc = p->top_k;
         sorted = 1;
-    } else if (p->top_p < 1.0f) {
-        nc = gather_nucleus(s, logits, maxl, &z);
-        sorted = 1;
     } else {
         for (int32_t i = 0; i < n; i++)
-            s->cand[i] = (struct cand){logits[i], i};
-        nc = n;
+            logits[i] = isnan(logits[i]) ? -INFINITY : logits[i];
+        if (p->top_p < 1.0f) {
+            nc = gather_nucleus(s, logits, maxl, &z);
+            sorted = 1;
+        } else {
+            for (int32_t i = 0; i < n; i++)
+                s->cand[i] = (struct cand){logits[i], i};
+            nc = n;
+        }
     }
 
     if (p->top_p < 1.0f && sorted) {
