@@ -1148,6 +1148,29 @@ static inline __m256 x86_rows8_scales(uint16_t d0, uint16_t d1, uint16_t d2, uin
                                          (short)d1, (short)d0));
 }
 
+/* Block b of eight Q4_0 rows for the 8x8 tiles: wt gets the signed nibbles (q - 8) transposed (32-bit
+ * lane r of a vector holds row r's quants), and the result is each row's correction for activations
+ * stored +128: the +128 comes back out as -128 * sum(q - 8) per row. The unsigned nibbles of a row add
+ * up in bytes (8 x 15 fits), so one vpdpbusd sums a row's 32 of them, where summing the signed weights
+ * took eight. */
+static inline __m256i x86_q4_0_rows8(const struct block_q4_0 *const x[8], int64_t b, __m256i wt[8])
+{
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
+        wt[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+    }
+    x86_transpose8_epi32(wt);
+    const __m256i t = _mm256_add_epi8(_mm256_add_epi8(_mm256_add_epi8(wt[0], wt[1]), _mm256_add_epi8(wt[2], wt[3])),
+                                      _mm256_add_epi8(_mm256_add_epi8(wt[4], wt[5]), _mm256_add_epi8(wt[6], wt[7])));
+    const __m256i sq = _mm256_dpbusd_epi32(_mm256_setzero_si256(), t, _mm256_set1_epi8(1));
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        wt[k] = _mm256_sub_epi8(wt[k], eight);
+    return _mm256_sub_epi32(_mm256_set1_epi32(128 * 8 * QUANT_QK), _mm256_slli_epi32(sq, 7));
+}
+
 static void X86_NAME(gemm8_q4_0)(int64_t n, const void *const w[8], const void *const a[8], float out[64])
 {
     const struct block_q4_0 *x[8];
@@ -1157,28 +1180,12 @@ static void X86_NAME(gemm8_q4_0)(int64_t n, const void *const w[8], const void *
         y[i] = a[i];
     }
     const int64_t nb = n / QUANT_QK;
-    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
     __m256 acc[8];
     for (int c = 0; c < 8; c++)
         acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m256i wt[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
-            wt[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
-        }
-        x86_transpose8_epi32(wt);
-        /* The +128 of the activations comes back out as -128 * sum(q - 8) per row. The unsigned
-         * nibbles of a row add up in bytes (8 x 15 fits), so one vpdpbusd sums a row's 32 of them,
-         * where summing the signed weights took eight. */
-        const __m256i t = _mm256_add_epi8(_mm256_add_epi8(_mm256_add_epi8(wt[0], wt[1]), _mm256_add_epi8(wt[2], wt[3])),
-                                          _mm256_add_epi8(_mm256_add_epi8(wt[4], wt[5]), _mm256_add_epi8(wt[6], wt[7])));
-        const __m256i sq = _mm256_dpbusd_epi32(_mm256_setzero_si256(), t, _mm256_set1_epi8(1));
-        const __m256i corr = _mm256_sub_epi32(_mm256_set1_epi32(128 * 8 * QUANT_QK), _mm256_slli_epi32(sq, 7));
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++)
-            wt[k] = _mm256_sub_epi8(wt[k], eight);
+        const __m256i corr = x86_q4_0_rows8(x, b, wt);
         const __m256 dw = x86_rows8_scales(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d, x[4][b].d, x[5][b].d,
                                            x[6][b].d, x[7][b].d);
         x86_rows8_block(wt, dw, corr, y, b, acc);
@@ -1195,23 +1202,14 @@ static void X86_NAME(pack8_q4_0)(int64_t n, const void *const w[8], void *dst)
     for (int i = 0; i < 8; i++)
         x[i] = w[i];
     const int64_t nb = n / QUANT_QK;
-    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
     __m256i *o = dst;
     for (int64_t b = 0; b < nb; b++, o += CPU_PACK8_BLOCK_BYTES / sizeof(__m256i)) {
         __m256i wt[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            const __m128i v = _mm_loadu_si128((const __m128i *)x[r][b].qs);
-            wt[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
-        }
-        x86_transpose8_epi32(wt);
-        const __m256i t = _mm256_add_epi8(_mm256_add_epi8(_mm256_add_epi8(wt[0], wt[1]), _mm256_add_epi8(wt[2], wt[3])),
-                                          _mm256_add_epi8(_mm256_add_epi8(wt[4], wt[5]), _mm256_add_epi8(wt[6], wt[7])));
-        const __m256i sq = _mm256_dpbusd_epi32(_mm256_setzero_si256(), t, _mm256_set1_epi8(1));
+        const __m256i corr = x86_q4_0_rows8(x, b, wt);
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            _mm256_store_si256(o + k, _mm256_sub_epi8(wt[k], eight));
-        _mm256_store_si256(o + 8, _mm256_sub_epi32(_mm256_set1_epi32(128 * 8 * QUANT_QK), _mm256_slli_epi32(sq, 7)));
+            _mm256_store_si256(o + k, wt[k]);
+        _mm256_store_si256(o + 8, corr);
         _mm256_store_ps((float *)(o + 9), x86_rows8_scales(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d, x[4][b].d,
                                                            x[5][b].d, x[6][b].d, x[7][b].d));
     }
