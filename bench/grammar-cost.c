@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "backend/backend.h"
+#include "base/argmax.h"
 #include "model/model.h"
 #include "sample/grammar.h"
 #include "sample/sample.h"
@@ -82,7 +83,7 @@ int main(int argc, char **argv)
                         grammar_reset(g); /* a complete value: start another, the cost is per token */
                     grammar_apply(g, logits);
                 }
-                int32_t next = sample_argmax(logits, nv);
+                int32_t next = argmax_f32(logits, nv);
                 if (constrained && grammar_accept(g, next, &e)) {
                     fprintf(stderr, "grammar-cost: accept: %s\n", e.msg);
                     return 1;

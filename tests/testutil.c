@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/argmax.h"
 #include "base/file.h"
 #include "gguf/gguf.h"
 #include "sample/sample.h"
@@ -229,13 +230,25 @@ void tu_model_check_variant(const struct tu_model_variant *v, const struct tu_mo
             assert_non_null(logits);
             assert_int_equal(model_forward(ctx, prompt, (int)np, logits, false, &e), 0);
             for (size_t i = 0; i < nc; i++) {
-                int32_t tok = sample_argmax(logits, vocab);
+                int32_t tok = argmax_f32(logits, vocab);
                 if (tok != cont[i])
                     fail_msg("%s%s-%s greedy %zu step %zu: got %d, want %d", lb, v->arch, v->file_suffix, g, i,
                              tok, cont[i]);
                 assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
             }
-            print_message("%s%s-%s greedy %zu: %zu tokens identical\n", lb, v->arch, v->file_suffix, g, nc);
+            model_ctx_free(ctx);
+            /* Again with the backend picking each token where the logits are (model_forward_greedy). */
+            assert_int_equal(model_ctx_new(m, &gcp, &ctx, &e), 0);
+            int32_t tok = -1;
+            assert_int_equal(model_forward_greedy(ctx, prompt, (int)np, &tok, &e), 0);
+            for (size_t i = 0; i < nc; i++) {
+                if (tok != cont[i])
+                    fail_msg("%s%s-%s greedy %zu step %zu (backend pick): got %d, want %d", lb, v->arch,
+                             v->file_suffix, g, i, tok, cont[i]);
+                assert_int_equal(model_forward_greedy(ctx, &tok, 1, &tok, &e), 0);
+            }
+            print_message("%s%s-%s greedy %zu: %zu tokens identical (host and backend picks)\n", lb, v->arch,
+                          v->file_suffix, g, nc);
             free(logits);
             model_ctx_free(ctx);
             free(prompt);

@@ -81,6 +81,9 @@ struct backend_ops {
     void (*swiglu)(struct backend *be, const float *gate, const float *up, float *out, size_t n);
     /* x += y over n values. */
     void (*add)(struct backend *be, float *x, const float *y, size_t n);
+    /* *best (host memory) = the index of the largest of x[n] by argmax_f32's rule (first on ties, never
+     * a NaN): a greedy pick made where the logits are, so that they need not be read. */
+    void (*argmax)(struct backend *be, const float *x, int n, int32_t *best);
 };
 
 struct backend {

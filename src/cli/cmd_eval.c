@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend/backend_select.h"
+#include "base/argmax.h"
 #include "cli/cli.h"
 #include "model/model.h"
 #include "sample/sample.h"
@@ -154,7 +155,7 @@ int cmd_eval(int argc, char **argv)
         float *last = logits + (n - 1) * vocab;
         putchar('[');
         for (long g = 0; g < greedy; g++) {
-            int32_t tok = sample_argmax(last, (int)vocab);
+            int32_t tok = argmax_f32(last, (int)vocab);
             printf(g ? ", %d" : "%d", tok);
             if (g + 1 < greedy && model_forward(ctx, &tok, 1, last, false, &e))
                 goto fail;

@@ -20,7 +20,10 @@ static void move_hidden(struct model_ctx *c, int a, int b, int n)
     to->ops->write(to, c->s[b].x, c->host, count);
 }
 
-static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits)
+/* Runs one chunk; the last row's logits go to logits (all rows' when all_logits), or, with best, only
+ * the index of the last row's largest logit is taken back. */
+static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+                          int32_t *best)
 {
     struct model *m = c->m;
     const struct hparams *hp = &m->hp;
@@ -89,12 +92,14 @@ static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, flo
         op->matmul(be, &m->output, NULL, c->xb + (size_t)r0 * d, c->logits, nr);
         if (logits)
             op->read(be, logits + (size_t)r0 * hp->n_vocab, c->logits, (size_t)nr * hp->n_vocab);
+        if (best && r0 + nr == rows)
+            op->argmax(be, c->logits + (size_t)(nr - 1) * hp->n_vocab, hp->n_vocab, best);
     }
     c->n_past += n;
 }
 
-int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
-                  struct err *e)
+static int forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+                   int32_t *best, struct err *e)
 {
     const int n_vocab = c->m->hp.n_vocab;
     if (c->m->hp.arch == ARCH_BERT)
@@ -117,8 +122,19 @@ int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logi
             out = logits + (size_t)done * n_vocab;
         else if (last)
             out = logits;
-        forward_chunk(c, tokens + done, chunk, out, all_logits);
+        forward_chunk(c, tokens + done, chunk, out, all_logits, last ? best : NULL);
         done += chunk;
     }
     return 0;
+}
+
+int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+                  struct err *e)
+{
+    return forward(c, tokens, n, logits, all_logits, NULL, e);
+}
+
+int model_forward_greedy(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e)
+{
+    return forward(c, tokens, n, NULL, false, best, e);
 }

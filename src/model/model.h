@@ -149,6 +149,9 @@ void model_ctx_free(struct model_ctx *c);
  * run in chunks (matrix x matrix). ERR_RANGE if the context would overflow. */
 int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
                   struct err *e);
+/* model_forward for greedy decoding: *best = the index of the last token's largest logit (argmax_f32's
+ * rule), found by the backend that holds the logits, which are not copied to the host. */
+int model_forward_greedy(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e);
 /* Drops cache positions from pos on (pos <= n_past). */
 void model_ctx_truncate(struct model_ctx *c, int pos);
 

@@ -38,9 +38,9 @@ void sampler_reset(struct sampler *s);
 void sampler_accept(struct sampler *s, int32_t token);
 /* Chooses the next token from logits[n_vocab]. logits may be modified. Allocates nothing. */
 int32_t sampler_sample(struct sampler *s, float *logits);
-/* The index of the largest of x[n], the first on ties (a NaN is never larger, so it wins only at x[0]):
- * greedy decoding without a sampler, for tools and tests that follow reference continuations. */
-int32_t sample_argmax(const float *x, int32_t n);
+/* Whether every pick is the largest logit and nothing else (temperature <= 0, no penalties): the
+ * token can then be chosen where the logits are (backend argmax) without reading them. */
+bool sampler_is_plain_greedy(const struct sampler *s);
 /* The seed in use: the one given, or the one drawn when the seed option was -1 (to reproduce a run). */
 int64_t sampler_seed(const struct sampler *s);
 /* Applies the repeat, presence and frequency penalties of the current history to logits in place

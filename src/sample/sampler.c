@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/argmax.h"
 #include "sample/rng.h"
 
 /* One surviving token. Kept as a pair so selection and sorting move id and logit together. */
@@ -152,34 +153,6 @@ void sampler_reset(struct sampler *s)
 }
 
 int64_t sampler_seed(const struct sampler *s) { return (int64_t)s->seed; }
-
-/* The first index of the largest value; NaNs never win (all NaN: 0). A vocabulary-sized scan runs once
- * per generated token, so it is two passes the compiler can vectorise: sixteen running maxima (no
- * dependence between neighbours), then the first index equal to their maximum. On 128k logits this is
- * about ten times faster than one compare-and-branch loop, which matters at GPU speeds (hundreds of
- * tokens a second). */
-int32_t sample_argmax(const float *x, int32_t n)
-{
-    enum { LANES = 16 };
-    if (n <= 0)
-        return 0;
-    float m[LANES];
-    for (int k = 0; k < LANES; k++)
-        m[k] = -INFINITY;
-    int32_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int k = 0; k < LANES; k++)
-            m[k] = x[i + k] > m[k] ? x[i + k] : m[k];
-    float mx = m[0];
-    for (int k = 1; k < LANES; k++)
-        mx = m[k] > mx ? m[k] : mx;
-    for (; i < n; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    for (i = 0; i < n; i++)
-        if (x[i] == mx)
-            return i;
-    return 0;
-}
 
 void sampler_accept(struct sampler *s, int32_t token)
 {
@@ -349,7 +322,7 @@ static int32_t build_candidates(struct sampler *s, float *logits, int32_t *greed
      * before the other whole-vocabulary passes (which NaN would break) they become -inf. Greedy
      * decoding stops after the argmax: these scans run over the vocabulary for every token. */
     int32_t n = s->n_vocab;
-    const int32_t best = sample_argmax(logits, n);
+    const int32_t best = argmax_f32(logits, n);
     const float maxl = n > 0 ? logits[best] : -INFINITY;
     *greedy = best;
     /* No finite maximum (all -inf or NaN, or +inf somewhere) leaves no meaningful distribution. */
@@ -422,6 +395,13 @@ static double tempered_weights(struct sampler *s, int32_t nc, float maxl)
         sum += w;
     }
     return sum;
+}
+
+bool sampler_is_plain_greedy(const struct sampler *s)
+{
+    const struct sample_params *p = &s->p;
+    const bool no_repeat = p->repeat_penalty == 1.0f || p->repeat_last_n == 0;
+    return p->temperature <= 0.0f && no_repeat && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f;
 }
 
 int32_t sampler_sample(struct sampler *s, float *logits)

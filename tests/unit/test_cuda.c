@@ -14,6 +14,7 @@
 
 #include "testutil.h"
 #include "tu_model.h"
+#include "base/argmax.h"
 #include "base/clock.h"
 #include "model/model.h"
 #include "sample/sample.h"
@@ -357,6 +358,86 @@ static void test_write(void **state)
     be->ops->free(be);
 }
 
+/* The greedy pick on the GPU against argmax_f32 on the same values: ties, NaNs, infinities, signed
+ * zeros, all-NaN and short arrays, alone and inside recorded (graph-replayed) steps. */
+static void test_argmax(void **state)
+{
+    (void)state;
+    require_gpu();
+    struct err e = {0};
+    struct backend *be = NULL;
+    if (backend_cuda_new(0, &be, &e) != 0)
+        fail_msg("%s", e.msg);
+    enum { N = 128256, CASES = 9 };
+    assert_int_equal(be->ops->reserve(be, 8, 256, 16, 64, &e), 0);
+    float *host = malloc(N * sizeof *host);
+    float *dx = be->ops->alloc(be, N * sizeof(float));
+    assert_true(host && dx);
+    uint64_t seed = 12345;
+    for (int k = 0; k < CASES; k++) {
+        int n = N;
+        for (int i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            host[i] = (float)((int64_t)(seed >> 33) % 2000001 - 1000000) / 1000.0f;
+        }
+        switch (k) {
+        case 1: /* a tie: the first index wins */
+            host[100] = host[5000] = 5000.0f;
+            break;
+        case 2: /* NaNs never win */
+            for (int i = 0; i < n; i += 7)
+                host[i] = NAN;
+            host[77777] = 4000.0f;
+            host[0] = NAN;
+            break;
+        case 3: /* all NaN: 0 */
+            for (int i = 0; i < n; i++)
+                host[i] = NAN;
+            break;
+        case 4: /* all -inf: the first */
+            for (int i = 0; i < n; i++)
+                host[i] = -INFINITY;
+            break;
+        case 5: /* -0 equals +0: the first of them */
+            for (int i = 0; i < n; i++)
+                host[i] = -1.0f - (float)(i % 13);
+            host[7] = 0.0f;
+            host[3] = -0.0f;
+            break;
+        case 6: /* +inf */
+            host[n - 1] = INFINITY;
+            break;
+        case 7:
+            n = 1;
+            break;
+        case 8:
+            n = 33;
+            host[32] = 1e30f;
+            break;
+        default:
+            break;
+        }
+        const int32_t want = argmax_f32(host, n);
+        for (int recorded = 0; recorded < 2; recorded++) {
+            for (int rep = 0; rep < 3; rep++) {
+                const int32_t tok = 0, pos = rep;
+                if (recorded)
+                    be->ops->set_batch(be, &tok, &pos, 1);
+                be->ops->write(be, dx, host, (size_t)n);
+                int32_t got = -1;
+                be->ops->argmax(be, dx, n, &got);
+                if (got != want)
+                    fail_msg("case %d (n %d, %s, run %d): GPU argmax %d, host %d", k, n,
+                             recorded ? "recorded step" : "direct", rep, got, want);
+            }
+        }
+    }
+    assert_int_equal(backend_cuda_check(be, &e), 0);
+    be->ops->dealloc(be, dx);
+    free(host);
+    be->ops->free(be);
+}
+
 /* Split points as num_gpu counts them on the 2-block tiny models: 1 (block 0 on the CPU, block 1 on the
  * GPU, the head back on the CPU), 2 (both blocks on the GPU, head on the CPU) and all blocks and the head
  * on the GPU with the embedding lookup on the CPU (SPLIT_EMBD_CPU). */
@@ -440,7 +521,7 @@ static void test_bench(void **state)
     /* Warm-up (cuBLAS picks its kernels, the caches fill), then the timed runs. */
     assert_int_equal(model_forward(ctx, prompt, n_prompt, logits, false, &e), 0);
     for (int i = 0; i < 4; i++) {
-        int32_t tok = sample_argmax(logits, vocab);
+        int32_t tok = argmax_f32(logits, vocab);
         assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
     }
     model_ctx_truncate(ctx, 0);
@@ -449,7 +530,7 @@ static void test_bench(void **state)
     double t_prefill = (clock_ns() * 1e-9) - t0;
     t0 = (clock_ns() * 1e-9);
     for (int i = 0; i < n_gen; i++) {
-        int32_t tok = sample_argmax(logits, vocab);
+        int32_t tok = argmax_f32(logits, vocab);
         assert_int_equal(model_forward(ctx, &tok, 1, logits, false, &e), 0);
     }
     double t_decode = (clock_ns() * 1e-9) - t0;
@@ -473,12 +554,13 @@ static void test_bench(void **state)
 int main(void)
 {
     enum { NV = TU_MODEL_N_VARIANTS };
-    struct CMUnitTest tests[2 * NV + 4];
+    struct CMUnitTest tests[2 * NV + 5];
     static char names[2 * NV][64];
     size_t n = 0;
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_matmul_formats);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_attention_kernels);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_write);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_argmax);
     for (size_t i = 0; i < NV; i++) {
         const struct tu_model_variant *v = &tu_model_variants[i];
         snprintf(names[i], sizeof names[i], "cuda_forward_%s_%s", v->arch, v->file_suffix);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/argmax.h"
 #include "base/clock.h"
 #include "sample/rng.h"
 #include "sample/sample.h"
@@ -192,8 +193,8 @@ static void test_greedy(void **state)
     const float tie[6] = {1.0f, 5.0f, 3.0f, 5.0f, 5.0f, -2.0f};
     assert_int_equal(sample_copy(s, tie, buf, 6), 1);
     /* The sampler-free argmax agrees on both. */
-    assert_int_equal(sample_argmax(a, 6), 2);
-    assert_int_equal(sample_argmax(tie, 6), 1);
+    assert_int_equal(argmax_f32(a, 6), 2);
+    assert_int_equal(argmax_f32(tie, 6), 1);
     /* NaN is never chosen; all -inf falls back to id 0 rather than failing. */
     const float nan_first[6] = {NAN, 0.0f, NAN, 2.0f, 1.0f, NAN};
     assert_int_equal(sample_copy(s, nan_first, buf, 6), 3);
@@ -274,7 +275,7 @@ static void test_greedy_matches_reference_models(void **state)
 
             float *buf = malloc((size_t)n_vocab * sizeof *buf);
             assert_int_equal(sample_copy(sg, last, buf, n_vocab), want);
-            assert_int_equal(sample_argmax(last, n_vocab), want);
+            assert_int_equal(argmax_f32(last, n_vocab), want);
             memcpy(buf, last, (size_t)n_vocab * sizeof *buf);
             assert_int_equal(sampler_candidates(s2, buf, ids, probs), 2);
             assert_int_equal(ids[0], want);

@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/kernels.h"
+#include "base/argmax.h"
 #include "tensor/tensor.h"
 
 int cpu_scratch_reserve(void **buf, size_t *cur, size_t size)
@@ -273,6 +274,12 @@ static void cpu_add(struct backend *be, float *x, const float *y, size_t n)
     elementwise((struct cpu_backend *)be, &j);
 }
 
+static void cpu_argmax(struct backend *be, const float *x, int n, int32_t *best)
+{
+    (void)be;
+    *best = argmax_f32(x, n);
+}
+
 static const struct backend_ops cpu_ops = {
     .name = "cpu",
     .free = cpu_free,
@@ -292,6 +299,7 @@ static const struct backend_ops cpu_ops = {
     .attention = cpu_attention,
     .swiglu = cpu_swiglu,
     .add = cpu_add,
+    .argmax = cpu_argmax,
 };
 
 int backend_cpu_new(int n_threads, struct backend **out, struct err *e)

@@ -25,7 +25,7 @@
 /* Ops logged per recorded decode step (a 32-layer model logs about 400). */
 #define LOG_CAP 8192
 
-enum op_kind { OP_GET_ROWS = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTENTION, OP_SWIGLU, OP_ADD };
+enum op_kind { OP_GET_ROWS = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTENTION, OP_SWIGLU, OP_ADD, OP_ARGMAX };
 
 /* One op call with all its arguments by value, so that two decode steps compare with memcmp (records
  * are zeroed before they are filled, padding included). */
@@ -95,6 +95,9 @@ struct cuda_backend {
      * through the driver's own staging at a fraction of the bus speed. */
     float *h_read;
     size_t h_read_n;
+    /* Greedy picks: the argmax kernel's scratch, its result (device) and the pinned word it is read into. */
+    void *d_argmax;
+    int32_t *d_best, *h_best;
     /* First error seen by an op (ops return void). */
     cudaError_t cuda_err;
     int blas_err;
@@ -209,6 +212,8 @@ static void cuda_free_be(struct backend *be)
         cudaEventDestroy(c->gt2);
     }
     cudaFreeHost(c->h_read);
+    cudaFreeHost(c->h_best);
+    cudaFree(c->d_argmax);
     if (c->graph_exec)
         cudaGraphExecDestroy(c->graph_exec);
     free(c->log);
@@ -351,30 +356,19 @@ static void cuda_dealloc(struct backend *be, void *p)
     }
 }
 
-static void cuda_read(struct backend *be, float *dst, const float *src, size_t n)
+/* Ends the recorded step (if any) and copies bytes of device memory at src to dst on the host, through
+ * pinned memory (staged, of at least bytes) when given; with HEARTH_CUDA_PROFILE=graph, books the step's
+ * GPU and host times. Returns 0, or -1 after printing the first error an op met. */
+static int read_back(struct cuda_backend *c, void *dst, const void *src, size_t bytes, void *staged)
 {
-    struct cuda_backend *c = (struct cuda_backend *)be;
     flush(c);
     c->q_src = NULL;
-    /* Large reads go through pinned memory (twice the bus speed of a pageable copy, then a host copy). */
-    const size_t bytes = n * sizeof *dst;
-    if (bytes >= ((size_t)64 << 10) && n > c->h_read_n) {
-        cudaFreeHost(c->h_read);
-        c->h_read_n = 0;
-        if (cudaMallocHost((void **)&c->h_read, bytes) == cudaSuccess) {
-            c->h_read_n = n;
-        } else {
-            c->h_read = NULL;
-            cudaGetLastError();
-        }
-    }
-    const bool staged = bytes >= ((size_t)64 << 10) && c->h_read;
-    note_cuda(c, cudaMemcpyAsync(staged ? c->h_read : dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "read");
+    note_cuda(c, cudaMemcpyAsync(staged ? staged : dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "read");
     if (c->gt_pending)
         cudaEventRecord(c->gt2, c->stream);
     note_cuda(c, cudaStreamSynchronize(c->stream), "read");
     if (staged)
-        memcpy(dst, c->h_read, bytes);
+        memcpy(dst, staged, bytes);
     if (c->gt_pending) {
         float ms = 0, cms = 0;
         if (cudaEventElapsedTime(&ms, c->gt0, c->gt1) == cudaSuccess &&
@@ -393,11 +387,32 @@ static void cuda_read(struct backend *be, float *dst, const float *src, size_t n
         c->gt_pending = 0;
     }
     struct err e;
-    if (backend_cuda_check(be, &e) != 0) {
+    if (backend_cuda_check(&c->base, &e) != 0) {
         /* The op table has no error return: make a failed step visible rather than silently wrong. */
         fprintf(stderr, "hearth: %s\n", e.msg);
-        memset(dst, 0, n * sizeof *dst);
+        return -1;
     }
+    return 0;
+}
+
+static void cuda_read(struct backend *be, float *dst, const float *src, size_t n)
+{
+    struct cuda_backend *c = (struct cuda_backend *)be;
+    /* Large reads go through pinned memory (twice the bus speed of a pageable copy, then a host copy). */
+    const size_t bytes = n * sizeof *dst;
+    if (bytes >= ((size_t)64 << 10) && n > c->h_read_n) {
+        cudaFreeHost(c->h_read);
+        c->h_read_n = 0;
+        if (cudaMallocHost((void **)&c->h_read, bytes) == cudaSuccess) {
+            c->h_read_n = n;
+        } else {
+            c->h_read = NULL;
+            cudaGetLastError();
+        }
+    }
+    const bool staged = bytes >= ((size_t)64 << 10) && c->h_read;
+    if (read_back(c, dst, src, bytes, staged ? c->h_read : NULL) != 0)
+        memset(dst, 0, bytes);
 }
 
 static int grow(void **p, size_t *cur, size_t want_bytes, const char *what, struct err *e)
@@ -586,6 +601,9 @@ static void exec_op(struct cuda_backend *c, const struct op_rec *r)
     case OP_ADD:
         cuda_launch_add((float *)r->p0, r->p1, r->n, c->stream);
         break;
+    case OP_ARGMAX:
+        cuda_launch_argmax(r->p0, (int)r->n, (void *)r->p1, (int32_t *)r->p2, c->stream);
+        break;
     default:
         break;
     }
@@ -710,8 +728,8 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
 static const char *op_kind_name(int32_t kind)
 {
     static const char *const names[] = {"?", "get_rows", "rmsnorm", "matmul", "rope", "kv_store", "attention",
-                                        "swiglu", "add"};
-    return kind > 0 && kind <= OP_ADD ? names[kind] : names[0];
+                                        "swiglu", "add", "argmax"};
+    return kind > 0 && kind <= OP_ARGMAX ? names[kind] : names[0];
 }
 
 static const char *dev_type_name(uint32_t t)
@@ -1081,6 +1099,21 @@ static void cuda_write(struct backend *be, float *dst, const float *src, size_t 
     c->wstage_pending = 1;
 }
 
+static void cuda_argmax(struct backend *be, const float *x, int n, int32_t *best)
+{
+    struct cuda_backend *c = (struct cuda_backend *)be;
+    struct op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = OP_ARGMAX;
+    r.p0 = x;
+    r.n = (size_t)n;
+    r.p1 = c->d_argmax;
+    r.p2 = c->d_best;
+    submit(c, &r);
+    if (read_back(c, best, c->d_best, sizeof *best, c->h_best) != 0)
+        *best = 0;
+}
+
 static const struct backend_ops cuda_ops = {
     .name = "cuda",
     .free = cuda_free_be,
@@ -1100,6 +1133,7 @@ static const struct backend_ops cuda_ops = {
     .attention = cuda_attention,
     .swiglu = cuda_swiglu,
     .add = cuda_add,
+    .argmax = cuda_argmax,
 };
 
 void backend_cuda_graph_stats(struct backend *be, long *replays, long *captures)
@@ -1178,6 +1212,15 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
         return err_set(e, ERR_IO, "cannot initialise cuBLAS on GPU %d (status %d)", device, (int)bs);
     }
     cublasSetStream(c->blas, c->stream);
+    const size_t am_bytes = cuda_argmax_scratch_bytes();
+    if ((rc = cudaMalloc(&c->d_argmax, am_bytes + 64)) != cudaSuccess ||
+        (rc = cudaMemset(c->d_argmax, 0, am_bytes + 64)) != cudaSuccess ||
+        (rc = cudaMallocHost((void **)&c->h_best, 64)) != cudaSuccess) {
+        cuda_free_be(&c->base);
+        return err_set(e, ERR_NOMEM, "cannot allocate the greedy pick's buffers on GPU %d: %s", device,
+                       cudaGetErrorString(rc));
+    }
+    c->d_best = (int32_t *)((char *)c->d_argmax + am_bytes);
     if (c->gtime && (cudaEventCreate(&c->gt0) != cudaSuccess || cudaEventCreate(&c->gt1) != cudaSuccess ||
                      cudaEventCreate(&c->gt2) != cudaSuccess)) {
         cudaGetLastError();

@@ -138,6 +138,10 @@ struct cuda_gemv_set {
 int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *set, size_t row_bytes, int cols,
                               const void *xq, const void *xds, int n, cudaStream_t s);
 void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s);
+/* *best (device memory) = the index of the largest of x[n], argmax_f32's rule (cuda_argmax.cu). scratch:
+ * cuda_argmax_scratch_bytes(), zeroed once when allocated (its counter is left at zero). */
+size_t cuda_argmax_scratch_bytes(void);
+void cuda_launch_argmax(const float *x, int n, void *scratch, int32_t *best, cudaStream_t s);
 /* Holds the stream for about ms milliseconds (profiling: lets the host enqueue a step ahead of the GPU). */
 void cuda_launch_spin(float ms, cudaStream_t s);
 
