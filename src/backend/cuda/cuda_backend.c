@@ -68,12 +68,27 @@ struct cuda_backend {
     int xq_batch, xq_cols;
     const float *q_src;
     int q_n, q_cols;
+    /* A second set that the fused residual + norm epilogue of a product fills (it may not overwrite the
+     * product's own input), with the norm input's sums of squares and the epilogue's group counters;
+     * q_alt: the cached activations are that set (unscaled: the products apply the norm's scale, q_eps). */
+    void *d_xq_alt, *d_xds_alt;
+    float *d_ssq;
+    unsigned *d_ncount;
+    int q_alt;
+    float q_eps;
     /* Decode-step recording: the ops of a one-token step are logged, then replayed as a CUDA graph when
      * the log equals the graph's (glog). use_graphs is off with HEARTH_CUDA_GRAPHS=0. */
     int use_graphs, recording;
     /* Launch fusion over a recorded step's log (HEARTH_CUDA_FUSE=0 turns it off) and split-context
      * decode attention (HEARTH_CUDA_SPLIT_ATTENTION=0) with its scratch of att_floats floats. */
     int fuse, split_att;
+    int fuse_norm; /* the residual + norm epilogue (HEARTH_CUDA_FUSE_NORM=0 turns it off) */
+    int fuse_rope; /* the RoPE + KV-store epilogue of Q, K, V (HEARTH_CUDA_FUSE_ROPE=0 turns it off) */
+    /* The step's RoPE angle table for that epilogue, and what it was computed for (ok: in this step). */
+    float2 *d_rope_tab;
+    int rope_tab_ok, rope_tab_n, rope_tab_rot;
+    float rope_tab_base, rope_tab_scale;
+    const void *rope_tab_factors;
     float *d_att;
     size_t att_floats;
     struct op_rec *log, *glog;
@@ -220,6 +235,7 @@ static void cuda_free_be(struct backend *be)
     free(c->glog);
     cudaFree(c->d_xq);
     cudaFree(c->d_xds);
+    cudaFree(c->d_ssq);
     cudaStreamSynchronize(c->stream);
     cudaFree(c->d_att);
     cudaFree(c->d_tokens);
@@ -460,14 +476,23 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
             const int nb = qb > c->xq_batch ? qb : c->xq_batch;
             cudaFree(c->d_xq);
             cudaFree(c->d_xds);
-            c->d_xq = c->d_xds = NULL;
+            cudaFree(c->d_ssq);
+            c->d_xq = c->d_xds = c->d_xq_alt = c->d_xds_alt = NULL;
+            c->d_ssq = NULL;
+            c->d_ncount = NULL;
             c->xq_batch = c->xq_cols = 0;
+            const size_t groups = (size_t)(c->max_cols / 32 + 1);
             const size_t qbytes = (size_t)nb * (size_t)c->max_cols;
-            const size_t dbytes = (size_t)nb * (size_t)(c->max_cols / 32 + 1) * 2 * sizeof(float);
-            if (cudaMalloc(&c->d_xq, qbytes) != cudaSuccess || cudaMalloc(&c->d_xds, dbytes) != cudaSuccess) {
+            const size_t dbytes = (size_t)nb * groups * 2 * sizeof(float);
+            const size_t nbytes = ((size_t)nb + 1) * groups * sizeof(float);
+            if (cudaMalloc(&c->d_xq, 2 * qbytes) != cudaSuccess || cudaMalloc(&c->d_xds, 2 * dbytes) != cudaSuccess ||
+                cudaMalloc((void **)&c->d_ssq, nbytes) != cudaSuccess || cudaMemset(c->d_ssq, 0, nbytes) != cudaSuccess) {
                 cudaGetLastError();
                 return err_set(e, ERR_NOMEM, "cannot allocate GPU memory for quantised activations");
             }
+            c->d_xq_alt = (char *)c->d_xq + qbytes;
+            c->d_xds_alt = (char *)c->d_xds + dbytes;
+            c->d_ncount = (unsigned *)(c->d_ssq + (size_t)nb * groups);
             c->xq_batch = nb;
             c->xq_cols = (int)c->max_cols;
         }
@@ -496,6 +521,26 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
 /* ---- ops: each is described by a record, executed at once, or (inside a decode step) logged and run
  * as a CUDA graph when the step is read. ---- */
 
+/* The cached int8 activations as the products take them. */
+struct q8_in {
+    const void *xq, *xds;
+    struct cuda_gemv_norm norm; /* ssq NULL: plain activations */
+};
+
+static struct q8_in q8_input(const struct cuda_backend *c)
+{
+    struct q8_in in = {c->d_xq, c->d_xds, {NULL, 0.0f}};
+    if (c->q_alt) {
+        in.xq = c->d_xq_alt;
+        in.xds = c->d_xds_alt;
+        in.norm.ssq = c->d_ssq;
+        in.norm.eps = c->q_eps;
+    }
+    return in;
+}
+
+static const struct cuda_gemv_norm *q8_norm(const struct q8_in *in) { return in->norm.ssq ? &in->norm : NULL; }
+
 static void exec_matmul(struct cuda_backend *c, const struct op_rec *r)
 {
     const uint32_t type = (uint32_t)r->type;
@@ -515,8 +560,10 @@ static void exec_matmul(struct cuda_backend *c, const struct op_rec *r)
                 c->q_src = x;
                 c->q_n = n;
                 c->q_cols = cols;
+                c->q_alt = 0;
             }
-            cuda_launch_gemv_q8(type, W, row_bytes, rows, cols, c->d_xq, c->d_xds, b, y, n, c->stream);
+            const struct q8_in in = q8_input(c);
+            cuda_launch_gemv_q8(type, W, row_bytes, rows, cols, in.xq, in.xds, b, y, n, q8_norm(&in), c->stream);
         } else {
             cuda_launch_gemv(type, W, row_bytes, rows, cols, x, b, y, n, c->stream);
         }
@@ -628,6 +675,113 @@ static void set_quantised(struct cuda_backend *c, const float *x, size_t n, int6
     c->q_src = x;
     c->q_n = (int)n;
     c->q_cols = (int)cols;
+    c->q_alt = 0;
+}
+
+/* Whether nothing in log[from..n) reads the float values of x (bytes long) before they are overwritten:
+ * only int8 products of x (which take the cached activations) until an op writes all of x anew. */
+static bool floats_unread(const struct cuda_backend *c, const struct op_rec *log, int from, int n, const float *x,
+                          size_t xn, int64_t cols)
+{
+    const size_t bytes = xn * (size_t)cols * sizeof(float);
+    for (int j = from; j < n; j++) {
+        const struct op_rec *o = &log[j];
+        if (o->kind == OP_MATMUL && o->p2 == x && matmul_q8_on(c, o, x, xn, cols))
+            continue;
+        if (o->kind == OP_RMSNORM && o->p2 == x && o->p0 != x && o->n == xn && o->cols == cols)
+            return true;
+        if (o->kind == OP_MATMUL && o->p3 == x && o->p2 != x && o->n == xn && o->rows == cols)
+            return true;
+        const void *ps[5] = {o->p0, o->p1, o->p2, o->p3, o->p4};
+        for (int k = 0; k < 5; k++)
+            if (ps[k] && overlaps(ps[k], 1, x, bytes))
+                return false;
+    }
+    return true;
+}
+
+/* Whether log[i..i+2] (the Q, K, V products) are followed by RoPE on Q, RoPE on K and the store of K
+ * and V into the cache, with rotary pairs of consecutive dimensions (not NeoX): then the products'
+ * epilogue does those three ops (*rope says how). */
+static bool rope_kv_follows(struct cuda_backend *c, const struct op_rec *log, int i, int n,
+                            struct cuda_gemv_rope *rope)
+{
+    if (!c->fuse_rope || i + 5 >= n)
+        return false;
+    const struct op_rec *q = &log[i], *k = &log[i + 1], *v = &log[i + 2];
+    const struct op_rec *rq = &log[i + 3], *rk = &log[i + 4], *kv = &log[i + 5];
+    if (rq->kind != OP_ROPE || rk->kind != OP_ROPE || kv->kind != OP_KV_STORE)
+        return false;
+    if (rq->p0 != q->p3 || rk->p0 != k->p3 || kv->p2 != k->p3 || kv->p3 != v->p3 || rq->n != q->n || rk->n != q->n ||
+        kv->n != q->n)
+        return false;
+    if (rq->i3 || rk->i3 || rq->i1 != rk->i1 || rq->i2 != rk->i2 || rq->f0 != rk->f0 || rq->f1 != rk->f1 ||
+        rq->p1 != rk->p1 || rq->i0 * rq->i1 != (int)q->rows || rk->i0 * rk->i1 != (int)k->rows ||
+        kv->i1 != (int)k->rows || v->rows != k->rows)
+        return false;
+    /* The angles: computed once a step, again only if a layer's RoPE differs from the table's. */
+    if (!c->rope_tab_ok || c->rope_tab_n != (int)rq->n || c->rope_tab_rot != rq->i2 || c->rope_tab_base != rq->f0 ||
+        c->rope_tab_scale != rq->f1 || c->rope_tab_factors != rq->p1) {
+        if (cuda_launch_rope_table(c->d_pos, (int)rq->n, rq->i2, rq->f0, rq->f1, rq->p1, c->d_rope_tab, c->stream) != 0)
+            return false;
+        c->rope_tab_ok = 1;
+        c->rope_tab_n = (int)rq->n;
+        c->rope_tab_rot = rq->i2;
+        c->rope_tab_base = rq->f0;
+        c->rope_tab_scale = rq->f1;
+        c->rope_tab_factors = rq->p1;
+    }
+    rope->pos = c->d_pos;
+    rope->table = c->d_rope_tab;
+    rope->kc = (void *)kv->p0;
+    rope->vc = (void *)kv->p1;
+    rope->f16 = kv->i0;
+    rope->head_dim = rq->i1;
+    rope->n_rot = rq->i2;
+    return true;
+}
+
+/* A product whose output goes into the residual that the next RMSNorm reads, with int8 products of that
+ * norm's output next: log[i] = matmul (int8 path, one token row group), log[i + 1] = add(h, its
+ * output), log[i + 2] = rmsnorm(h -> xn), log[i + 3] = an int8 product of xn, and xn's floats are not
+ * read afterwards. Run as one launch whose epilogue does the add and quantises h * g for log[i + 3]
+ * (the norm's scale goes to those products); returns whether it did. */
+static bool fuse_residual_norm(struct cuda_backend *c, const struct op_rec *log, int i, int n)
+{
+    if (i + 3 >= n)
+        return false;
+    const struct op_rec *r = &log[i], *add = &log[i + 1], *nrm = &log[i + 2], *mm = &log[i + 3];
+    if (!matmul_q8_on(c, r, r->p2, r->n, r->cols) || r->n > 8 || r->rows % 32 || r->rows > c->xq_cols)
+        return false;
+    if (add->kind != OP_ADD || add->p1 != r->p3 || add->n != r->n * (size_t)r->rows)
+        return false;
+    if (nrm->kind != OP_RMSNORM || nrm->p0 != add->p0 || nrm->n != r->n || nrm->cols != r->rows ||
+        nrm->p2 == nrm->p0 || overlaps(add->p0, add->n * sizeof(float), r->p2, r->n * (size_t)r->cols * sizeof(float)))
+        return false;
+    if (!matmul_q8_on(c, mm, nrm->p2, nrm->n, nrm->cols) || !floats_unread(c, log, i + 3, n, nrm->p2, nrm->n, nrm->cols))
+        return false;
+    if (c->q_src != r->p2 || c->q_n != (int)r->n || c->q_cols != (int)r->cols) {
+        cuda_launch_quantize_q8(r->p2, c->d_xq, c->d_xds, (int)r->n, (int)r->cols, c->stream);
+        set_quantised(c, r->p2, r->n, r->cols);
+    }
+    const struct q8_in in = q8_input(c);
+    if (c->q_alt) /* the epilogue writes the second set: the input must be in the first */
+        return false;
+    struct cuda_gemv_set set;
+    memset(&set, 0, sizeof set);
+    set.nm = 1;
+    set.W[0] = r->p0;
+    set.bias[0] = r->p1;
+    set.y[0] = (float *)r->p3;
+    set.rows[0] = (int)r->rows;
+    const struct cuda_gemv_epi epi = {(float *)add->p0, nrm->p1, c->d_xq_alt, c->d_xds_alt, c->d_ssq, c->d_ncount};
+    if (cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, in.xq, in.xds, (int)r->n,
+                                  q8_norm(&in), &epi, NULL, c->stream) != 0)
+        return false;
+    set_quantised(c, nrm->p2, nrm->n, nrm->cols);
+    c->q_alt = 1;
+    c->q_eps = nrm->f0;
+    return true;
 }
 
 /* Runs a recorded step's ops, merging neighbours into one launch where the second consumes the first's
@@ -636,6 +790,7 @@ static void set_quantised(struct cuda_backend *c, const float *x, size_t n, int6
  * up to CUDA_GEMV_MULTI int8 products of the same input (Q, K, V; gate, up). */
 static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
 {
+    c->rope_tab_ok = 0;
     for (int i = 0; i < n; i++) {
         const struct op_rec *r = &log[i], *nx = i + 1 < n ? &log[i + 1] : NULL;
         if (c->prof)
@@ -689,6 +844,10 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
             set_quantised(c, r->p2, nx->n, nx->cols);
             continue;
         }
+        if (c->fuse_norm && fuse_residual_norm(c, log, i, n)) {
+            i += 2;
+            continue;
+        }
         if (r->kind == OP_MATMUL && matmul_q8_on(c, r, r->p2, r->n, r->cols)) {
             const size_t xbytes = r->n * (size_t)r->cols * sizeof(float);
             int k = 0;
@@ -704,6 +863,7 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
                     cuda_launch_quantize_q8(r->p2, c->d_xq, c->d_xds, (int)r->n, (int)r->cols, c->stream);
                     set_quantised(c, r->p2, r->n, r->cols);
                 }
+                const struct q8_in in = q8_input(c);
                 struct cuda_gemv_set set;
                 memset(&set, 0, sizeof set);
                 set.nm = k;
@@ -713,8 +873,16 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
                     set.y[j] = (float *)log[i + j].p3;
                     set.rows[j] = (int)log[i + j].rows;
                 }
-                cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, c->d_xq, c->d_xds,
-                                          (int)r->n, c->stream);
+                struct cuda_gemv_rope rope;
+                if (k == 3 && rope_kv_follows(c, log, i, n, &rope) &&
+                    cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, in.xq, in.xds,
+                                              (int)r->n, q8_norm(&in), NULL, &rope, c->stream) == 0) {
+                    c->q_src = NULL;
+                    i += k + 2; /* and the two RoPE ops and the KV store */
+                    continue;
+                }
+                cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, in.xq, in.xds,
+                                          (int)r->n, q8_norm(&in), NULL, NULL, c->stream);
                 i += k - 1;
                 continue;
             }
@@ -1185,6 +1353,10 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
     c->use_graphs = !(g && *g == '0');
     const char *f = getenv("HEARTH_CUDA_FUSE");
     c->fuse = !(f && *f == '0');
+    const char *fn = getenv("HEARTH_CUDA_FUSE_NORM");
+    c->fuse_norm = !(fn && *fn == '0');
+    const char *fr = getenv("HEARTH_CUDA_FUSE_ROPE");
+    c->fuse_rope = !(fr && *fr == '0');
     const char *sa = getenv("HEARTH_CUDA_SPLIT_ATTENTION");
     c->split_att = !(sa && *sa == '0');
     const char *pf = getenv("HEARTH_CUDA_PROFILE");
@@ -1212,15 +1384,18 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
         return err_set(e, ERR_IO, "cannot initialise cuBLAS on GPU %d (status %d)", device, (int)bs);
     }
     cublasSetStream(c->blas, c->stream);
-    const size_t am_bytes = cuda_argmax_scratch_bytes();
-    if ((rc = cudaMalloc(&c->d_argmax, am_bytes + 64)) != cudaSuccess ||
-        (rc = cudaMemset(c->d_argmax, 0, am_bytes + 64)) != cudaSuccess ||
+    /* Small fixed buffers: the argmax scratch, its result, the RoPE angle table. */
+    const size_t am_bytes = cuda_argmax_scratch_bytes(), tab_at = (am_bytes + 64 + 255) & ~(size_t)255;
+    const size_t tab_bytes = (size_t)CUDA_GEMV_MAX_BATCH * (CUDA_ROPE_TABLE_ROT / 2) * sizeof(float2);
+    if ((rc = cudaMalloc(&c->d_argmax, tab_at + tab_bytes)) != cudaSuccess ||
+        (rc = cudaMemset(c->d_argmax, 0, tab_at + tab_bytes)) != cudaSuccess ||
         (rc = cudaMallocHost((void **)&c->h_best, 64)) != cudaSuccess) {
         cuda_free_be(&c->base);
         return err_set(e, ERR_NOMEM, "cannot allocate the greedy pick's buffers on GPU %d: %s", device,
                        cudaGetErrorString(rc));
     }
     c->d_best = (int32_t *)((char *)c->d_argmax + am_bytes);
+    c->d_rope_tab = (float2 *)((char *)c->d_argmax + tab_at);
     if (c->gtime && (cudaEventCreate(&c->gt0) != cudaSuccess || cudaEventCreate(&c->gt1) != cudaSuccess ||
                      cudaEventCreate(&c->gt2) != cudaSuccess)) {
         cudaGetLastError();

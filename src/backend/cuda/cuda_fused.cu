@@ -51,7 +51,6 @@ __global__ void __launch_bounds__(NORM_THREADS)
 {
     __shared__ float sh[32];
     pdl_trigger();
-    pdl_wait();
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
     float *o = out + (size_t)blockIdx.x * dim;
@@ -60,15 +59,17 @@ __global__ void __launch_bounds__(NORM_THREADS)
     if (dim <= NORM_PER * nt) {
         float v[NORM_PER], gv[NORM_PER];
         float ss = 0.0f;
+        /* The weights are not the kernel before's output: load them while it finishes. */
 #pragma unroll
         for (int k = 0; k < NORM_PER; k++) {
             const int i = t + k * nt;
-            v[k] = 0.0f;
-            gv[k] = 0.0f;
-            if (i < dim) {
-                v[k] = xr[i] + (yr ? yr[i] : 0.0f);
-                gv[k] = g[i];
-            }
+            gv[k] = i < dim ? g[i] : 0.0f;
+        }
+        pdl_wait();
+#pragma unroll
+        for (int k = 0; k < NORM_PER; k++) {
+            const int i = t + k * nt;
+            v[k] = i < dim ? xr[i] + (yr ? yr[i] : 0.0f) : 0.0f;
         }
 #pragma unroll
         for (int k = 0; k < NORM_PER; k++) {
@@ -94,6 +95,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
         }
         return;
     }
+    pdl_wait();
     float ss = 0.0f;
     for (int i = t; i < dim; i += nt) {
         float v = xr[i];
@@ -241,6 +243,33 @@ int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, 
     return 0;
 }
 
+/* ---- the batch's RoPE angles, once a step: cos/sin of pair j at token i's position in
+ * table[i * n_rot / 2 + j], for the products' RoPE epilogue ---- */
+
+__global__ void k_rope_table(const int32_t *__restrict__ pos, int n, int n_rot, float freq_base, float freq_scale,
+                             const float *__restrict__ factors, float2 *__restrict__ table)
+{
+    pdl_trigger();
+    const int half = n_rot / 2;
+    for (int t = threadIdx.x; t < n * half; t += blockDim.x) {
+        float cs, sn;
+        rope_cos_sin(t % half, n_rot, pos[t / half], freq_base, freq_scale, factors, &cs, &sn);
+        table[t] = make_float2(cs, sn);
+    }
+    /* Nothing here reads what the kernel before wrote (the positions were copied before the step), but
+     * kernels after this one count on every earlier kernel having finished once this one has. */
+    pdl_wait();
+}
+
+int cuda_launch_rope_table(const int32_t *pos, int n, int n_rot, float freq_base, float freq_scale,
+                           const float *factors, void *table, cudaStream_t s)
+{
+    if (n < 1 || n > CUDA_GEMV_MAX_BATCH || n_rot < 2 || n_rot > CUDA_ROPE_TABLE_ROT || (n_rot & 1))
+        return -1;
+    pdl_launch(k_rope_table, dim3(1), dim3(256), 0, s, pos, n, n_rot, freq_base, freq_scale, factors, (float2 *)table);
+    return 0;
+}
+
 /* ---- split-context attention for decode batches ----
  * Block (split, kv head, token) takes an equal share of the token's cache positions (the share is
  * computed on the GPU from the token's position, so the launch shape never changes and a replayed graph
@@ -251,8 +280,10 @@ int cuda_launch_rope_kv(float *q, float *k, const float *v, void *kc, void *vc, 
  * one split writes its result at once, otherwise each split leaves its partial result and the last
  * split to finish (counted with an atomic, which it resets) merges them. */
 
-#define SPLIT_WARPS 4
 #define SPLIT_N 32       /* splits a token's context is cut into at most */
+/* Warps a block: a share of 32 positions is then one pass of four positions a warp (HEARTH_CUDA_ATT_WARPS=4:
+ * two passes). */
+#define SPLIT_WARPS 8
 #define SPLIT_MIN_POS 32 /* positions a split takes at least (HEARTH_CUDA_ATT_SPLIT_MIN overrides) */
 #define SPLIT_MAX_G 8    /* query heads per KV head */
 #define SPLIT_UNROLL 4 /* sp_reduce4 is written for four */
@@ -338,29 +369,42 @@ __device__ __forceinline__ int sp_share(int n_pos, int min_pos, int *active)
     return len;
 }
 
-template <int F16, int DPL>
-__global__ void __launch_bounds__(SPLIT_WARPS * 32)
+template <int F16, int DPL, int W>
+__global__ void __launch_bounds__(W * 32)
     k_att_split(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
                 float *__restrict__ out, int8_t *__restrict__ xq, float2 *__restrict__ xds, float *__restrict__ part_o,
                 float2 *__restrict__ part_ml, unsigned *__restrict__ counters, const int32_t *__restrict__ pos,
                 int n_heads, int n_kv_heads, float scale, int min_pos)
 {
     constexpr int HD = DPL * 32;
-    __shared__ float sh_acc[SPLIT_WARPS][SPLIT_MAX_G][HD];
-    __shared__ float sh_ml[SPLIT_WARPS][SPLIT_MAX_G][2];
+    __shared__ float sh_acc[W][SPLIT_MAX_G][HD];
+    __shared__ float sh_ml[W][SPLIT_MAX_G][2];
     __shared__ unsigned sh_last;
     __shared__ float sh_f[SPLIT_MAX_G][SPLIT_N], sh_inv[SPLIT_MAX_G];
     const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     pdl_trigger();
-    pdl_wait();
+    /* The positions come from the batch copy made before the step's first kernel, and every cache row
+     * but the newest was written by earlier steps: ask for this share's rows while the kernel before
+     * (which stores the newest) finishes. */
     const int n_pos = pos[i] + 1;
     int active;
     const int len = sp_share(n_pos, min_pos, &active);
-    if (split >= active)
-        return;
     const int p0 = split * len, p1 = min(p0 + len, n_pos);
     const int G = n_heads / n_kv_heads, h0 = kvh * G, kv_dim = n_kv_heads * HD;
+    {
+        constexpr int ROW_BYTES = HD * (F16 ? 2 : 4), LINES = ROW_BYTES / 128;
+        const int old_end = min(p1, n_pos - 1);
+        for (int t = threadIdx.x; t < (old_end - p0) * 2 * LINES; t += W * 32) {
+            const int p = p0 + t / (2 * LINES), part = t % (2 * LINES);
+            const char *base_row = (const char *)(part < LINES ? kc : vc) +
+                                   ((size_t)p * kv_dim + (size_t)kvh * HD) * (F16 ? 2 : 4);
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(base_row + (part % LINES) * 128));
+        }
+    }
+    if (split >= active)
+        return;
+    pdl_wait();
     float qv[SPLIT_MAX_G][DPL], acc[SPLIT_MAX_G][DPL], m[SPLIT_MAX_G], l[SPLIT_MAX_G];
 #pragma unroll
     for (int g = 0; g < SPLIT_MAX_G; g++) {
@@ -373,7 +417,7 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
         }
     }
     const size_t base = (size_t)kvh * HD;
-    for (int pb = p0 + warp * SPLIT_UNROLL; pb < p1; pb += SPLIT_WARPS * SPLIT_UNROLL) {
+    for (int pb = p0 + warp * SPLIT_UNROLL; pb < p1; pb += W * SPLIT_UNROLL) {
         float kr[SPLIT_UNROLL][DPL], vr[SPLIT_UNROLL][DPL];
 #pragma unroll
         for (int u = 0; u < SPLIT_UNROLL; u++) {
@@ -433,15 +477,15 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     }
     __syncthreads();
     const bool single = active == 1;
-    for (int t = threadIdx.x; t < G * HD; t += SPLIT_WARPS * 32) {
+    for (int t = threadIdx.x; t < G * HD; t += W * 32) {
         const int g = t / HD, d = t - g * HD;
         float M = -INFINITY;
 #pragma unroll
-        for (int w = 0; w < SPLIT_WARPS; w++)
+        for (int w = 0; w < W; w++)
             M = fmaxf(M, sh_ml[w][g][0]);
         float L = 0.0f, a = 0.0f;
 #pragma unroll
-        for (int w = 0; w < SPLIT_WARPS; w++) {
+        for (int w = 0; w < W; w++) {
             const float f = sh_ml[w][g][0] == -INFINITY ? 0.0f : expf(sh_ml[w][g][0] - M);
             L += f * sh_ml[w][g][1];
             a += f * sh_acc[w][g][d];
@@ -457,10 +501,11 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     }
     if (single)
         return;
-    /* The last split of this (token, kv head) to finish merges the partial results. */
-    __threadfence();
+    /* The last split of this (token, kv head) to finish merges the partial results (the block's writes
+     * are ordered before its count by the barrier and thread 0's fence). */
     __syncthreads();
     if (threadIdx.x == 0) {
+        __threadfence();
         unsigned *cnt = counters + (size_t)i * n_kv_heads + kvh;
         const unsigned done = atomicAdd(cnt, 1u);
         sh_last = done == (unsigned)active - 1;
@@ -473,7 +518,7 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     __threadfence();
     /* Per head: the splits' weights exp(m_s - M) (a lane a split) and 1 / sum, then a thread per output
      * value sums the splits' partial outputs (loads that bypass L1: other blocks wrote them). */
-    for (int g = warp; g < G; g += SPLIT_WARPS) {
+    for (int g = warp; g < G; g += W) {
         const size_t hi = (size_t)i * n_heads + h0 + g;
         const float2 ml = lane < active ? __ldcg(part_ml + hi * SPLIT_N + lane) : make_float2(-INFINITY, 0.0f);
         float M = ml.x;
@@ -490,37 +535,32 @@ __global__ void __launch_bounds__(SPLIT_WARPS * 32)
             sh_inv[g] = 1.0f / L;
     }
     __syncthreads();
-    for (int t = threadIdx.x; t < G * HD; t += SPLIT_WARPS * 32) {
+    for (int t = threadIdx.x; t < G * HD; t += W * 32) {
         const int g = t / HD, d = t - g * HD;
         const size_t hi = (size_t)i * n_heads + h0 + g;
         const float *po = part_o + hi * SPLIT_N * HD + d;
-        float a = 0.0f;
-#pragma unroll 8
-        for (int sp = 0; sp < active; sp++)
-            a += sh_f[g][sp] * __ldcg(po + (size_t)sp * HD);
+        float a = 0.0f; /* all the shares' loads in flight at once */
+#pragma unroll
+        for (int sp = 0; sp < SPLIT_N; sp++)
+            if (sp < active)
+                a += sh_f[g][sp] * __ldcg(po + (size_t)sp * HD);
         sp_store(out, xq, xds, hi, HD, d, a * sh_inv[g], lane);
     }
 }
 
-template <int F16>
+template <int F16, int W>
 static int att_split_launch(int head_dim, dim3 grid, const float *q, const void *kc, const void *vc, float *out,
                             int8_t *xq, float2 *xds, float *part_o, float2 *part_ml, unsigned *counters,
-                            const int32_t *pos, int n_heads, int n_kv_heads, float scale, cudaStream_t s)
+                            const int32_t *pos, int n_heads, int n_kv_heads, float scale, int min_pos, cudaStream_t s)
 {
-    const int th = SPLIT_WARPS * 32;
-    static int min_pos;
-    if (!min_pos) {
-        const char *env = getenv("HEARTH_CUDA_ATT_SPLIT_MIN");
-        min_pos = env && atoi(env) > 0 ? atoi(env) : SPLIT_MIN_POS;
-    }
     switch (head_dim) {
     case 64:
-        pdl_launch(k_att_split<F16, 2>, grid, dim3(th), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos,
-                   n_heads, n_kv_heads, scale, min_pos);
+        pdl_launch(k_att_split<F16, 2, W>, grid, dim3(W * 32), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters,
+                   pos, n_heads, n_kv_heads, scale, min_pos);
         return 0;
     case 128:
-        pdl_launch(k_att_split<F16, 4>, grid, dim3(th), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters, pos,
-                   n_heads, n_kv_heads, scale, min_pos);
+        pdl_launch(k_att_split<F16, 4, W>, grid, dim3(W * 32), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters,
+                   pos, n_heads, n_kv_heads, scale, min_pos);
         return 0;
     default:
         return -1;
@@ -540,9 +580,20 @@ int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, 
     const dim3 grid((unsigned)SPLIT_N, (unsigned)n_kv_heads, (unsigned)n);
     int8_t *q8 = (int8_t *)xq;
     float2 *d8 = (float2 *)xds;
+    static int min_pos, warps;
+    if (!min_pos) {
+        const char *env = getenv("HEARTH_CUDA_ATT_SPLIT_MIN");
+        min_pos = env && atoi(env) > 0 ? atoi(env) : SPLIT_MIN_POS;
+        env = getenv("HEARTH_CUDA_ATT_WARPS");
+        warps = env && atoi(env) == 4 ? 4 : SPLIT_WARPS;
+    }
     if (f16)
-        return att_split_launch<1>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos, n_heads,
-                                   n_kv_heads, scale, s);
-    return att_split_launch<0>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos, n_heads,
-                               n_kv_heads, scale, s);
+        return warps == 4 ? att_split_launch<1, 4>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos,
+                                                   n_heads, n_kv_heads, scale, min_pos, s)
+                          : att_split_launch<1, SPLIT_WARPS>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml,
+                                                             counters, pos, n_heads, n_kv_heads, scale, min_pos, s);
+    return warps == 4 ? att_split_launch<0, 4>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos,
+                                               n_heads, n_kv_heads, scale, min_pos, s)
+                      : att_split_launch<0, SPLIT_WARPS>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml,
+                                                         counters, pos, n_heads, n_kv_heads, scale, min_pos, s);
 }

@@ -215,13 +215,28 @@ __device__ __forceinline__ void qg_dot_rows(const uint8_t *const (&rp)[ROWS], in
     __syncthreads();
 }
 
-/* Block b computes rows b*ROWS .. b*ROWS+ROWS-1 of its matrix (of the set's up to three) for NB tokens. */
-template <int T, int NB, int ROWS, int WARPS>
+/* Block b computes rows b*ROWS .. b*ROWS+ROWS-1 of its matrix (of the set's up to three) for NB tokens.
+ *
+ * in_ssq (cuda_gemv_norm): the activations are an RMSNorm's input times its weight, quantised without the
+ * norm's scale; in_ssq holds the sums of squares of the norm's input per 32 values, so each token's
+ * scale 1 / sqrt(mean + eps) is applied to the finished dot products (it is common to the whole row).
+ *
+ * QG_EPI_NORM (one matrix, rows % 32 == 0): the output is also added to the residual h, and the last of
+ * the eight blocks that finish a 32-row group quantises that group of h * g (the next norm's weight)
+ * into the int8 activations of the next product, with its sum of squares: residual add + RMSNorm + int8
+ * of the next norm need no launch of their own.
+ * QG_EPI_ROPE (matrices Q, K, V): RoPE on the Q and K rows (pairs of consecutive rows) and the K and V
+ * rows stored into the cache at the token's position: the RoPE and KV-store launch is not needed. */
+enum { QG_PLAIN, QG_EPI_NORM, QG_EPI_ROPE };
+
+template <int T, int NB, int ROWS, int WARPS, int EPI>
 __global__ void __launch_bounds__(WARPS * 32)
     k_gemv_q8(const qg_set set, size_t row_bytes, int nch, const int8_t *__restrict__ xq,
-              const float2 *__restrict__ xds)
+              const float2 *__restrict__ xds, const cuda_gemv_norm in, const cuda_gemv_epi epi,
+              const cuda_gemv_rope rope)
 {
     __shared__ float part[WARPS][ROWS * NB];
+    __shared__ float sh_scale[NB];
     const int bx = (int)blockIdx.x;
     const int m = bx >= set.blk_end[0] ? (bx >= set.blk_end[1] ? 2 : 1) : 0;
     const int b0 = m == 0 ? 0 : m == 1 ? set.blk_end[0] : set.blk_end[1];
@@ -242,21 +257,100 @@ __global__ void __launch_bounds__(WARPS * 32)
             asm volatile("prefetch.global.L2 [%0];" ::"l"(rp[k] + (size_t)c0 * qg_block<T>::QBYTES));
     pdl_trigger();
     pdl_wait();
+    /* The residual values this thread adds to (thread t: row t / NB, token t % NB), loaded before the dot
+     * products so that their latency hides behind them. */
+    float h_old = 0.0f;
+    if (EPI == QG_EPI_NORM && threadIdx.x < ROWS * NB && r0 + (int)threadIdx.x / NB < rows)
+        h_old = epi.h[(size_t)(threadIdx.x % NB) * rows + r0 + threadIdx.x / NB];
     qg_dot_rows<T, NB, ROWS, WARPS>(rp, nch, xq, xds, part);
-    for (int t = threadIdx.x; t < ROWS * NB; t += WARPS * 32) {
-        const int k = t / NB, b = t - k * NB;
-        float v = 0.0f;
+    const int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31);
+    if (in.ssq) {
+        for (int b = warp; b < NB; b += WARPS) {
+            float ss = 0.0f;
+            for (int j = lane; j < nch; j += 32)
+                ss += in.ssq[(size_t)b * nch + j];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0)
+                sh_scale[b] = 1.0f / sqrtf(ss / (float)(nch * 32) + in.eps);
+        }
+        __syncthreads();
+    }
+    /* Warp 0 finishes the outputs, lane t taking row t / NB for token t % NB (ROWS * NB <= 32). */
+    if (warp != 0)
+        return;
+    const int k = lane / NB, b = lane - k * NB;
+    const bool live = lane < ROWS * NB && r0 + k < rows;
+    float v = 0.0f;
+    if (lane < ROWS * NB) {
 #pragma unroll
         for (int w = 0; w < WARPS; w++)
-            v += part[w][t];
-        if (r0 + k < rows)
-            y[(size_t)b * rows + r0 + k] = v + (bias ? bias[r0 + k] : 0.0f);
+            v += part[w][lane];
+        if (in.ssq)
+            v *= sh_scale[b];
+        if (live)
+            v += bias ? bias[r0 + k] : 0.0f;
+    }
+    if (EPI == QG_EPI_ROPE) {
+        /* Q, K, V rows of consecutive pairs (2i, 2i + 1): this lane's partner is row k ^ 1, NB lanes away. */
+        const float other = __shfl_xor_sync(0xffffffffu, v, NB);
+        const int row = r0 + k, d = row % rope.head_dim;
+        if (m < 2 && d < rope.n_rot) {
+            const float2 cs = rope.table[b * (rope.n_rot >> 1) + (d >> 1)];
+            v = (d & 1) ? other * cs.y + v * cs.x : v * cs.x - other * cs.y;
+        }
+        if (live && m > 0) {
+            void *cache = m == 1 ? rope.kc : rope.vc;
+            const size_t at = (size_t)rope.pos[b] * rows + row;
+            if (rope.f16)
+                ((__half *)cache)[at] = __float2half_rn(v);
+            else
+                ((float *)cache)[at] = v;
+        }
+    }
+    if (live) {
+        y[(size_t)b * rows + r0 + k] = v;
+        if (EPI == QG_EPI_NORM)
+            epi.h[(size_t)b * rows + r0 + k] = h_old + v;
+    }
+    if (EPI != QG_EPI_NORM)
+        return;
+    /* Only warp 0 wrote: its writes are ordered before the block's count by lane 0's fence. */
+    __syncwarp();
+    const int grp = r0 >> 5;
+    unsigned done = 0;
+    if (lane == 0) {
+        __threadfence();
+        done = atomicAdd(epi.counters + grp, 1u);
+        if (done == 32 / ROWS - 1)
+            epi.counters[grp] = 0; /* ready for the next launch */
+    }
+    if (__shfl_sync(0xffffffffu, done, 0) != 32 / ROWS - 1)
+        return;
+    __threadfence();
+    const int ngrp = rows >> 5, i = grp * 32 + lane;
+    for (int t = 0; t < NB; t++) {
+        const float hv = __ldcg(epi.h + (size_t)t * rows + i);
+        float ss = hv * hv;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        q8_quant32(hv * epi.g[i], epi.xq + (size_t)t * rows + grp * 32, epi.xds + (size_t)t * ngrp + grp, lane);
+        if (lane == 0)
+            epi.ssq[(size_t)t * ngrp + grp] = ss;
     }
 }
 
-template <int T, int WARPS>
+/* What a launch's epilogue needs (the members its EPI does not use are ignored). */
+struct qg_epilogue {
+    cuda_gemv_epi norm;
+    cuda_gemv_rope rope;
+};
+
+template <int T, int WARPS, int EPI>
 static void launch(const qg_set &set, int nblk, int cols, size_t row_bytes, const int8_t *xq, const float2 *xds, int n,
-                   cudaStream_t s)
+                   const cuda_gemv_norm &in, const qg_epilogue &ep, cudaStream_t s)
 {
     const int nch = cols / 32;
     const dim3 grid((unsigned)nblk), block(WARPS * 32);
@@ -267,36 +361,69 @@ static void launch(const qg_set &set, int nblk, int cols, size_t row_bytes, cons
         const float2 *ds = xds + (size_t)done * nch;
         for (int k = 0; k < CUDA_GEMV_MULTI; k++)
             cur.y[k] = set.y[k] ? set.y[k] + (size_t)done * set.rows[k] : NULL;
+        /* The norm's sums are per token too (epilogues take batches that one launch covers whole). */
+        cuda_gemv_norm ci = in;
+        if (ci.ssq)
+            ci.ssq += (size_t)done * nch;
         if (rem >= 8) {
-            pdl_launch(k_gemv_q8<T, 8, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 8, QG_ROWS, WARPS, EPI>, grid, block, 0, s, cur, row_bytes, nch, xs, ds, ci, ep.norm,
+                       ep.rope);
             done += 8;
         } else if (rem >= 4) {
-            pdl_launch(k_gemv_q8<T, 4, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 4, QG_ROWS, WARPS, EPI>, grid, block, 0, s, cur, row_bytes, nch, xs, ds, ci, ep.norm,
+                       ep.rope);
             done += 4;
         } else if (rem >= 2) {
-            pdl_launch(k_gemv_q8<T, 2, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 2, QG_ROWS, WARPS, EPI>, grid, block, 0, s, cur, row_bytes, nch, xs, ds, ci, ep.norm,
+                       ep.rope);
             done += 2;
         } else {
-            pdl_launch(k_gemv_q8<T, 1, QG_ROWS, WARPS>, grid, block, 0, s, cur, row_bytes, nch, xs, ds);
+            pdl_launch(k_gemv_q8<T, 1, QG_ROWS, WARPS, EPI>, grid, block, 0, s, cur, row_bytes, nch, xs, ds, ci, ep.norm,
+                       ep.rope);
             done += 1;
         }
     }
 }
 
-template <int T>
+template <int T, int EPI>
 static void launch_shape(const qg_set &set, int nblk, int cols, size_t row_bytes, const int8_t *xq, const float2 *xds,
-                         int n, cudaStream_t s)
+                         int n, const cuda_gemv_norm &in, const qg_epilogue &ep, cudaStream_t s)
 {
     if (cols / 32 >= QG_WIDE_NCH)
-        launch<T, 8>(set, nblk, cols, row_bytes, xq, xds, n, s);
+        launch<T, 8, EPI>(set, nblk, cols, row_bytes, xq, xds, n, in, ep, s);
     else
-        launch<T, 4>(set, nblk, cols, row_bytes, xq, xds, n, s);
+        launch<T, 4, EPI>(set, nblk, cols, row_bytes, xq, xds, n, in, ep, s);
+}
+
+template <int EPI>
+static int launch_type(uint32_t rtype, const qg_set &set, int nblk, int cols, size_t row_bytes, const int8_t *q,
+                       const float2 *d, int n, const cuda_gemv_norm &in, const qg_epilogue &ep, cudaStream_t s)
+{
+    if (rtype == CUDA_T_Q4_0R)
+        launch_shape<CUDA_T_Q4_0R, EPI>(set, nblk, cols, row_bytes, q, d, n, in, ep, s);
+    else if (rtype == CUDA_T_Q8_0R)
+        launch_shape<CUDA_T_Q8_0R, EPI>(set, nblk, cols, row_bytes, q, d, n, in, ep, s);
+    else if (rtype == CUDA_T_Q4_KR)
+        launch_shape<CUDA_T_Q4_KR, EPI>(set, nblk, cols, row_bytes, q, d, n, in, ep, s);
+    else if (rtype == CUDA_T_Q6_KR)
+        launch_shape<CUDA_T_Q6_KR, EPI>(set, nblk, cols, row_bytes, q, d, n, in, ep, s);
+    else
+        return -1;
+    return 0;
 }
 
 int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *in, size_t row_bytes, int cols,
-                              const void *xq, const void *xds, int n, cudaStream_t s)
+                              const void *xq, const void *xds, int n, const struct cuda_gemv_norm *norm,
+                              const struct cuda_gemv_epi *epi, const struct cuda_gemv_rope *rope, cudaStream_t s)
 {
-    if (in->nm < 1 || in->nm > CUDA_GEMV_MULTI)
+    if (in->nm < 1 || in->nm > CUDA_GEMV_MULTI || (epi && rope))
+        return -1;
+    /* The residual epilogue takes one matrix whose rows fill whole 32-row groups; the RoPE one Q, K and V
+     * whose heads are whole blocks of rows; both take token rows that one launch covers (at most 8). */
+    if (epi && (in->nm != 1 || in->rows[0] % 32 || n > 8))
+        return -1;
+    if (rope && (in->nm != 3 || n > 8 || rope->head_dim % QG_ROWS || rope->n_rot % 2 || rope->n_rot > rope->head_dim ||
+                 in->rows[0] % rope->head_dim || in->rows[1] % rope->head_dim || in->rows[1] != in->rows[2]))
         return -1;
     const int per_block = QG_ROWS;
     qg_set set;
@@ -312,21 +439,24 @@ int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *in, si
     }
     const int8_t *q = (const int8_t *)xq;
     const float2 *d = (const float2 *)xds;
-    if (rtype == CUDA_T_Q4_0R)
-        launch_shape<CUDA_T_Q4_0R>(set, nblk, cols, row_bytes, q, d, n, s);
-    else if (rtype == CUDA_T_Q8_0R)
-        launch_shape<CUDA_T_Q8_0R>(set, nblk, cols, row_bytes, q, d, n, s);
-    else if (rtype == CUDA_T_Q4_KR)
-        launch_shape<CUDA_T_Q4_KR>(set, nblk, cols, row_bytes, q, d, n, s);
-    else if (rtype == CUDA_T_Q6_KR)
-        launch_shape<CUDA_T_Q6_KR>(set, nblk, cols, row_bytes, q, d, n, s);
-    else
-        return -1;
-    return 0;
+    const cuda_gemv_norm no_norm = {NULL, 0.0f};
+    const cuda_gemv_norm &nm = norm ? *norm : no_norm;
+    qg_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    if (epi) {
+        ep.norm = *epi;
+        return launch_type<QG_EPI_NORM>(rtype, set, nblk, cols, row_bytes, q, d, n, nm, ep, s);
+    }
+    if (rope) {
+        ep.rope = *rope;
+        return launch_type<QG_EPI_ROPE>(rtype, set, nblk, cols, row_bytes, q, d, n, nm, ep, s);
+    }
+    return launch_type<QG_PLAIN>(rtype, set, nblk, cols, row_bytes, q, d, n, nm, ep, s);
 }
 
 int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int rows, int cols, const void *xq,
-                        const void *xds, const float *bias, float *y, int n, cudaStream_t s)
+                        const void *xds, const float *bias, float *y, int n, const struct cuda_gemv_norm *norm,
+                        cudaStream_t s)
 {
     struct cuda_gemv_set set;
     memset(&set, 0, sizeof set);
@@ -335,7 +465,7 @@ int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int row
     set.bias[0] = bias;
     set.y[0] = y;
     set.rows[0] = rows;
-    return cuda_launch_gemv_q8_multi(rtype, &set, row_bytes, cols, xq, xds, n, s);
+    return cuda_launch_gemv_q8_multi(rtype, &set, row_bytes, cols, xq, xds, n, norm, NULL, NULL, s);
 }
 
 /* ---- repacking at upload: one thread per (row, 32-value chunk), from the file's blocks (src, rows of

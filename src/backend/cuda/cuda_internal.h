@@ -62,10 +62,32 @@ int cuda_launch_repack(uint32_t type, const void *src, int rows, int64_t cols, u
  * xq[n, cols] and per 32-value block (d, d * sum(q)) pairs xds[n, cols / 32] (float2), with
  * q = round(x / d), d = max|x| / 127. */
 void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int cols, cudaStream_t s);
+/* Activations that are an RMSNorm's input times its weight, quantised before the norm's scale was known
+ * (struct cuda_gemv_epi makes them): ssq[n, cols / 32] are the input's sums of squares per 32 values, from
+ * which each product applies the scale 1 / sqrt(mean square + eps) to its results. */
+struct cuda_gemv_norm {
+    const float *ssq;
+    float eps;
+};
+/* The fused epilogue of a product whose output is added to the residual that the next RMSNorm reads:
+ * h[n, rows] += y, and per 32 rows the int8 activations of h * g (xq[n, rows], xds[n, rows / 32]) and
+ * h's sum of squares (ssq[n, rows / 32]) for the next product (as struct cuda_gemv_norm). counters:
+ * rows / 32 words, zeroed once (each launch leaves them at zero). xq/xds must not be the product's own
+ * input activations. */
+struct cuda_gemv_epi {
+    float *h;
+    const float *g;
+    int8_t *xq;
+    float2 *xds;
+    float *ssq;
+    unsigned *counters;
+};
 /* y[n, rows] = x . W^T (+ bias) for a repacked W (any CUDA_T_*R layout) with int8 dot
- * products against the quantised activations; n <= CUDA_GEMV_MAX_BATCH. -1 for another type. */
+ * products against the quantised activations (norm: NULL, or how to scale them); n <= CUDA_GEMV_MAX_BATCH.
+ * -1 for another type. */
 int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int rows, int cols, const void *xq,
-                        const void *xds, const float *bias, float *y, int n, cudaStream_t s);
+                        const void *xds, const float *bias, float *y, int n, const struct cuda_gemv_norm *norm,
+                        cudaStream_t s);
 
 /* y[n, rows] = x[n, cols] . W^T (+ bias); W is rows of row_bytes in format type; cols % 32 == 0. */
 int cuda_launch_gemv(uint32_t type, const void *W, size_t row_bytes, int rows, int cols, const float *x,
@@ -135,8 +157,26 @@ struct cuda_gemv_set {
     float *y[CUDA_GEMV_MULTI];
     int rows[CUDA_GEMV_MULTI];
 };
+/* The RoPE + KV-store epilogue of the Q, K, V products (rotary pairs of consecutive dimensions, as in
+ * Llama GGUF files): Q and K rows rotated at the batch positions pos, K and V rows also stored into the
+ * caches kc / vc (f16: half, else float) at those positions; factors: per-pair divisors or NULL. */
+struct cuda_gemv_rope {
+    const int32_t *pos;
+    const float2 *table; /* cos/sin of each token's pairs (cuda_launch_rope_table) */
+    void *kc, *vc;
+    int f16, head_dim, n_rot;
+};
+/* The batch's rotary angles: table[i * n_rot / 2 + j] = (cos, sin) of pair j at pos[i], computed as the
+ * RoPE kernels do (n <= CUDA_GEMV_MAX_BATCH, n_rot <= CUDA_ROPE_TABLE_ROT; -1 otherwise). */
+#define CUDA_ROPE_TABLE_ROT 256
+int cuda_launch_rope_table(const int32_t *pos, int n, int n_rot, float freq_base, float freq_scale,
+                           const float *factors, void *table, cudaStream_t s);
+/* norm as for cuda_launch_gemv_q8; epi (NULL: none) adds the fused residual + next-norm epilogue and
+ * needs one matrix with rows % 32 == 0; rope (NULL: none) the RoPE + KV-store one, for three matrices
+ * Q, K, V (K and V of equal rows, whole heads). Both need n <= 8; -1 when the shape does not fit. */
 int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *set, size_t row_bytes, int cols,
-                              const void *xq, const void *xds, int n, cudaStream_t s);
+                              const void *xq, const void *xds, int n, const struct cuda_gemv_norm *norm,
+                              const struct cuda_gemv_epi *epi, const struct cuda_gemv_rope *rope, cudaStream_t s);
 void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s);
 /* *best (device memory) = the index of the largest of x[n], argmax_f32's rule (cuda_argmax.cu). scratch:
  * cuda_argmax_scratch_bytes(), zeroed once when allocated (its counter is left at zero). */
