@@ -113,6 +113,12 @@ struct cuda_backend {
     /* Greedy picks: the argmax kernel's scratch, its result (device) and the pinned word it is read into. */
     void *d_argmax;
     int32_t *d_best, *h_best;
+    /* Weight upload: two pinned buffers that file bytes are copied into while the other one's copy to
+     * the GPU runs, and the event after each one's last copy (pending: not yet waited for). Made at the
+     * first upload, given back when a context reserves its memory (loading is over by then). */
+    void *h_up[2];
+    cudaEvent_t up_done[2];
+    int up_pending[2], up_next;
     /* First error seen by an op (ops return void). */
     cudaError_t cuda_err;
     int blas_err;
@@ -120,6 +126,7 @@ struct cuda_backend {
 };
 
 static void flush(struct cuda_backend *c);
+static void upload_staging_free(struct cuda_backend *c);
 
 static void note_cuda(struct cuda_backend *c, cudaError_t rc, const char *where)
 {
@@ -228,6 +235,7 @@ static void cuda_free_be(struct backend *be)
     }
     cudaFreeHost(c->h_read);
     cudaFreeHost(c->h_best);
+    upload_staging_free(c);
     cudaFree(c->d_argmax);
     if (c->graph_exec)
         cudaGraphExecDestroy(c->graph_exec);
@@ -255,6 +263,53 @@ static void cuda_free_be(struct backend *be)
     free(c);
 }
 
+#define UPLOAD_CHUNK ((size_t)16 << 20)
+
+static void upload_staging_free(struct cuda_backend *c)
+{
+    for (int k = 0; k < 2; k++) {
+        if (c->up_done[k]) {
+            cudaEventSynchronize(c->up_done[k]);
+            cudaEventDestroy(c->up_done[k]);
+            c->up_done[k] = NULL;
+        }
+        cudaFreeHost(c->h_up[k]);
+        c->h_up[k] = NULL;
+        c->up_pending[k] = 0;
+    }
+}
+
+/* Copies bytes of host memory (the mapped file) to device memory d in stream order, through the two
+ * pinned buffers: while one buffer's copy to the GPU runs, the next chunk of the file is read into the
+ * other (reading the file and the bus transfer overlap, and pinned copies run at the bus speed). Falls
+ * back to a plain copy when pinned memory cannot be had. */
+static cudaError_t upload(struct cuda_backend *c, void *d, const void *src, size_t bytes)
+{
+    if (!c->h_up[0]) {
+        for (int k = 0; k < 2; k++)
+            if (cudaMallocHost(&c->h_up[k], UPLOAD_CHUNK) != cudaSuccess ||
+                cudaEventCreateWithFlags(&c->up_done[k], cudaEventDisableTiming) != cudaSuccess) {
+                cudaGetLastError();
+                upload_staging_free(c);
+                return cudaMemcpyAsync(d, src, bytes, cudaMemcpyHostToDevice, c->stream);
+            }
+    }
+    cudaError_t rc = cudaSuccess;
+    for (size_t off = 0; rc == cudaSuccess && off < bytes; off += UPLOAD_CHUNK) {
+        const size_t n = bytes - off < UPLOAD_CHUNK ? bytes - off : UPLOAD_CHUNK;
+        const int k = c->up_next;
+        c->up_next ^= 1;
+        if (c->up_pending[k] && (rc = cudaEventSynchronize(c->up_done[k])) != cudaSuccess)
+            break;
+        c->up_pending[k] = 0;
+        memcpy(c->h_up[k], (const uint8_t *)src + off, n);
+        rc = cudaMemcpyAsync((uint8_t *)d + off, c->h_up[k], n, cudaMemcpyHostToDevice, c->stream);
+        if (rc == cudaSuccess && (rc = cudaEventRecord(c->up_done[k], c->stream)) == cudaSuccess)
+            c->up_pending[k] = 1;
+    }
+    return rc;
+}
+
 /* Copies w's file blocks to the GPU in slabs of rows (at most REPACK_SLAB bytes of scratch) and repacks
  * each slab into d (bytes long) with a kernel. */
 #define REPACK_SLAB ((size_t)64 << 20)
@@ -274,8 +329,7 @@ static cudaError_t upload_repacked(struct cuda_backend *c, const struct bweight 
     for (int64_t r0 = 0; rc == cudaSuccess && r0 < w->rows; r0 += slab_rows) {
         const int64_t nr = w->rows - r0 < slab_rows ? w->rows - r0 : slab_rows;
         /* Stream order: the copy into raw starts after the previous slab's kernel has read it. */
-        rc = cudaMemcpyAsync(raw, (const uint8_t *)w->host + (size_t)r0 * src_rb, (size_t)nr * src_rb,
-                             cudaMemcpyHostToDevice, c->stream);
+        rc = upload(c, raw, (const uint8_t *)w->host + (size_t)r0 * src_rb, (size_t)nr * src_rb);
         if (rc == cudaSuccess &&
             cuda_launch_repack(w->type, raw, (int)nr, w->cols, dev_type(w), (uint8_t *)d + (size_t)r0 * dst_rb,
                                c->stream) != 0)
@@ -323,7 +377,9 @@ static int cuda_prepare_weight(struct backend *be, struct bweight *w, struct err
             return err_set(e, ERR_IO, "tensor '%s': repacking on the GPU failed (%s)", w->name, cudaGetErrorString(rc));
         }
     } else {
-        rc = cudaMemcpy(d, w->host, bytes, cudaMemcpyHostToDevice);
+        rc = upload(c, d, w->host, bytes);
+        if (rc == cudaSuccess)
+            rc = cudaStreamSynchronize(c->stream);
         if (rc != cudaSuccess) {
             cudaFree(d);
             return err_set(e, ERR_IO, "tensor '%s': copy to the GPU failed (%s)", w->name, cudaGetErrorString(rc));
@@ -454,6 +510,7 @@ static int cuda_reserve(struct backend *be, int max_batch, int64_t max_cols, int
         return err_set(e, ERR_UNSUPPORTED, "head size %d is larger than the CUDA attention kernel's 256",
                        head_dim);
     flush(c);
+    upload_staging_free(c); /* the weights are loaded by now */
     c->q_src = NULL;
     cudaStreamSynchronize(c->stream);
     if (max_batch > c->cap_batch) {

@@ -369,18 +369,21 @@ __device__ __forceinline__ int sp_share(int n_pos, int min_pos, int *active)
     return len;
 }
 
-template <int F16, int DPL, int W>
-__global__ void __launch_bounds__(W * 32)
+/* MAX_G: query heads a KV head at most (4 or 8): the per-head registers are sized by it, and at 4 two
+ * blocks fit an SM, so the usual grid of a Llama 8B step runs in one wave. FIXED: exactly MAX_G heads, so
+ * the head loops have no exit and the heads' dependent chains (scores, warp sums, softmax) interleave. */
+template <int F16, int DPL, int W, int MAX_G, bool FIXED>
+__global__ void __launch_bounds__(W * 32, 2)
     k_att_split(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
                 float *__restrict__ out, int8_t *__restrict__ xq, float2 *__restrict__ xds, float *__restrict__ part_o,
                 float2 *__restrict__ part_ml, unsigned *__restrict__ counters, const int32_t *__restrict__ pos,
                 int n_heads, int n_kv_heads, float scale, int min_pos)
 {
     constexpr int HD = DPL * 32;
-    __shared__ float sh_acc[W][SPLIT_MAX_G][HD];
-    __shared__ float sh_ml[W][SPLIT_MAX_G][2];
+    __shared__ float sh_acc[W][MAX_G][HD];
+    __shared__ float sh_ml[W][MAX_G][2];
     __shared__ unsigned sh_last;
-    __shared__ float sh_f[SPLIT_MAX_G][SPLIT_N], sh_inv[SPLIT_MAX_G];
+    __shared__ float sh_f[MAX_G][SPLIT_N], sh_inv[MAX_G];
     const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     pdl_trigger();
@@ -391,7 +394,7 @@ __global__ void __launch_bounds__(W * 32)
     int active;
     const int len = sp_share(n_pos, min_pos, &active);
     const int p0 = split * len, p1 = min(p0 + len, n_pos);
-    const int G = n_heads / n_kv_heads, h0 = kvh * G, kv_dim = n_kv_heads * HD;
+    const int G = FIXED ? MAX_G : n_heads / n_kv_heads, h0 = kvh * G, kv_dim = n_kv_heads * HD;
     {
         constexpr int ROW_BYTES = HD * (F16 ? 2 : 4), LINES = ROW_BYTES / 128;
         const int old_end = min(p1, n_pos - 1);
@@ -405,14 +408,28 @@ __global__ void __launch_bounds__(W * 32)
     if (split >= active)
         return;
     pdl_wait();
-    float qv[SPLIT_MAX_G][DPL], acc[SPLIT_MAX_G][DPL], m[SPLIT_MAX_G], l[SPLIT_MAX_G];
+    float qv[MAX_G][DPL], acc[MAX_G][DPL], m[MAX_G], l[MAX_G];
 #pragma unroll
-    for (int g = 0; g < SPLIT_MAX_G; g++) {
+    for (int g = 0; g < MAX_G; g++) {
         m[g] = -INFINITY;
         l[g] = 0.0f;
+        const float *qr = q + ((size_t)i * n_heads + h0 + g) * HD + lane * DPL;
+        float qq[DPL];
+        if (g < G) {
+            if (DPL == 4) {
+                const float4 t = *(const float4 *)qr;
+                qq[0] = t.x, qq[1] = t.y, qq[2] = t.z, qq[3] = t.w;
+            } else {
+#pragma unroll
+                for (int d = 0; d < DPL; d += 2) {
+                    const float2 t = *(const float2 *)(qr + d);
+                    qq[d] = t.x, qq[d + 1] = t.y;
+                }
+            }
+        }
 #pragma unroll
         for (int d = 0; d < DPL; d++) {
-            qv[g][d] = g < G ? q[((size_t)i * n_heads + h0 + g) * HD + lane * DPL + d] * scale : 0.0f;
+            qv[g][d] = g < G ? qq[d] * scale : 0.0f;
             acc[g][d] = 0.0f;
         }
     }
@@ -426,7 +443,7 @@ __global__ void __launch_bounds__(W * 32)
             sp_row<F16, DPL>(vc, (size_t)p * kv_dim + base, lane, vr[u]);
         }
 #pragma unroll
-        for (int g = 0; g < SPLIT_MAX_G; g++) {
+        for (int g = 0; g < MAX_G; g++) {
             if (g >= G)
                 break;
             float sc[SPLIT_UNROLL];
@@ -464,7 +481,7 @@ __global__ void __launch_bounds__(W * 32)
     }
     /* The warps' results meet in shared memory. */
 #pragma unroll
-    for (int g = 0; g < SPLIT_MAX_G; g++) {
+    for (int g = 0; g < MAX_G; g++) {
         if (g >= G)
             break;
 #pragma unroll
@@ -548,23 +565,38 @@ __global__ void __launch_bounds__(W * 32)
     }
 }
 
-template <int F16, int W>
+template <int F16, int W, int MAX_G, bool FIXED>
 static int att_split_launch(int head_dim, dim3 grid, const float *q, const void *kc, const void *vc, float *out,
                             int8_t *xq, float2 *xds, float *part_o, float2 *part_ml, unsigned *counters,
                             const int32_t *pos, int n_heads, int n_kv_heads, float scale, int min_pos, cudaStream_t s)
 {
     switch (head_dim) {
     case 64:
-        pdl_launch(k_att_split<F16, 2, W>, grid, dim3(W * 32), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters,
-                   pos, n_heads, n_kv_heads, scale, min_pos);
+        pdl_launch(k_att_split<F16, 2, W, MAX_G, FIXED>, grid, dim3(W * 32), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml,
+                   counters, pos, n_heads, n_kv_heads, scale, min_pos);
         return 0;
     case 128:
-        pdl_launch(k_att_split<F16, 4, W>, grid, dim3(W * 32), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml, counters,
-                   pos, n_heads, n_kv_heads, scale, min_pos);
+        pdl_launch(k_att_split<F16, 4, W, MAX_G, FIXED>, grid, dim3(W * 32), 0, s, q, kc, vc, out, xq, xds, part_o, part_ml,
+                   counters, pos, n_heads, n_kv_heads, scale, min_pos);
         return 0;
     default:
         return -1;
     }
+}
+
+template <int F16, int W>
+static int att_split_group(int head_dim, dim3 grid, const float *q, const void *kc, const void *vc, float *out,
+                           int8_t *xq, float2 *xds, float *part_o, float2 *part_ml, unsigned *counters,
+                           const int32_t *pos, int n_heads, int n_kv_heads, float scale, int min_pos, cudaStream_t s)
+{
+    if (n_heads / n_kv_heads == 4)
+        return att_split_launch<F16, W, 4, true>(head_dim, grid, q, kc, vc, out, xq, xds, part_o, part_ml, counters,
+                                                 pos, n_heads, n_kv_heads, scale, min_pos, s);
+    if (n_heads / n_kv_heads < 4)
+        return att_split_launch<F16, W, 4, false>(head_dim, grid, q, kc, vc, out, xq, xds, part_o, part_ml, counters,
+                                                  pos, n_heads, n_kv_heads, scale, min_pos, s);
+    return att_split_launch<F16, W, SPLIT_MAX_G, false>(head_dim, grid, q, kc, vc, out, xq, xds, part_o, part_ml,
+                                                        counters, pos, n_heads, n_kv_heads, scale, min_pos, s);
 }
 
 int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, int f16, float *out, void *xq,
@@ -588,12 +620,12 @@ int cuda_launch_attention_split(const float *q, const void *kc, const void *vc, 
         warps = env && atoi(env) == 4 ? 4 : SPLIT_WARPS;
     }
     if (f16)
-        return warps == 4 ? att_split_launch<1, 4>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos,
-                                                   n_heads, n_kv_heads, scale, min_pos, s)
-                          : att_split_launch<1, SPLIT_WARPS>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml,
-                                                             counters, pos, n_heads, n_kv_heads, scale, min_pos, s);
-    return warps == 4 ? att_split_launch<0, 4>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos,
-                                               n_heads, n_kv_heads, scale, min_pos, s)
-                      : att_split_launch<0, SPLIT_WARPS>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml,
-                                                         counters, pos, n_heads, n_kv_heads, scale, min_pos, s);
+        return warps == 4 ? att_split_group<1, 4>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos,
+                                                  n_heads, n_kv_heads, scale, min_pos, s)
+                          : att_split_group<1, SPLIT_WARPS>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml,
+                                                            counters, pos, n_heads, n_kv_heads, scale, min_pos, s);
+    return warps == 4 ? att_split_group<0, 4>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml, counters, pos,
+                                              n_heads, n_kv_heads, scale, min_pos, s)
+                      : att_split_group<0, SPLIT_WARPS>(head_dim, grid, q, kc, vc, out, q8, d8, part_o, part_ml,
+                                                        counters, pos, n_heads, n_kv_heads, scale, min_pos, s);
 }

@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -42,7 +43,9 @@ void cuda_launch_quantize_q8(const float *x, void *xq, void *xds, int n, int col
 /* Rows a block (each activation load serves them all). Measured on an H100 over the Llama 1B/8B shapes,
  * this beat 1 or 2 rows a warp with the row's chunks walked by one warp by 5-40%. */
 #define QG_ROWS 4
-/* Warps a block: 4, or 8 for rows of 8192+ values (the FFN down product), whose chunk loop is long. */
+/* Warps a block: 4, or for rows of 8192+ values (the FFN down product), whose chunk loop is long, 8 — or 7
+ * where that divides the row's chunks evenly (14336 values: two chunks a lane, no lane idle in the second
+ * pass; HEARTH_CUDA_GEMV_WIDE_WARPS=8 keeps 8). */
 #define QG_WIDE_NCH 256
 
 template <int T> struct qg_block; /* one lane's block of one row: quant words and scale */
@@ -173,9 +176,30 @@ struct qg_set {
  * ...), so every chunk load of the activations serves ROWS rows and a wide row is read with many loads in
  * flight; the warps' sums are left in part[w][row * NB + token] (the caller adds them up after the
  * barrier this ends with). */
+/* Adds chunk c of the ROWS rows (blk) times the NB tokens' activations to acc. */
+template <int T, int NB, int ROWS>
+__device__ __forceinline__ void qg_dot_chunk(const qg_block<T> (&blk)[ROWS], int c, int nch,
+                                             const int8_t *__restrict__ xq, const float2 *__restrict__ xds,
+                                             float (&acc)[ROWS][NB])
+{
+    const size_t cols = (size_t)nch * 32;
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        const int4 *xv = (const int4 *)(xq + b * cols + (size_t)c * 32);
+        const int4 x0 = __ldg(xv), x1 = __ldg(xv + 1);
+        const float2 ds = __ldg(xds + (size_t)b * nch + c);
+#pragma unroll
+        for (int k = 0; k < ROWS; k++)
+            acc[k][b] += blk[k].dot(x0, x1, ds);
+    }
+}
+
+/* first: this lane's first chunk of the rows (chunk warp * 32 + lane, when below nch), loaded by the
+ * caller before it waited for the kernel before (the weights do not depend on it). */
 template <int T, int NB, int ROWS, int WARPS>
 __device__ __forceinline__ void qg_dot_rows(const uint8_t *const (&rp)[ROWS], int nch, const int8_t *__restrict__ xq,
-                                            const float2 *__restrict__ xds, float (&part)[WARPS][ROWS * NB])
+                                            const float2 *__restrict__ xds, const qg_block<T> (&first)[ROWS],
+                                            float (&part)[WARPS][ROWS * NB])
 {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float acc[ROWS][NB];
@@ -184,22 +208,16 @@ __device__ __forceinline__ void qg_dot_rows(const uint8_t *const (&rp)[ROWS], in
 #pragma unroll
         for (int b = 0; b < NB; b++)
             acc[k][b] = 0.0f;
-    const size_t cols = (size_t)nch * 32;
+    const int c0 = warp * 32 + lane;
+    if (c0 < nch)
+        qg_dot_chunk<T, NB, ROWS>(first, c0, nch, xq, xds, acc);
 #pragma unroll 2
-    for (int c = warp * 32 + lane; c < nch; c += WARPS * 32) {
+    for (int c = c0 + WARPS * 32; c < nch; c += WARPS * 32) {
         qg_block<T> blk[ROWS];
 #pragma unroll
         for (int k = 0; k < ROWS; k++)
             blk[k].load(rp[k], nch, c);
-#pragma unroll
-        for (int b = 0; b < NB; b++) {
-            const int4 *xv = (const int4 *)(xq + b * cols + (size_t)c * 32);
-            const int4 x0 = __ldg(xv), x1 = __ldg(xv + 1);
-            const float2 ds = __ldg(xds + (size_t)b * nch + c);
-#pragma unroll
-            for (int k = 0; k < ROWS; k++)
-                acc[k][b] += blk[k].dot(x0, x1, ds);
-        }
+        qg_dot_chunk<T, NB, ROWS>(blk, c, nch, xq, xds, acc);
     }
 #pragma unroll
     for (int k = 0; k < ROWS; k++)
@@ -249,12 +267,14 @@ __global__ void __launch_bounds__(WARPS * 32)
 #pragma unroll
     for (int k = 0; k < ROWS; k++)
         rp[k] = W + (size_t)(r0 + k < rows ? r0 + k : r0) * row_bytes;
-    /* The weights do not depend on the kernel before: ask for this lane's first chunks while it ends. */
+    /* The weights do not depend on the kernel before: load this lane's first chunk of each row while it
+     * ends (for the 4096-wide products that is all of the lane's weights). */
     const int c0 = (int)(threadIdx.x >> 5) * 32 + (int)(threadIdx.x & 31);
+    qg_block<T> first[ROWS];
     if (c0 < nch)
 #pragma unroll
         for (int k = 0; k < ROWS; k++)
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(rp[k] + (size_t)c0 * qg_block<T>::QBYTES));
+            first[k].load(rp[k], nch, c0);
     pdl_trigger();
     pdl_wait();
     /* The residual values this thread adds to (thread t: row t / NB, token t % NB), loaded before the dot
@@ -262,7 +282,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     float h_old = 0.0f;
     if (EPI == QG_EPI_NORM && threadIdx.x < ROWS * NB && r0 + (int)threadIdx.x / NB < rows)
         h_old = epi.h[(size_t)(threadIdx.x % NB) * rows + r0 + threadIdx.x / NB];
-    qg_dot_rows<T, NB, ROWS, WARPS>(rp, nch, xq, xds, part);
+    qg_dot_rows<T, NB, ROWS, WARPS>(rp, nch, xq, xds, first, part);
     const int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31);
     if (in.ssq) {
         for (int b = warp; b < NB; b += WARPS) {
@@ -389,7 +409,15 @@ template <int T, int EPI>
 static void launch_shape(const qg_set &set, int nblk, int cols, size_t row_bytes, const int8_t *xq, const float2 *xds,
                          int n, const cuda_gemv_norm &in, const qg_epilogue &ep, cudaStream_t s)
 {
-    if (cols / 32 >= QG_WIDE_NCH)
+    static int wide = -1;
+    if (wide < 0) {
+        const char *env = getenv("HEARTH_CUDA_GEMV_WIDE_WARPS");
+        wide = env && atoi(env) == 8 ? 8 : 7;
+    }
+    const int nch = cols / 32;
+    if (nch >= QG_WIDE_NCH && wide == 7 && nch % (7 * 32) == 0)
+        launch<T, 7, EPI>(set, nblk, cols, row_bytes, xq, xds, n, in, ep, s);
+    else if (nch >= QG_WIDE_NCH)
         launch<T, 8, EPI>(set, nblk, cols, row_bytes, xq, xds, n, in, ep, s);
     else
         launch<T, 4, EPI>(set, nblk, cols, row_bytes, xq, xds, n, in, ep, s);
