@@ -621,7 +621,7 @@ static void exec_matmul(struct cuda_backend *c, const struct op_rec *r)
             }
             const struct q8_in in = q8_input(c);
             cuda_launch_gemv_q8(type, W, row_bytes, rows, cols, in.xq, in.xds, b, y, n, q8_norm(&in), c->stream);
-        } else {
+        } else if (cuda_launch_gemv_half(type, W, row_bytes, rows, cols, x, b, y, n, c->stream) != 0) {
             cuda_launch_gemv(type, W, row_bytes, rows, cols, x, b, y, n, c->stream);
         }
         if ((const float *)y < x + (size_t)n * cols && x < y + (size_t)n * rows)

@@ -89,6 +89,10 @@ int cuda_launch_gemv_q8(uint32_t rtype, const void *W, size_t row_bytes, int row
                         const void *xds, const float *bias, float *y, int n, const struct cuda_gemv_norm *norm,
                         cudaStream_t s);
 
+/* y[n, rows] = x[n, cols] . W^T (+ bias) for F16 or BF16 W (cuda_gemv_half.cu), n <= CUDA_GEMV_MAX_BATCH;
+ * -1 for another type, or rows not made of 16-byte groups. */
+int cuda_launch_gemv_half(uint32_t type, const void *W, size_t row_bytes, int rows, int cols, const float *x,
+                          const float *bias, float *y, int n, cudaStream_t s);
 /* y[n, rows] = x[n, cols] . W^T (+ bias); W is rows of row_bytes in format type; cols % 32 == 0. */
 int cuda_launch_gemv(uint32_t type, const void *W, size_t row_bytes, int rows, int cols, const float *x,
                      const float *bias, float *y, int n, cudaStream_t s);
