@@ -317,11 +317,8 @@ static void test_variant(void **state) { tu_model_check_variant(*state, &cuda); 
 static void test_write(void **state)
 {
     (void)state;
-    require_gpu();
     struct err e = {0};
-    struct backend *be = NULL;
-    if (backend_cuda_new(0, &be, &e) != 0)
-        fail_msg("%s", e.msg);
+    struct backend *be = make_cuda();
     enum { N = 4096 };
     assert_int_equal(be->ops->reserve(be, 8, 256, 16, 64, &e), 0);
     float *host = malloc(N * sizeof *host), *got = malloc(N * sizeof *got);
@@ -363,11 +360,8 @@ static void test_write(void **state)
 static void test_argmax(void **state)
 {
     (void)state;
-    require_gpu();
     struct err e = {0};
-    struct backend *be = NULL;
-    if (backend_cuda_new(0, &be, &e) != 0)
-        fail_msg("%s", e.msg);
+    struct backend *be = make_cuda();
     enum { N = 128256, CASES = 9 };
     assert_int_equal(be->ops->reserve(be, 8, 256, 16, 64, &e), 0);
     float *host = malloc(N * sizeof *host);

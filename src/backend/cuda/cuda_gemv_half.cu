@@ -9,6 +9,7 @@
 
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_launch.cuh"
+#include "backend/cuda/cuda_reduce.cuh"
 
 extern "C" {
 #include "tensor/tensor.h"
@@ -83,18 +84,7 @@ __global__ void __launch_bounds__(GH_WARPS * 32)
                              w[k][5] * c.y + w[k][6] * c.z + w[k][7] * c.w;
         }
     }
-#pragma unroll
-    for (int k = 0; k < GH_ROWS; k++)
-#pragma unroll
-        for (int b = 0; b < NB; b++) {
-            float v = acc[k][b];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0)
-                part[warp][k * NB + b] = v;
-        }
-    __syncthreads();
+    gemv_warp_sums<GH_ROWS, NB, GH_WARPS>(acc, part);
     if (threadIdx.x >= GH_ROWS * NB)
         return;
     const int k = (int)threadIdx.x / NB, b = (int)threadIdx.x - k * NB;

@@ -11,6 +11,7 @@
 
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_launch.cuh"
+#include "backend/cuda/cuda_reduce.cuh"
 #include "backend/cuda/cuda_q8.cuh"
 
 extern "C" {
@@ -219,18 +220,7 @@ __device__ __forceinline__ void qg_dot_rows(const uint8_t *const (&rp)[ROWS], in
             blk[k].load(rp[k], nch, c);
         qg_dot_chunk<T, NB, ROWS>(blk, c, nch, xq, xds, acc);
     }
-#pragma unroll
-    for (int k = 0; k < ROWS; k++)
-#pragma unroll
-        for (int b = 0; b < NB; b++) {
-            float v = acc[k][b];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0)
-                part[warp][k * NB + b] = v;
-        }
-    __syncthreads();
+    gemv_warp_sums<ROWS, NB, WARPS>(acc, part);
 }
 
 /* Block b computes rows b*ROWS .. b*ROWS+ROWS-1 of its matrix (of the set's up to three) for NB tokens.
