@@ -181,6 +181,47 @@ static void test_validation_names_option(void **state)
 
 /* ---- greedy ----------------------------------------------------------------------------------- */
 
+/* sampler_is_plain_greedy says when a pick is the bare argmax (so a backend may make it without the
+ * logits): checked against what sampler_sample actually picks after the best token was seen, where a
+ * penalty would move the pick. */
+static void test_plain_greedy(void **state)
+{
+    (void)state;
+    const float a[6] = {0.5f, -1.0f, 3.25f, 3.0f, -7.0f, 1.0f};
+    const struct {
+        float temp, repeat, presence, frequency;
+        int32_t last_n;
+        bool plain;
+        int32_t pick; /* after token 2 was seen twice */
+    } cases[] = {
+        {0.0f, 1.0f, 0.0f, 0.0f, 64, true, 2},  {0.0f, 1.5f, 0.0f, 0.0f, 64, false, 3},
+        {0.0f, 1.5f, 0.0f, 0.0f, 0, true, 2},   {0.0f, 1.0f, 1.0f, 0.0f, 64, false, 3},
+        {0.0f, 1.0f, 0.0f, 0.5f, 64, false, 3}, {-1.0f, 1.0f, 0.0f, 0.0f, 64, true, 2},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct sample_params p = params(cases[k].temp, 40, 0.9f, 0.0f);
+        p.repeat_penalty = cases[k].repeat;
+        p.presence_penalty = cases[k].presence;
+        p.frequency_penalty = cases[k].frequency;
+        p.repeat_last_n = cases[k].last_n;
+        struct sampler *s = make(&p, 6, 16);
+        assert_int_equal(sampler_is_plain_greedy(s), cases[k].plain);
+        sampler_accept(s, 2);
+        sampler_accept(s, 2);
+        float buf[6];
+        const int32_t got = sample_copy(s, a, buf, 6);
+        assert_int_equal(got, cases[k].pick);
+        if (cases[k].plain)
+            assert_int_equal(got, argmax_f32(a, 6));
+        sampler_free(s);
+    }
+    /* Any temperature above zero samples. */
+    struct sample_params p = params(0.8f, 40, 0.9f, 0.0f);
+    struct sampler *s = make(&p, 6, 16);
+    assert_false(sampler_is_plain_greedy(s));
+    sampler_free(s);
+}
+
 static void test_greedy(void **state)
 {
     (void)state;
@@ -1018,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_validation_names_option),
         cmocka_unit_test(test_greedy),
+        cmocka_unit_test(test_plain_greedy),
         cmocka_unit_test(test_greedy_matches_reference_models),
         cmocka_unit_test(test_penalty_amounts),
         cmocka_unit_test(test_penalties_steer_sampling),
