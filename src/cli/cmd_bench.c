@@ -189,17 +189,15 @@ int cmd_bench(int argc, char **argv)
     struct bench_params p = {.n_prompt = (int)n_prompt, .n_gen = (int)n_gen, .n_repeat = (int)n_repeat,
                              .n_threads = (int)threads, .seed = (uint64_t)seed,
                              .format = schema ? schema : format};
-    double membw = 0, membw_first = 0;
-    /* Measured in this run, with the models' thread count, before any model is in memory; again after
-     * each CPU row, whose roofline takes the mean of the probes on either side of it (a shared host's
-     * bandwidth drifts over minutes). */
+    double membw = 0;
+    /* Measured in this run, with the models' thread count, before any model is in memory (the header's
+     * figure; each CPU row probes again between its repeats for its own roofline). */
     if (bench_membw_isolated(p.n_threads, 0, &membw, &e)) {
         fprintf(stderr, "hearth bench: %s\n", e.msg);
         free(schema);
         free(paths);
         return EXIT_RUNTIME;
     }
-    membw_first = membw;
     json_t *rows = json ? json_array() : NULL;
     int status = 0;
     if (!json)
@@ -218,16 +216,6 @@ int cmd_bench(int argc, char **argv)
                 status = EXIT_RUNTIME;
                 continue;
             }
-            if (!p.gpu) {
-                double after = 0;
-                if (bench_membw_isolated(p.n_threads, 0, &after, &e)) {
-                    fprintf(stderr, "hearth bench: %s\n", e.msg);
-                    status = EXIT_RUNTIME;
-                    after = membw;
-                }
-                bench_roofline(&r, (membw + after) / 2, false);
-                membw = after;
-            }
             if (json)
                 json_array_append_new(rows, row_json(paths[i], format, &r));
             else
@@ -236,7 +224,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (json) {
         json_t *doc = json_pack("{s:i, s:i, s:i, s:I, s:f, s:o*, s:o}", "prompt_tokens", p.n_prompt, "gen_tokens",
-                                p.n_gen, "repeat", p.n_repeat, "seed", (json_int_t)p.seed, "membw_gbs", membw_first,
+                                p.n_gen, "repeat", p.n_repeat, "seed", (json_int_t)p.seed, "membw_gbs", membw,
                                 "format", format ? json_string(format) : NULL, "results", rows);
         char *s = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
         if (s)
@@ -247,9 +235,9 @@ int cmd_bench(int argc, char **argv)
         json_decref(doc);
     } else {
         printf("\nprompt %d tokens, %d generated, medians of %d runs; memory read bandwidth %.1f GB/s at the "
-               "start (a CPU row's roofline uses the probes before and after it); roofline = bandwidth / weight "
-               "bytes read per decoded token%s%s\n",
-               p.n_prompt, p.n_gen, p.n_repeat, membw_first, format ? "; decoding constrained by --format " : "",
+               "start; roofline = bandwidth / weight bytes read per decoded token (a CPU row: each run's decode "
+               "against the bandwidth probed just before and after it, the median over the runs)%s%s\n",
+               p.n_prompt, p.n_gen, p.n_repeat, membw, format ? "; decoding constrained by --format " : "",
                format ? format : "");
     }
     free(schema);

@@ -288,13 +288,21 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
     else
         snprintf(r->backend, sizeof r->backend, "%s (%s)", be->ops->name, backend_cpu_isa());
     r->n_threads = be->n_threads;
-    double *v = calloc((size_t)p->n_repeat * 4, sizeof *v);
+    double *v = calloc((size_t)p->n_repeat * 6 + 1, sizeof *v);
     int32_t *prompt = NULL;
     if (!v) {
         be->ops->free(be);
         return err_set(e, ERR_NOMEM, "out of memory");
     }
     double *load = v, *prefill = v + p->n_repeat, *first = v + 2 * p->n_repeat, *decode = v + 3 * p->n_repeat;
+    double *bw = v + 4 * p->n_repeat, *pct = bw + p->n_repeat + 1;
+    /* A CPU row's roofline: the memory bandwidth is probed before the first repeat and after each one
+     * (in a child process, so the probe's buffer stays out of this process's peak RSS), and each
+     * repeat's decode is set against the mean of the probes on its two sides; the row's figure is the
+     * median of those ratios. A shared host's bandwidth drifts within a row, and probes only at a row's
+     * ends measure other minutes than its middle repeats. */
+    if (!p->gpu)
+        rc = bench_membw_isolated(p->n_threads, 0, &bw[0], e);
     for (int i = 0; i < p->n_repeat && !rc; i++) {
         int64_t t[4] = {0};
         rc = bench_once(path, be, p, &prompt, r, t, e);
@@ -302,6 +310,13 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
         prefill[i] = t[1] > 0 ? (double)p->n_prompt * 1e9 / (double)t[1] : 0;
         first[i] = (double)t[2] / 1e6;
         decode[i] = t[3] > 0 ? (double)p->n_gen * 1e9 / (double)t[3] : 0;
+        if (!rc && !p->gpu && !(rc = bench_membw_isolated(p->n_threads, 0, &bw[i + 1], e)))
+            pct[i] = r->decode_bytes ? 100.0 * decode[i] * (double)r->decode_bytes / ((bw[i] + bw[i + 1]) / 2 * 1e9)
+                                     : 0;
+    }
+    if (!rc && !p->gpu) {
+        r->roofline_pct = median(pct, p->n_repeat);
+        r->membw_gbs = median(bw, p->n_repeat + 1);
     }
     if (!rc) {
         r->load_ms = median(load, p->n_repeat);
@@ -309,20 +324,13 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
         r->first_token_ms = median(first, p->n_repeat);
         r->decode_tps = median(decode, p->n_repeat);
         r->peak_rss_bytes = clock_peak_rss_bytes();
+        if (!p->gpu && r->decode_bytes)
+            r->roofline_tps = r->membw_gbs * 1e9 / (double)r->decode_bytes;
     }
     free(prompt);
     free(v);
     be->ops->free(be);
     return rc;
-}
-
-void bench_roofline(struct bench_result *r, double membw_gbs, bool gpu)
-{
-    if (gpu)
-        return;
-    r->membw_gbs = membw_gbs;
-    r->roofline_tps = r->decode_bytes ? membw_gbs * 1e9 / (double)r->decode_bytes : 0;
-    r->roofline_pct = r->roofline_tps > 0 ? 100.0 * r->decode_tps / r->roofline_tps : 0;
 }
 
 /* ---- isolation ---- */

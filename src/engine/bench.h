@@ -42,10 +42,12 @@ struct bench_result {
     double first_token_ms; /* prompt start to the first generated token (prefill + pick) */
     int format_values;     /* with a format: complete values decoded in the last run */
     int64_t peak_rss_bytes;
-    /* Filled by bench_roofline. */
-    double membw_gbs;    /* measured memory read bandwidth, 1e9 bytes/s */
+    /* CPU rows (0 for a GPU row, whose weights are read from device memory, which the probe does not
+     * measure): */
+    double membw_gbs;    /* measured memory read bandwidth, 1e9 bytes/s: the median of the row's probes */
     double roofline_tps; /* membw / decode_bytes */
-    double roofline_pct; /* decode_tps as a percentage of roofline_tps */
+    double roofline_pct; /* the median over repeats of decode as a percentage of the roofline of the
+                          * bandwidth probed just before and after that repeat */
 };
 
 /* Bytes of weights one decode step reads: every matrix once (the output projection included, also
@@ -58,18 +60,17 @@ uint64_t bench_decode_bytes(const struct model *m);
 int bench_membw(int n_threads, size_t bytes, double *gbs, struct err *e);
 
 /* Loads path on the CPU backend (the GPU one with p->gpu; ERR_UNSUPPORTED when there is none) and
- * measures it (see struct bench_params). Fills r except the
- * roofline fields; peak_rss_bytes is this process's high-water mark. */
+ * measures it (see struct bench_params), a CPU row with its roofline (bandwidth probes between the
+ * repeats, in child processes: this process must have no other threads than its backend's pool, whose
+ * workers the children do not need); peak_rss_bytes is this process's high-water mark. */
 int bench_model(const char *path, const struct bench_params *p, struct bench_result *r, struct err *e);
 
-/* The same two measurements in a forked child, the result passed back through a pipe. The calling
- * process must not have other threads running (fork copies only the caller). */
+/* The same two measurements in a forked child, the result passed back through a pipe. Fork copies only
+ * the calling thread: the child uses nothing another thread of the caller may hold (it makes its own
+ * pool; malloc stays usable across fork). */
 int bench_membw_isolated(int n_threads, size_t bytes, double *gbs, struct err *e);
 int bench_model_isolated(const char *path, const struct bench_params *p, struct bench_result *r,
                          struct err *e);
 
-/* Sets r's roofline fields from a measured host-memory bandwidth (left 0 for a GPU row: its weights
- * are read from device memory, which the probe does not measure). */
-void bench_roofline(struct bench_result *r, double membw_gbs, bool gpu);
 
 #endif
