@@ -22,9 +22,12 @@ for k in ("prefill_tps", "decode_tps", "first_token_ms", "load_ms", "peak_rss_by
           "roofline_pct", "size_bytes", "params", "decode_bytes_per_token"):
     assert isinstance(r[k], (int, float)) and r[k] > 0, (k, r[k])
 assert r["membw_gbs"] > 0, r
-# The roofline is bandwidth / bytes per token, and the percentage is decode speed against it.
+# The roofline is bandwidth (the median of the row's probes) / bytes per token. The percentage is the
+# median over runs of each run's decode against the probes beside it, so it equals decode / roofline
+# only up to the host's bandwidth drift within the row: within half of it (a unit slip is 8x or 1e3x).
 assert abs(r["roofline_tps"] - r["membw_gbs"] * 1e9 / r["decode_bytes_per_token"]) <= 1e-6 * r["roofline_tps"], r
-assert abs(r["roofline_pct"] - 100 * r["decode_tps"] / r["roofline_tps"]) <= 1e-6 * r["roofline_pct"], r
+whole = 100 * r["decode_tps"] / r["roofline_tps"]
+assert abs(r["roofline_pct"] - whole) <= 0.5 * whole, (r, whole)
 # The model's resident memory includes at least its weights (all F32, read on every token).
 assert r["peak_rss_bytes"] >= r["size_bytes"], r
 
