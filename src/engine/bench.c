@@ -175,7 +175,7 @@ static int format_grammar(const struct bench_params *p, const struct model *m, s
  * grammar (counted in *values) so that the constraint stays active for every step. */
 static int pick(struct grammar *g, float *logits, int n_vocab, int32_t *tok, int *values, struct err *e)
 {
-    if (g && grammar_apply(g, logits) <= 0)
+    if (grammar_apply(g, logits) <= 0)
         return err_set(e, ERR_INVALID, "bench: the format grammar allows no token");
     *tok = argmax_f32(logits, n_vocab);
     int rc = grammar_accept(g, *tok, e);

@@ -88,19 +88,34 @@ static void free_ref(struct ref_weight *rw)
     free(rw->values);
 }
 
-/* The kernel tables this CPU can run, besides the scalar one. */
-static int simd_tables(const struct cpu_kernel *(*out[2])(uint32_t), const char *names[2])
+/* The SIMD kernel tables this CPU can run (AVX2, AVX-512), each with its name. */
+struct simd_set {
+    const struct cpu_kernel *(*tables[2])(uint32_t);
+    const char *names[2];
+    int n;
+};
+
+static struct simd_set simd_tables(void)
 {
-    int n = 0;
+    struct simd_set set = {.n = 0};
     if (cpu_isa_detect() >= CPU_ISA_AVX2) {
-        out[n] = cpu_kernels_avx2;
-        names[n++] = "avx2";
+        set.tables[set.n] = cpu_kernels_avx2;
+        set.names[set.n++] = "avx2";
     }
     if (cpu_isa_detect() >= CPU_ISA_AVX512) {
-        out[n] = cpu_kernels_avx512;
-        names[n++] = "avx512";
+        set.tables[set.n] = cpu_kernels_avx512;
+        set.names[set.n++] = "avx512";
     }
-    return n;
+    return set;
+}
+
+/* simd_tables, or the test is skipped on a CPU without SIMD kernels. */
+static struct simd_set simd_tables_or_skip(void)
+{
+    const struct simd_set set = simd_tables();
+    if (set.n == 0)
+        skip();
+    return set;
 }
 
 /* Sum of |w_k * a_k| over a row: the scale rounding differences are measured against. */
@@ -118,9 +133,7 @@ static double abs_dot(const float *w, const float *a, int64_t n)
 static void test_simd_vs_scalar(void **state)
 {
     (void)state;
-    const struct cpu_kernel *(*tables[2])(uint32_t);
-    const char *names[2];
-    const int n_tables = simd_tables(tables, names);
+    const struct simd_set simd = simd_tables();
     int tested = 0;
     for (size_t f = 0; f < N_REF; f++) {
         struct ref_weight rw;
@@ -161,8 +174,8 @@ static void test_simd_vs_scalar(void **state)
                 if (fabs(ref - exact) > rel * mag + 1e-6)
                     fail_msg("%s row %lld: scalar kernel %g, float reference %g", ref_files[f], (long long)r,
                              (double)ref, exact);
-                for (int t = 0; t < n_tables; t++) {
-                    const struct cpu_kernel *k = tables[t](type);
+                for (int t = 0; t < simd.n; t++) {
+                    const struct cpu_kernel *k = simd.tables[t](type);
                     if (!k)
                         continue;
                     assert_int_equal(k->act_type, sk->act_type);
@@ -172,7 +185,7 @@ static void test_simd_vs_scalar(void **state)
                     assert_memory_equal(qk, qa, a_row);
                     const float got = k->vec_dot(cols, wr, qk);
                     if (fabs(got - ref) > 1e-5 * mag + 1e-6)
-                        fail_msg("%s %s row %lld: %g, scalar %g", names[t], ref_files[f], (long long)r, (double)got,
+                        fail_msg("%s %s row %lld: %g, scalar %g", simd.names[t], ref_files[f], (long long)r, (double)got,
                                  (double)ref);
                     tested++;
                 }
@@ -184,7 +197,7 @@ static void test_simd_vs_scalar(void **state)
         free(deq);
         free_ref(&rw);
     }
-    if (n_tables > 0 && tested == 0)
+    if (simd.n > 0 && tested == 0)
         skip();
 }
 
@@ -194,11 +207,7 @@ static void test_simd_vs_scalar(void **state)
 static void test_q4_0_row_lengths(void **state)
 {
     (void)state;
-    const struct cpu_kernel *(*tables[2])(uint32_t);
-    const char *names[2];
-    const int n_tables = simd_tables(tables, names);
-    if (n_tables == 0)
-        skip();
+    const struct simd_set simd = simd_tables_or_skip();
     static const int64_t lengths[] = {32, 224, 256, 288, 512 + 7 * 32, 2048, 4096 + 5 * 32, 14336};
     const struct cpu_kernel *sk = cpu_kernel_scalar(DT_Q4_0);
     for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
@@ -215,15 +224,15 @@ static void test_q4_0_row_lengths(void **state)
             quant_quantize_q4_0(wf, (struct block_q4_0 *)(void *)(wq + off), cols);
             const float ref = sk->vec_dot(cols, wq + off, qa);
             const double mag = abs_dot(wf, x, cols);
-            for (int t = 0; t < n_tables; t++) {
-                const struct cpu_kernel *k = tables[t](DT_Q4_0);
+            for (int t = 0; t < simd.n; t++) {
+                const struct cpu_kernel *k = simd.tables[t](DT_Q4_0);
                 const size_t a_row = cpu_act_row_bytes(k, cols);
                 uint8_t *qk = aligned_alloc(64, (a_row + 63) & ~(size_t)63);
                 assert_non_null(qk);
                 k->quantize(x, qk, cols);
                 const float got = k->vec_dot(cols, wq + off, qk);
                 if (fabs(got - ref) > 1e-5 * mag + 1e-6)
-                    fail_msg("%s Q4_0 row of %lld at offset %d: %g, scalar %g", names[t], (long long)cols, off,
+                    fail_msg("%s Q4_0 row of %lld at offset %d: %g, scalar %g", simd.names[t], (long long)cols, off,
                              (double)got, (double)ref);
                 free(qk);
             }
@@ -239,11 +248,7 @@ static void test_q4_0_row_lengths(void **state)
 static void test_quantize_q8_0(void **state)
 {
     (void)state;
-    const struct cpu_kernel *(*tables[2])(uint32_t);
-    const char *names[2];
-    const int n_tables = simd_tables(tables, names);
-    if (n_tables == 0)
-        skip();
+    const struct simd_set simd = simd_tables_or_skip();
     enum { N = 4096 };
     float *x = malloc(N * sizeof *x);
     struct block_q8_0 *a = malloc(N / 32 * sizeof *a), *b = malloc(N / 32 * sizeof *b);
@@ -251,13 +256,13 @@ static void test_quantize_q8_0(void **state)
     fill_acts(x, N, 5);
     memset(x, 0, 32 * sizeof *x); /* an all-zero block */
     quant_quantize_q8_0(x, a, N);
-    for (int t = 0; t < n_tables; t++) {
-        tables[t](DT_Q8_0)->quantize(x, b, N);
+    for (int t = 0; t < simd.n; t++) {
+        simd.tables[t](DT_Q8_0)->quantize(x, b, N);
         for (int blk = 0; blk < N / 32; blk++) {
             assert_int_equal(a[blk].d, b[blk].d);
             for (int j = 0; j < 32; j++)
                 if (a[blk].qs[j] != b[blk].qs[j])
-                    fail_msg("%s block %d element %d: %d vs %d", names[t], blk, j, b[blk].qs[j], a[blk].qs[j]);
+                    fail_msg("%s block %d element %d: %d vs %d", simd.names[t], blk, j, b[blk].qs[j], a[blk].qs[j]);
         }
     }
     free(x);
@@ -270,11 +275,7 @@ static void test_quantize_q8_0(void **state)
 static void test_quantize_q8_k(void **state)
 {
     (void)state;
-    const struct cpu_kernel *(*tables[2])(uint32_t);
-    const char *names[2];
-    const int n_tables = simd_tables(tables, names);
-    if (n_tables == 0)
-        skip();
+    const struct simd_set simd = simd_tables_or_skip();
     enum { N = 4096, NB = N / 256 };
     float *x = malloc(N * sizeof *x);
     struct block_q8_k *a = malloc(NB * sizeof *a), *b = malloc(NB * sizeof *b);
@@ -286,12 +287,12 @@ static void test_quantize_q8_k(void **state)
     x[512 + 3] = 25.0f;
     x[512 + 9] = -25.0f;
     quant_quantize_q8_k(x, a, N);
-    for (int t = 0; t < n_tables; t++) {
+    for (int t = 0; t < simd.n; t++) {
         memset(b, 0x55, NB * sizeof *b);
-        tables[t](DT_Q4_K)->quantize(x, b, N);
+        simd.tables[t](DT_Q4_K)->quantize(x, b, N);
         for (int blk = 0; blk < NB; blk++) {
             if (a[blk].d != b[blk].d)
-                fail_msg("%s block %d: d %g vs %g", names[t], blk, (double)b[blk].d, (double)a[blk].d);
+                fail_msg("%s block %d: d %g vs %g", simd.names[t], blk, (double)b[blk].d, (double)a[blk].d);
             assert_memory_equal(a[blk].qs, b[blk].qs, sizeof a[blk].qs);
             assert_memory_equal(a[blk].bsums, b[blk].bsums, sizeof a[blk].bsums);
         }
@@ -375,11 +376,7 @@ static void check_tile8(const char *label, const struct cpu_kernel *k, const uin
 static void test_gemm_tiles(void **state)
 {
     (void)state;
-    const struct cpu_kernel *(*tables[2])(uint32_t);
-    const char *names[2];
-    const int n_tables = simd_tables(tables, names);
-    if (n_tables == 0)
-        skip();
+    const struct simd_set simd = simd_tables_or_skip();
     static const int row_sets[3][4] = {{0, 1, 2, 3}, {17, 40, 41, 255}, {9, 9, 9, 9}};
     int tested = 0;
     for (size_t f = 0; f < N_REF; f++) {
@@ -391,8 +388,8 @@ static void test_gemm_tiles(void **state)
         float *x = malloc((size_t)8 * cols * sizeof *x);
         assert_non_null(x);
         fill_acts(x, 8 * cols, 300 + f);
-        for (int t = 0; t < n_tables; t++) {
-            const struct cpu_kernel *k = tables[t](type);
+        for (int t = 0; t < simd.n; t++) {
+            const struct cpu_kernel *k = simd.tables[t](type);
             if (!k || !k->gemm)
                 continue;
             const size_t a_row = cpu_act_row_bytes(k, cols);
@@ -404,7 +401,7 @@ static void test_gemm_tiles(void **state)
                 ap[c] = qa + (size_t)c * a_row;
             }
             char label[64];
-            snprintf(label, sizeof label, "%s %s", names[t], ref_files[f]);
+            snprintf(label, sizeof label, "%s %s", simd.names[t], ref_files[f]);
             for (int s = 0; s < 3; s++)
                 check_tile(label, k, rw.t->data, dtype_row_bytes(type, cols), row_sets[s], ap, cols, rw.values, x);
             /* A repeated token column, as in a partial token tile. */
@@ -438,8 +435,8 @@ static void test_gemm_tiles(void **state)
     }
     const void *ap[4] = {x, x + COLS, x + 2 * COLS, x + 3 * COLS};
     static const int rs[4] = {7, 0, 3, 3};
-    for (int t = 0; t < n_tables; t++) {
-        const struct cpu_kernel *k16 = tables[t](DT_F16), *k32 = tables[t](DT_F32);
+    for (int t = 0; t < simd.n; t++) {
+        const struct cpu_kernel *k16 = simd.tables[t](DT_F16), *k32 = simd.tables[t](DT_F32);
         if (k16 && k16->gemm) {
             check_tile("F16", k16, (const uint8_t *)w16, COLS * sizeof *w16, rs, ap, COLS, wv, x);
             tested++;
@@ -449,7 +446,7 @@ static void test_gemm_tiles(void **state)
             tested++;
         }
         /* BF16: the SIMD dot against the scalar one, then the tile against the SIMD dot. */
-        const struct cpu_kernel *kb = tables[t](DT_BF16), *sb = cpu_kernel_scalar(DT_BF16);
+        const struct cpu_kernel *kb = simd.tables[t](DT_BF16), *sb = cpu_kernel_scalar(DT_BF16);
         if (kb) {
             for (int r = 0; r < ROWS; r++) {
                 const float got = kb->vec_dot(COLS, wb + r * COLS, x), ref = sb->vec_dot(COLS, wb + r * COLS, x);

@@ -113,15 +113,22 @@ static void run_stalled(struct threadpool *p, int stall_slot, enum stall_mode mo
     }
 }
 
+/* A pool of n threads (the test fails if it cannot be made). */
+static struct threadpool *make_pool(int n)
+{
+    struct err e = {0};
+    struct threadpool *p = NULL;
+    assert_int_equal(threadpool_new(n, &p, &e), 0);
+    return p;
+}
+
 /* One thread of the job stalled (slot 0 is always the caller's; other slots go to whichever thread
  * claims them): the running threads take its rows, and every row is done once. */
 static void test_stalled_thread(void **state)
 {
     (void)state;
     for (int threads = 2; threads <= 4; threads++) {
-        struct err e = {0};
-        struct threadpool *p = NULL;
-        assert_int_equal(threadpool_new(threads, &p, &e), 0);
+        struct threadpool *p = make_pool(threads);
         for (int stall = 0; stall < 2; stall++) {
             run_stalled(p, stall, STALL_BEFORE);
             run_stalled(p, stall, STALL_HOLDING);
@@ -156,9 +163,7 @@ static void test_every_slot_once(void **state)
 {
     (void)state;
     for (int threads = 1; threads <= 4; threads++) {
-        struct err e = {0};
-        struct threadpool *p = NULL;
-        assert_int_equal(threadpool_new(threads, &p, &e), 0);
+        struct threadpool *p = make_pool(threads);
         for (int round = 0; round < 600; round++) {
             struct slots_job j;
             memset(&j, 0, sizeof j);
