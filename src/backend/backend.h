@@ -84,6 +84,14 @@ struct backend_ops {
     /* *best (host memory) = the index of the largest of x[n] by argmax_f32's rule (first on ties, never
      * a NaN): a greedy pick made where the logits are, so that they need not be read. */
     void (*argmax)(struct backend *be, const float *x, int n, int32_t *best);
+    /* Optional (NULL where not offered), called between set_batch and argmax: once this step's pick is
+     * known on the device, start the next one-token step at once, fed with that pick at the next
+     * position, while the host takes the pick back and the caller looks at it. A set_batch with exactly
+     * that token and position then finds its step already running. Whatever else the caller does next
+     * simply runs after it: that step writes only scratch and the KV cache rows of the next position,
+     * which any step at that position writes again before reading them. The caller makes sure the next
+     * position lies inside the KV cache. */
+    void (*greedy_ahead)(struct backend *be);
 };
 
 struct backend {

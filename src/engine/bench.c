@@ -187,12 +187,13 @@ static int pick(struct grammar *g, float *logits, int n_vocab, int32_t *tok, int
 }
 
 /* Runs tokens and picks the next one greedily: on the backend that holds the logits (they are not
- * copied out, as in plain greedy generation), or through the format grammar on the host. */
+ * copied out, as in plain greedy generation; more: another step follows, which the backend may start at
+ * once), or through the format grammar on the host. */
 static int step(struct model_ctx *c, struct grammar *g, const int32_t *toks, int n, float *logits, int32_t *tok,
-                int *values, struct err *e)
+                bool more, int *values, struct err *e)
 {
     if (!g)
-        return model_forward_greedy(c, toks, n, tok, e);
+        return more ? model_forward_greedy_ahead(c, toks, n, tok, e) : model_forward_greedy(c, toks, n, tok, e);
     int rc = model_forward(c, toks, n, logits, false, e);
     return rc ? rc : pick(g, logits, c->m->hp.n_vocab, tok, values, e);
 }
@@ -247,14 +248,14 @@ static int bench_once(const char *path, struct backend *be, const struct bench_p
 
     t0 = clock_ns();
     int32_t tok = 0;
-    rc = step(c, g, *prompt, p->n_prompt, logits, &tok, &values, e);
+    rc = step(c, g, *prompt, p->n_prompt, logits, &tok, true, &values, e);
     if (rc)
         goto done;
     t[1] = t[2] = clock_ns() - t0;
 
     t0 = clock_ns();
     for (int i = 0; i < p->n_gen; i++) {
-        rc = step(c, g, &tok, 1, logits, &tok, &values, e);
+        rc = step(c, g, &tok, 1, logits, &tok, i + 1 < p->n_gen, &values, e);
         if (rc)
             goto done;
     }

@@ -12,13 +12,16 @@
 #define TEXT_CAP 4096
 
 /* One forward pass under the request's lock: the last token's logits into logits, or, with best, just
- * the greedy pick (model_forward_greedy). */
+ * the greedy pick (model_forward_greedy; more: the pick may be wanted as the next token, so the backend
+ * may start that step at once, model_forward_greedy_ahead). */
 static int locked_forward(struct model_ctx *c, const struct gen_request *r, const int32_t *toks, int n,
-                          float *logits, int32_t *best, struct err *e)
+                          float *logits, int32_t *best, bool more, struct err *e)
 {
     if (r->forward_lock)
         pthread_mutex_lock(r->forward_lock);
-    int rc = best ? model_forward_greedy(c, toks, n, best, e) : model_forward(c, toks, n, logits, false, e);
+    int rc = !best  ? model_forward(c, toks, n, logits, false, e)
+             : more ? model_forward_greedy_ahead(c, toks, n, best, e)
+                    : model_forward_greedy(c, toks, n, best, e);
     if (r->forward_lock)
         pthread_mutex_unlock(r->forward_lock);
     return rc;
@@ -76,7 +79,7 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
      * are, so they are never copied out: at GPU speeds that copy and the scan cost ~0.1 ms a token. */
     int32_t picked = 0;
     int32_t *pick = !r->grammar && sampler_is_plain_greedy(smp) ? &picked : NULL;
-    rc = locked_forward(c, r, r->prompt + reuse, (int)(r->n_prompt - reuse), logits, pick, e);
+    rc = locked_forward(c, r, r->prompt + reuse, (int)(r->n_prompt - reuse), logits, pick, r->max_tokens != 0, e);
     if (rc)
         goto out;
     if (r->kv_tokens && r->n_kv_tokens) {
@@ -123,7 +126,7 @@ int generate(struct model_ctx *c, const struct gen_request *r, gen_emit_fn emit,
             st->done_reason = "length";
             break;
         }
-        rc = locked_forward(c, r, &tok, 1, logits, pick, e);
+        rc = locked_forward(c, r, &tok, 1, logits, pick, r->max_tokens < 0 || st->eval_tokens < r->max_tokens, e);
         if (rc)
             goto out;
         if (r->kv_tokens && r->n_kv_tokens && *r->n_kv_tokens < (size_t)c->n_ctx)

@@ -21,9 +21,10 @@ static void move_hidden(struct model_ctx *c, int a, int b, int n)
 }
 
 /* Runs one chunk; the last row's logits go to logits (all rows' when all_logits), or, with best, only
- * the index of the last row's largest logit is taken back. */
+ * the index of the last row's largest logit is taken back; ahead: the backend may start the next step
+ * with that pick (model_forward_greedy_ahead). */
 static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
-                          int32_t *best)
+                          int32_t *best, bool ahead)
 {
     struct model *m = c->m;
     const struct hparams *hp = &m->hp;
@@ -92,14 +93,18 @@ static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, flo
         op->matmul(be, &m->output, NULL, c->xb + (size_t)r0 * d, c->logits, nr);
         if (logits)
             op->read(be, logits + (size_t)r0 * hp->n_vocab, c->logits, (size_t)nr * hp->n_vocab);
-        if (best && r0 + nr == rows)
+        if (best && r0 + nr == rows) {
+            /* The next step's position must lie in the cache, and the whole step on this backend. */
+            if (ahead && op->greedy_ahead && m->n_be == 1 && c->n_past + n < c->n_ctx)
+                op->greedy_ahead(be);
             op->argmax(be, c->logits + (size_t)(nr - 1) * hp->n_vocab, hp->n_vocab, best);
+        }
     }
     c->n_past += n;
 }
 
 static int forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
-                   int32_t *best, struct err *e)
+                   int32_t *best, bool ahead, struct err *e)
 {
     const int n_vocab = c->m->hp.n_vocab;
     if (c->m->hp.arch == ARCH_BERT)
@@ -122,7 +127,7 @@ static int forward(struct model_ctx *c, const int32_t *tokens, int n, float *log
             out = logits + (size_t)done * n_vocab;
         else if (last)
             out = logits;
-        forward_chunk(c, tokens + done, chunk, out, all_logits, last ? best : NULL);
+        forward_chunk(c, tokens + done, chunk, out, all_logits, last ? best : NULL, last && ahead);
         done += chunk;
     }
     return 0;
@@ -131,10 +136,15 @@ static int forward(struct model_ctx *c, const int32_t *tokens, int n, float *log
 int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
                   struct err *e)
 {
-    return forward(c, tokens, n, logits, all_logits, NULL, e);
+    return forward(c, tokens, n, logits, all_logits, NULL, false, e);
 }
 
 int model_forward_greedy(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e)
 {
-    return forward(c, tokens, n, NULL, false, best, e);
+    return forward(c, tokens, n, NULL, false, best, false, e);
+}
+
+int model_forward_greedy_ahead(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e)
+{
+    return forward(c, tokens, n, NULL, false, best, true, e);
 }

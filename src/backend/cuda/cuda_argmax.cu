@@ -85,3 +85,15 @@ void cuda_launch_argmax(const float *x, int n, void *scratch, int32_t *best, cud
     unsigned *counter = (unsigned *)(keys + AM_BLOCKS);
     pdl_launch(k_argmax, dim3(AM_BLOCKS), dim3(AM_THREADS), 0, s, x, n, keys, counter, best);
 }
+
+/* A greedy pick fed back as the next step's token, one position on (a step started ahead). */
+__global__ void k_next_token(const int32_t *__restrict__ best, int32_t *__restrict__ tokens, int32_t *__restrict__ pos)
+{
+    tokens[0] = *best;
+    pos[0] += 1;
+}
+
+void cuda_launch_next_token(const int32_t *best, int32_t *tokens, int32_t *pos, cudaStream_t s)
+{
+    k_next_token<<<1, 1, 0, s>>>(best, tokens, pos);
+}

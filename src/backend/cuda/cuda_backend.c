@@ -110,9 +110,18 @@ struct cuda_backend {
      * through the driver's own staging at a fraction of the bus speed. */
     float *h_read;
     size_t h_read_n;
-    /* Greedy picks: the argmax kernel's scratch, its result (device) and the pinned word it is read into. */
+    /* Greedy picks: the argmax kernel's scratch, its result (device) and the pinned words it is read
+     * into (two slots, each with the event after its copy; best_next: the slot the next copy takes). */
     void *d_argmax;
     int32_t *d_best, *h_best;
+    cudaEvent_t best_ev[2];
+    int best_next;
+    /* Steps started ahead (greedy_ahead; HEARTH_CUDA_AHEAD=0 turns it off): ahead_req, asked for the
+     * step being recorded; ahead_pending, one is running, fed with ahead_tok at position ahead_pos, its
+     * pick landing in slot ahead_slot; ahead_hit, set_batch found the current step to be that one;
+     * step_graphed, the step just flushed ran as the graph; step_ran_ahead, ... needed no launch at all. */
+    int ahead_on, ahead_req, ahead_pending, ahead_hit, ahead_slot, step_graphed, step_ran_ahead;
+    int32_t ahead_tok, ahead_pos, batch_pos0;
     /* Weight upload: two pinned buffers that file bytes are copied into while the other one's copy to
      * the GPU runs, and the event after each one's last copy (pending: not yet waited for). Made at the
      * first upload, given back when a context reserves its memory (loading is over by then). */
@@ -144,16 +153,22 @@ static void note_blas(struct cuda_backend *c, cublasStatus_t rc, const char *whe
     }
 }
 
-int backend_cuda_check(struct backend *be, struct err *e)
+/* The first error the ops met, as backend_cuda_check reports it, without ending a recorded step. */
+static int first_error(struct cuda_backend *c, struct err *e)
 {
-    struct cuda_backend *c = (struct cuda_backend *)be;
-    flush(c);
     note_cuda(c, cudaGetLastError(), "kernel launch");
     if (c->cuda_err != cudaSuccess)
         return err_set(e, ERR_IO, "CUDA error in %s: %s", c->err_where, cudaGetErrorString(c->cuda_err));
     if (c->blas_err)
         return err_set(e, ERR_IO, "cuBLAS error %d in %s", c->blas_err, c->err_where);
     return 0;
+}
+
+int backend_cuda_check(struct backend *be, struct err *e)
+{
+    struct cuda_backend *c = (struct cuda_backend *)be;
+    flush(c);
+    return first_error(c, e);
 }
 
 static bool type_has_kernels(uint32_t t)
@@ -216,6 +231,7 @@ static void cuda_free_be(struct backend *be)
     struct cuda_backend *c = (struct cuda_backend *)be;
     cudaSetDevice(c->device);
     flush(c);
+    cudaStreamSynchronize(c->stream); /* a step started ahead may still be running */
     if (c->prof) {
         cuda_profile_print(c->prof, stderr);
         cuda_profile_free(c->prof);
@@ -235,6 +251,9 @@ static void cuda_free_be(struct backend *be)
     }
     cudaFreeHost(c->h_read);
     cudaFreeHost(c->h_best);
+    for (int k = 0; k < 2; k++)
+        if (c->best_ev[k])
+            cudaEventDestroy(c->best_ev[k]);
     upload_staging_free(c);
     cudaFree(c->d_argmax);
     if (c->graph_exec)
@@ -757,6 +776,37 @@ static bool floats_unread(const struct cuda_backend *c, const struct op_rec *log
     return true;
 }
 
+/* How many matmuls from log[i] on (up to CUDA_GEMV_MULTI) multiply the same input the same way (type, row
+ * size, shape; on the int8 path too when q8) into outputs apart from that input: one launch can do them. */
+static int same_input_products(const struct cuda_backend *c, const struct op_rec *log, int i, int n, bool q8)
+{
+    const struct op_rec *r = &log[i];
+    const size_t xbytes = r->n * (size_t)r->cols * sizeof(float);
+    int k = 0;
+    while (k < CUDA_GEMV_MULTI && i + k < n) {
+        const struct op_rec *m = &log[i + k];
+        if (m->kind != OP_MATMUL || m->p2 != r->p2 || m->n != r->n || m->cols != r->cols || m->type != r->type ||
+            m->row_bytes != r->row_bytes || (q8 && !matmul_q8_on(c, m, r->p2, r->n, r->cols)) ||
+            overlaps(m->p3, m->n * (size_t)m->rows * sizeof(float), r->p2, xbytes))
+            break;
+        k++;
+    }
+    return k;
+}
+
+/* The matrices of the k products from log[i] on, for a multi-matrix launch. */
+static void product_set(const struct op_rec *log, int i, int k, struct cuda_gemv_set *set)
+{
+    memset(set, 0, sizeof *set);
+    set->nm = k;
+    for (int j = 0; j < k; j++) {
+        set->W[j] = log[i + j].p0;
+        set->bias[j] = log[i + j].p1;
+        set->y[j] = (float *)log[i + j].p3;
+        set->rows[j] = (int)log[i + j].rows;
+    }
+}
+
 /* Whether log[i..i+2] (the Q, K, V products) are followed by RoPE on Q, RoPE on K and the store of K
  * and V into the cache, with rotary pairs of consecutive dimensions (not NeoX): then the products'
  * epilogue does those three ops (*rope says how). */
@@ -844,7 +894,7 @@ static bool fuse_residual_norm(struct cuda_backend *c, const struct op_rec *log,
 /* Runs a recorded step's ops, merging neighbours into one launch where the second consumes the first's
  * output: residual add + RMSNorm (+ the int8 activations of the product that follows), RoPE on Q and K
  * + KV store, attention + the int8 activations of the output projection, SwiGLU + int8 activations, and
- * up to CUDA_GEMV_MULTI int8 products of the same input (Q, K, V; gate, up). */
+ * up to CUDA_GEMV_MULTI int8 or F16/BF16 products of the same input (Q, K, V; gate, up). */
 static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
 {
     c->rope_tab_ok = 0;
@@ -906,15 +956,7 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
             continue;
         }
         if (r->kind == OP_MATMUL && matmul_q8_on(c, r, r->p2, r->n, r->cols)) {
-            const size_t xbytes = r->n * (size_t)r->cols * sizeof(float);
-            int k = 0;
-            while (k < CUDA_GEMV_MULTI && i + k < n) {
-                const struct op_rec *m = &log[i + k];
-                if (!matmul_q8_on(c, m, r->p2, r->n, r->cols) || m->type != r->type || m->row_bytes != r->row_bytes ||
-                    overlaps(m->p3, m->n * (size_t)m->rows * sizeof(float), r->p2, xbytes))
-                    break;
-                k++;
-            }
+            const int k = same_input_products(c, log, i, n, true);
             if (k > 1) {
                 if (c->q_src != r->p2 || c->q_n != (int)r->n || c->q_cols != (int)r->cols) {
                     cuda_launch_quantize_q8(r->p2, c->d_xq, c->d_xds, (int)r->n, (int)r->cols, c->stream);
@@ -922,14 +964,7 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
                 }
                 const struct q8_in in = q8_input(c);
                 struct cuda_gemv_set set;
-                memset(&set, 0, sizeof set);
-                set.nm = k;
-                for (int j = 0; j < k; j++) {
-                    set.W[j] = log[i + j].p0;
-                    set.bias[j] = log[i + j].p1;
-                    set.y[j] = (float *)log[i + j].p3;
-                    set.rows[j] = (int)log[i + j].rows;
-                }
+                product_set(log, i, k, &set);
                 struct cuda_gemv_rope rope;
                 if (k == 3 && rope_kv_follows(c, log, i, n, &rope) &&
                     cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, in.xq, in.xds,
@@ -940,6 +975,17 @@ static void exec_log(struct cuda_backend *c, const struct op_rec *log, int n)
                 }
                 cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, in.xq, in.xds,
                                           (int)r->n, q8_norm(&in), NULL, NULL, c->stream);
+                i += k - 1;
+                continue;
+            }
+        }
+        if (r->kind == OP_MATMUL && (r->type == DT_F16 || r->type == DT_BF16) && r->n <= CUDA_GEMV_MAX_BATCH) {
+            const int k = same_input_products(c, log, i, n, false);
+            struct cuda_gemv_set set;
+            product_set(log, i, k, &set);
+            if (k > 1 && cuda_launch_gemv_half_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, r->p2,
+                                                     (int)r->n, c->stream) == 0) {
+                c->q_src = NULL;
                 i += k - 1;
                 continue;
             }
@@ -1037,6 +1083,11 @@ static void submit(struct cuda_backend *c, const struct op_rec *r)
  * into the graph (updating it in place when its shape allows) and launches it. */
 static void flush(struct cuda_backend *c)
 {
+    /* A step started ahead is claimed by the set_batch that follows it or not at all. */
+    c->ahead_pending = 0;
+    const int hit = c->ahead_hit;
+    c->ahead_hit = 0;
+    c->step_graphed = c->step_ran_ahead = 0;
     if (!c->recording)
         return;
     c->recording = 0;
@@ -1047,6 +1098,13 @@ static void flush(struct cuda_backend *c)
         return;
     }
     if (c->graph_exec && n == c->n_glog && memcmp(c->log, c->glog, (size_t)n * sizeof *c->log) == 0) {
+        c->step_graphed = 1;
+        if (hit) { /* this very step, with this token and position, is already running */
+            c->step_ran_ahead = 1;
+            c->q_src = NULL;
+            c->n_replays++;
+            return;
+        }
         if (c->gtime) {
             c->ht_flush0 = clock_ns();
             cudaEventRecord(c->gt0, c->stream);
@@ -1082,6 +1140,7 @@ static void flush(struct cuda_backend *c)
                 memcpy(c->glog, c->log, (size_t)n * sizeof *c->log);
                 c->n_glog = n;
                 c->n_captures++;
+                c->step_graphed = 1;
                 note_cuda(c, cudaGraphLaunch(c->graph_exec, c->stream), "graph launch");
                 c->q_src = NULL;
                 return;
@@ -1103,8 +1162,16 @@ static void cuda_set_batch(struct backend *be, const int32_t *tokens, const int3
     struct cuda_backend *c = (struct cuda_backend *)be;
     if (c->gtime)
         c->ht_set = clock_ns();
+    const int hit = c->ahead_pending && n == 1 && tokens && tokens[0] == c->ahead_tok && pos[0] == c->ahead_pos;
     flush(c);
     c->q_src = NULL;
+    c->ahead_hit = hit;
+    c->batch_pos0 = pos[0];
+    c->n_batch = n;
+    /* A one-token step (decode) is recorded and replayed as a graph. */
+    c->recording = ((n == 1 && c->use_graphs) || c->prof) && c->log;
+    if (hit) /* the step started ahead put this token and position on the device itself */
+        return;
     /* The staging buffer may still feed the previous batch's copy: wait for that copy only (it is
      * normally long done, since the previous step's logits were read after it). */
     if (c->stage_pending)
@@ -1120,9 +1187,6 @@ static void cuda_set_batch(struct backend *be, const int32_t *tokens, const int3
               "set_batch");
     note_cuda(c, cudaEventRecord(c->staged, c->stream), "set_batch");
     c->stage_pending = 1;
-    c->n_batch = n;
-    /* A one-token step (decode) is recorded and replayed as a graph. */
-    c->recording = ((n == 1 && c->use_graphs) || c->prof) && c->log;
 }
 
 static void cuda_get_rows(struct backend *be, const struct bweight *table, float *out)
@@ -1335,8 +1399,53 @@ static void cuda_argmax(struct backend *be, const float *x, int n, int32_t *best
     r.p1 = c->d_argmax;
     r.p2 = c->d_best;
     submit(c, &r);
-    if (read_back(c, best, c->d_best, sizeof *best, c->h_best) != 0)
+    if (!c->ahead_on) {
+        if (read_back(c, best, c->d_best, sizeof *best, c->h_best) != 0)
+            *best = 0;
+        return;
+    }
+    const int ahead = c->ahead_req;
+    c->ahead_req = 0;
+    flush(c);
+    c->q_src = NULL;
+    /* The pick's copy to the host: enqueued now, or, for a step started ahead, when it was started. */
+    int slot = c->ahead_slot;
+    if (!c->step_ran_ahead) {
+        slot = c->best_next;
+        c->best_next ^= 1;
+        note_cuda(c, cudaMemcpyAsync(c->h_best + slot, c->d_best, sizeof *best, cudaMemcpyDeviceToHost, c->stream),
+                  "read");
+        note_cuda(c, cudaEventRecord(c->best_ev[slot], c->stream), "read");
+    }
+    /* The next step, queued behind this one before the host waits: the pick becomes its token on the
+     * device, the position moves on by one, the graph runs again. */
+    if (ahead && c->step_graphed && c->n_batch == 1) {
+        const int next = c->best_next;
+        c->best_next ^= 1;
+        cuda_launch_next_token(c->d_best, c->d_tokens, c->d_pos, c->stream);
+        note_cuda(c, cudaGraphLaunch(c->graph_exec, c->stream), "graph launch");
+        note_cuda(c, cudaMemcpyAsync(c->h_best + next, c->d_best, sizeof *best, cudaMemcpyDeviceToHost, c->stream),
+                  "read");
+        note_cuda(c, cudaEventRecord(c->best_ev[next], c->stream), "read");
+        c->ahead_pending = 1;
+        c->ahead_slot = next;
+        c->ahead_pos = c->batch_pos0 + 1;
+    }
+    note_cuda(c, cudaEventSynchronize(c->best_ev[slot]), "read");
+    *best = c->h_best[slot];
+    c->ahead_tok = *best;
+    struct err e;
+    if (first_error(c, &e) != 0) {
+        fprintf(stderr, "hearth: %s\n", e.msg);
         *best = 0;
+        c->ahead_pending = 0;
+    }
+}
+
+static void cuda_greedy_ahead(struct backend *be)
+{
+    struct cuda_backend *c = (struct cuda_backend *)be;
+    c->ahead_req = c->ahead_on;
 }
 
 static const struct backend_ops cuda_ops = {
@@ -1359,6 +1468,7 @@ static const struct backend_ops cuda_ops = {
     .swiglu = cuda_swiglu,
     .add = cuda_add,
     .argmax = cuda_argmax,
+    .greedy_ahead = cuda_greedy_ahead,
 };
 
 void backend_cuda_graph_stats(struct backend *be, long *replays, long *captures)
@@ -1452,6 +1562,14 @@ int backend_cuda_new(int device, struct backend **out, struct err *e)
                        cudaGetErrorString(rc));
     }
     c->d_best = (int32_t *)((char *)c->d_argmax + am_bytes);
+    for (int k = 0; k < 2; k++)
+        if ((rc = cudaEventCreateWithFlags(&c->best_ev[k], cudaEventDisableTiming)) != cudaSuccess) {
+            cuda_free_be(&c->base);
+            return err_set(e, ERR_IO, "cannot create events on GPU %d: %s", device, cudaGetErrorString(rc));
+        }
+    /* Steps are started ahead only where nothing times them one by one. */
+    const char *ah = getenv("HEARTH_CUDA_AHEAD");
+    c->ahead_on = !(ah && *ah == '0') && c->use_graphs && !c->gtime && !want_prof;
     c->d_rope_tab = (float2 *)((char *)c->d_argmax + tab_at);
     if (c->gtime && (cudaEventCreate(&c->gt0) != cudaSuccess || cudaEventCreate(&c->gt1) != cudaSuccess ||
                      cudaEventCreate(&c->gt2) != cudaSuccess)) {

@@ -181,11 +181,17 @@ int cuda_launch_rope_table(const int32_t *pos, int n, int n_rot, float freq_base
 int cuda_launch_gemv_q8_multi(uint32_t rtype, const struct cuda_gemv_set *set, size_t row_bytes, int cols,
                               const void *xq, const void *xds, int n, const struct cuda_gemv_norm *norm,
                               const struct cuda_gemv_epi *epi, const struct cuda_gemv_rope *rope, cudaStream_t s);
+/* The F16/BF16 decode products of up to CUDA_GEMV_MULTI matrices of the same input x ([n, cols]) in one
+ * launch (cuda_gemv_half.cu); -1 when the type or shape is not supported. */
+int cuda_launch_gemv_half_multi(uint32_t type, const struct cuda_gemv_set *set, size_t row_bytes, int cols,
+                                const float *x, int n, cudaStream_t s);
 void cuda_launch_add(float *x, const float *y, size_t n, cudaStream_t s);
 /* *best (device memory) = the index of the largest of x[n], argmax_f32's rule (cuda_argmax.cu). scratch:
  * cuda_argmax_scratch_bytes(), zeroed once when allocated (its counter is left at zero). */
 size_t cuda_argmax_scratch_bytes(void);
 void cuda_launch_argmax(const float *x, int n, void *scratch, int32_t *best, cudaStream_t s);
+/* tokens[0] = *best, pos[0] += 1 (device memory): a one-token step's pick becomes the next step's batch. */
+void cuda_launch_next_token(const int32_t *best, int32_t *tokens, int32_t *pos, cudaStream_t s);
 /* Holds the stream for about ms milliseconds (profiling: lets the host enqueue a step ahead of the GPU). */
 void cuda_launch_spin(float ms, cudaStream_t s);
 
