@@ -6,9 +6,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_gemv_set.cuh"
 #include "backend/cuda/cuda_launch.cuh"
 #include "backend/cuda/cuda_reduce.cuh"
 
@@ -52,26 +52,17 @@ __device__ __forceinline__ void gh_fma(const float (&w)[GH_ROWS][8], const float
     }
 }
 
-/* The matrices of one launch, all of the same input (Q, K, V; gate, up): block b works on matrix k for
- * blk_end[k-1] <= b < blk_end[k]. One launch instead of three saves the ramps and tails of the small ones. */
-struct gh_set {
-    const uint8_t *W[CUDA_GEMV_MULTI];
-    const float *bias[CUDA_GEMV_MULTI];
-    float *y[CUDA_GEMV_MULTI];
-    int rows[CUDA_GEMV_MULTI];
-    int blk_end[CUDA_GEMV_MULTI];
-};
-
 /* Block b: rows GH_ROWS * (b - the matrix's first block).. of its matrix for NB tokens; lane steps over the
  * row's 8-value groups g = warp*32 + lane, + GH_WARPS*32, ...; its first PRE groups of every row are loaded
  * before the wait (for 4096-wide rows, two groups: all of the lane's weights). */
 template <bool BF16, int NB, int PRE>
 __global__ void __launch_bounds__(GH_WARPS * 32)
-    k_gemv_half(const gh_set set, size_t row_bytes, int cols, const float *__restrict__ x)
+    k_gemv_half(const gemv_blocks set, size_t row_bytes, int cols, const float *__restrict__ x)
 {
     constexpr int STEP = GH_WARPS * 32;
     __shared__ float part[GH_WARPS][GH_ROWS * NB];
     const int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31);
+    /* The block's matrix and rows, selected inline as in k_gemv_q8. */
     const int bx = (int)blockIdx.x;
     const int m = bx >= set.blk_end[0] ? (bx >= set.blk_end[1] ? 2 : 1) : 0;
     const int b0 = m == 0 ? 0 : m == 1 ? set.blk_end[0] : set.blk_end[1];
@@ -135,15 +126,14 @@ __global__ void __launch_bounds__(GH_WARPS * 32)
 }
 
 template <bool BF16, int PRE>
-static void launch(const gh_set &set, int nblk, size_t row_bytes, int cols, const float *x, int n, cudaStream_t s)
+static void launch(const gemv_blocks &set, int nblk, size_t row_bytes, int cols, const float *x, int n,
+                   cudaStream_t s)
 {
     const dim3 grid((unsigned)nblk), block(GH_WARPS * 32);
-    gh_set cur = set;
     for (int done = 0; done < n;) {
         const int rem = n - done;
         const float *xs = x + (size_t)done * cols;
-        for (int k = 0; k < CUDA_GEMV_MULTI; k++)
-            cur.y[k] = set.y[k] ? set.y[k] + (size_t)done * set.rows[k] : NULL;
+        const gemv_blocks cur = gemv_blocks_from(set, done);
         if (rem >= 8) {
             pdl_launch(k_gemv_half<BF16, 8, PRE>, grid, block, 0, s, cur, row_bytes, cols, xs);
             done += 8;
@@ -164,7 +154,8 @@ static void launch(const gh_set &set, int nblk, size_t row_bytes, int cols, cons
  * (hearth bench --backend gpu --repeat 3, previous build alternating): 154 -> 171 tok/s; one group
  * preloaded as before, in this kernel: 170. */
 template <bool BF16>
-static void launch_pre(const gh_set &set, int nblk, size_t row_bytes, int cols, const float *x, int n, cudaStream_t s)
+static void launch_pre(const gemv_blocks &set, int nblk, size_t row_bytes, int cols, const float *x, int n,
+                       cudaStream_t s)
 {
     const int per_lane = (cols / 8 + GH_WARPS * 32 - 1) / (GH_WARPS * 32);
     if (per_lane <= 2)
@@ -178,17 +169,8 @@ int cuda_launch_gemv_half_multi(uint32_t type, const struct cuda_gemv_set *in, s
 {
     if ((type != DT_F16 && type != DT_BF16) || cols % 8 || row_bytes % 16 || in->nm < 1 || in->nm > CUDA_GEMV_MULTI)
         return -1;
-    gh_set set;
-    int nblk = 0;
-    for (int k = 0; k < CUDA_GEMV_MULTI; k++) {
-        const bool used = k < in->nm;
-        set.W[k] = used ? (const uint8_t *)in->W[k] : NULL;
-        set.bias[k] = used ? in->bias[k] : NULL;
-        set.y[k] = used ? in->y[k] : NULL;
-        set.rows[k] = used ? in->rows[k] : 0;
-        nblk += used ? (in->rows[k] + GH_ROWS - 1) / GH_ROWS : 0;
-        set.blk_end[k] = nblk;
-    }
+    gemv_blocks set;
+    const int nblk = gemv_blocks_make(in, GH_ROWS, &set);
     if (type == DT_BF16)
         launch_pre<true>(set, nblk, row_bytes, cols, x, n, s);
     else
@@ -199,12 +181,6 @@ int cuda_launch_gemv_half_multi(uint32_t type, const struct cuda_gemv_set *in, s
 int cuda_launch_gemv_half(uint32_t type, const void *W, size_t row_bytes, int rows, int cols, const float *x,
                           const float *bias, float *y, int n, cudaStream_t s)
 {
-    struct cuda_gemv_set set;
-    memset(&set, 0, sizeof set);
-    set.nm = 1;
-    set.W[0] = W;
-    set.bias[0] = bias;
-    set.y[0] = y;
-    set.rows[0] = rows;
+    const cuda_gemv_set set = gemv_set_one(W, bias, y, rows);
     return cuda_launch_gemv_half_multi(type, &set, row_bytes, cols, x, n, s);
 }
