@@ -240,22 +240,22 @@ void tu_model_check_variant(const struct tu_model_variant *v, const struct tu_mo
             /* Again with the backend picking each token where the logits are (model_forward_greedy). */
             assert_int_equal(model_ctx_new(m, &gcp, &ctx, &e), 0);
             int32_t tok = -1;
-            assert_int_equal(model_forward_greedy(ctx, prompt, (int)np, &tok, &e), 0);
+            assert_int_equal(model_forward_greedy(ctx, prompt, (int)np, &tok, false, &e), 0);
             for (size_t i = 0; i < nc; i++) {
                 if (tok != cont[i])
                     fail_msg("%s%s-%s greedy %zu step %zu (backend pick): got %d, want %d", lb, v->arch,
                              v->file_suffix, g, i, tok, cont[i]);
-                assert_int_equal(model_forward_greedy(ctx, &tok, 1, &tok, &e), 0);
+                assert_int_equal(model_forward_greedy(ctx, &tok, 1, &tok, false, &e), 0);
             }
             model_ctx_free(ctx);
-            /* Again with each next step started ahead (model_forward_greedy_ahead), where the caller
+            /* Again with each next step started ahead (model_forward_greedy with ahead), where the caller
              * sometimes does something else next: at the middle it steps back one position and runs that
              * token again (a set_batch the started step does not match), and the context ends exactly at
              * the continuation's end, so no step may be started past it. */
             struct ctx_params acp = {.n_ctx = (int)(np + nc), .kv_type = v->kv};
             assert_int_equal(model_ctx_new(m, &acp, &ctx, &e), 0);
             tok = -1;
-            assert_int_equal(model_forward_greedy_ahead(ctx, prompt, (int)np, &tok, &e), 0);
+            assert_int_equal(model_forward_greedy(ctx, prompt, (int)np, &tok, true, &e), 0);
             for (size_t i = 0; i < nc; i++) {
                 if (tok != cont[i])
                     fail_msg("%s%s-%s greedy %zu step %zu (started ahead): got %d, want %d", lb, v->arch,
@@ -264,10 +264,10 @@ void tu_model_check_variant(const struct tu_model_variant *v, const struct tu_mo
                     break;
                 if (i == nc / 2 && i > 0) {
                     model_ctx_truncate(ctx, ctx->n_past - 1);
-                    assert_int_equal(model_forward_greedy_ahead(ctx, &cont[i - 1], 1, &tok, &e), 0);
+                    assert_int_equal(model_forward_greedy(ctx, &cont[i - 1], 1, &tok, true, &e), 0);
                     assert_int_equal(tok, cont[i]);
                 }
-                assert_int_equal(model_forward_greedy_ahead(ctx, &tok, 1, &tok, &e), 0);
+                assert_int_equal(model_forward_greedy(ctx, &tok, 1, &tok, true, &e), 0);
             }
             assert_int_equal(ctx->n_past, acp.n_ctx - 1);
             print_message("%s%s-%s greedy %zu: %zu tokens identical (host and backend picks, steps ahead)\n", lb,

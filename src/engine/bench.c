@@ -193,7 +193,7 @@ static int step(struct model_ctx *c, struct grammar *g, const int32_t *toks, int
                 bool more, int *values, struct err *e)
 {
     if (!g)
-        return more ? model_forward_greedy_ahead(c, toks, n, tok, e) : model_forward_greedy(c, toks, n, tok, e);
+        return model_forward_greedy(c, toks, n, tok, more, e);
     int rc = model_forward(c, toks, n, logits, false, e);
     return rc ? rc : pick(g, logits, c->m->hp.n_vocab, tok, values, e);
 }

@@ -13,15 +13,13 @@
 
 /* One forward pass under the request's lock: the last token's logits into logits, or, with best, just
  * the greedy pick (model_forward_greedy; more: the pick may be wanted as the next token, so the backend
- * may start that step at once, model_forward_greedy_ahead). */
+ * may start that step at once). */
 static int locked_forward(struct model_ctx *c, const struct gen_request *r, const int32_t *toks, int n,
                           float *logits, int32_t *best, bool more, struct err *e)
 {
     if (r->forward_lock)
         pthread_mutex_lock(r->forward_lock);
-    int rc = !best  ? model_forward(c, toks, n, logits, false, e)
-             : more ? model_forward_greedy_ahead(c, toks, n, best, e)
-                    : model_forward_greedy(c, toks, n, best, e);
+    int rc = best ? model_forward_greedy(c, toks, n, best, more, e) : model_forward(c, toks, n, logits, false, e);
     if (r->forward_lock)
         pthread_mutex_unlock(r->forward_lock);
     return rc;

@@ -22,7 +22,7 @@ static void move_hidden(struct model_ctx *c, int a, int b, int n)
 
 /* Runs one chunk; the last row's logits go to logits (all rows' when all_logits), or, with best, only
  * the index of the last row's largest logit is taken back; ahead: the backend may start the next step
- * with that pick (model_forward_greedy_ahead). */
+ * with that pick (model_forward_greedy). */
 static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
                           int32_t *best, bool ahead)
 {
@@ -139,12 +139,8 @@ int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logi
     return forward(c, tokens, n, logits, all_logits, NULL, false, e);
 }
 
-int model_forward_greedy(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e)
+int model_forward_greedy(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, bool ahead,
+                         struct err *e)
 {
-    return forward(c, tokens, n, NULL, false, best, false, e);
-}
-
-int model_forward_greedy_ahead(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e)
-{
-    return forward(c, tokens, n, NULL, false, best, true, e);
+    return forward(c, tokens, n, NULL, false, best, ahead, e);
 }

@@ -150,13 +150,13 @@ void model_ctx_free(struct model_ctx *c);
 int model_forward(struct model_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
                   struct err *e);
 /* model_forward for greedy decoding: *best = the index of the last token's largest logit (argmax_f32's
- * rule), found by the backend that holds the logits, which are not copied to the host. */
-int model_forward_greedy(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e);
-/* model_forward_greedy for a caller that will most likely pass *best back as the next one-token step:
- * a backend that can (CUDA, the whole model on it) starts that step as soon as the pick exists, so the
- * host's share of each step (taking the pick back, the caller's work, recording the next step) overlaps
- * the device's work. Any other next call is just as correct: it runs after that step. */
-int model_forward_greedy_ahead(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, struct err *e);
+ * rule), found by the backend that holds the logits, which are not copied to the host. ahead: the caller
+ * will most likely pass *best back as the next one-token step, so a backend that can (CUDA, the whole
+ * model on it) starts that step as soon as the pick exists, and the host's share of each step (taking
+ * the pick back, the caller's work, recording the next step) overlaps the device's work. Any other next
+ * call is just as correct: it runs after that step. */
+int model_forward_greedy(struct model_ctx *c, const int32_t *tokens, int n, int32_t *best, bool ahead,
+                         struct err *e);
 /* Drops cache positions from pos on (pos <= n_past). */
 void model_ctx_truncate(struct model_ctx *c, int pos);
 

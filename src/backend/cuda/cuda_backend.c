@@ -875,12 +875,7 @@ static bool fuse_residual_norm(struct cuda_backend *c, const struct op_rec *log,
     if (c->q_alt) /* the epilogue writes the second set: the input must be in the first */
         return false;
     struct cuda_gemv_set set;
-    memset(&set, 0, sizeof set);
-    set.nm = 1;
-    set.W[0] = r->p0;
-    set.bias[0] = r->p1;
-    set.y[0] = (float *)r->p3;
-    set.rows[0] = (int)r->rows;
+    product_set(log, i, 1, &set);
     const struct cuda_gemv_epi epi = {(float *)add->p0, nrm->p1, c->d_xq_alt, c->d_xds_alt, c->d_ssq, c->d_ncount};
     if (cuda_launch_gemv_q8_multi((uint32_t)r->type, &set, r->row_bytes, (int)r->cols, in.xq, in.xds, (int)r->n,
                                   q8_norm(&in), &epi, NULL, c->stream) != 0)
@@ -1388,6 +1383,18 @@ static void cuda_write(struct backend *be, float *dst, const float *src, size_t 
     c->wstage_pending = 1;
 }
 
+/* Queues the copy of the latest pick (d_best) into the next of the two pinned slots and the event after
+ * it; returns the slot. */
+static int queue_pick(struct cuda_backend *c)
+{
+    const int slot = c->best_next;
+    c->best_next ^= 1;
+    note_cuda(c, cudaMemcpyAsync(c->h_best + slot, c->d_best, sizeof *c->h_best, cudaMemcpyDeviceToHost, c->stream),
+              "read");
+    note_cuda(c, cudaEventRecord(c->best_ev[slot], c->stream), "read");
+    return slot;
+}
+
 static void cuda_argmax(struct backend *be, const float *x, int n, int32_t *best)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
@@ -1409,26 +1416,15 @@ static void cuda_argmax(struct backend *be, const float *x, int n, int32_t *best
     flush(c);
     c->q_src = NULL;
     /* The pick's copy to the host: enqueued now, or, for a step started ahead, when it was started. */
-    int slot = c->ahead_slot;
-    if (!c->step_ran_ahead) {
-        slot = c->best_next;
-        c->best_next ^= 1;
-        note_cuda(c, cudaMemcpyAsync(c->h_best + slot, c->d_best, sizeof *best, cudaMemcpyDeviceToHost, c->stream),
-                  "read");
-        note_cuda(c, cudaEventRecord(c->best_ev[slot], c->stream), "read");
-    }
+    const int slot = c->step_ran_ahead ? c->ahead_slot : queue_pick(c);
     /* The next step, queued behind this one before the host waits: the pick becomes its token on the
-     * device, the position moves on by one, the graph runs again. */
-    if (ahead && c->step_graphed && c->n_batch == 1) {
-        const int next = c->best_next;
-        c->best_next ^= 1;
+     * device, the position moves on by one, the graph runs again (a recorded step is a one-token step:
+     * steps are not started ahead while profiling, the one case that records larger batches). */
+    if (ahead && c->step_graphed) {
         cuda_launch_next_token(c->d_best, c->d_tokens, c->d_pos, c->stream);
         note_cuda(c, cudaGraphLaunch(c->graph_exec, c->stream), "graph launch");
-        note_cuda(c, cudaMemcpyAsync(c->h_best + next, c->d_best, sizeof *best, cudaMemcpyDeviceToHost, c->stream),
-                  "read");
-        note_cuda(c, cudaEventRecord(c->best_ev[next], c->stream), "read");
+        c->ahead_slot = queue_pick(c);
         c->ahead_pending = 1;
-        c->ahead_slot = next;
         c->ahead_pos = c->batch_pos0 + 1;
     }
     note_cuda(c, cudaEventSynchronize(c->best_ev[slot]), "read");
