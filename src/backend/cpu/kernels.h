@@ -72,6 +72,24 @@ static inline struct cpu_act_q4_0_extra cpu_act_q4_0_extra(const void *row, int6
     return ex;
 }
 
+/* With AVX-512 the Q4_K kernel's activation row (Q8_K blocks) also carries, per 256-element block,
+ * its quants again in the order the decode kernel meets them (the 32-element sub-blocks as 0, 2, 1, 3,
+ * 4, 6, 5, 7: the low nibbles of a 64-byte load of weight quants are sub-blocks 2r and 2r + 2, the
+ * high nibbles 2r + 1 and 2r + 3), then the eight sub-blocks' quant sums as int16 (kernels_x86.h,
+ * quantize_q8_k_q4kt): 272 bytes per block, 34 per 32 elements. Done once per matmul. */
+#define CPU_ACT_Q4_K_EXTRA_T ((256 + 8 * sizeof(int16_t)) / 8)
+struct cpu_act_q4_k_extra {
+    int8_t *qt;   /* nb * 256 */
+    int16_t *s32; /* nb * 8 */
+};
+static inline struct cpu_act_q4_k_extra cpu_act_q4_k_extra(const void *row, int64_t n)
+{
+    const size_t nb = (size_t)(n / 256), off = (nb * 292 + 63) & ~(size_t)63;
+    uint8_t *base = (uint8_t *)row + off;
+    struct cpu_act_q4_k_extra ex = {(int8_t *)(void *)base, (int16_t *)(void *)(base + nb * 256)};
+    return ex;
+}
+
 /* Flips Q8_0 activation rows to the +128 form gemm8 tiles read (n elements). */
 void cpu_q8_0_bias(void *blocks, int64_t n);
 

@@ -1,0 +1,183 @@
+/* weight-stream.c — how close the CPU decode kernels come to the machine's memory read rate on a
+ * model's own weights. Alternates two passes over the bytes one decoded token reads (every matrix
+ * but the token embedding table, of which decode reads a row): "read" sums them as plain 64-bit
+ * loads (the bench's bandwidth probe loop), "kernels" runs each matrix's vec_dot kernel over every
+ * row against one activation row, as a one-token matmul does. Both share rows out across the same
+ * threads in the same chunks. Each round runs both passes back to back (order swapped every
+ * round), so a shared host's drifting bandwidth hits both alike; the kernels/read ratio per round
+ * is what to read. A ratio near 1 means decode is held by memory, not by the kernels.
+ * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cpu/kernels.h"
+#include "base/err.h"
+#include "base/threadpool.h"
+#include "gguf/gguf.h"
+#include "tensor/tensor.h"
+
+struct matrix {
+    const struct gguf_tensor *t;
+    const struct cpu_kernel *k;
+    const void *act;  /* one activation row in the kernel's format */
+    size_t row_bytes; /* of the weight */
+};
+
+struct pass {
+    const struct matrix *m;
+    int read; /* plain read instead of the kernel */
+    struct threadpool_share share;
+    int64_t chunk;
+    double sink[64];
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void pass_rows(void *ctx, int slot, int n_slots)
+{
+    (void)n_slots;
+    struct pass *p = ctx;
+    const struct matrix *m = p->m;
+    const uint8_t *base = m->t->data;
+    const int64_t rows = m->t->ne[1], cols = m->t->ne[0];
+    double s = 0;
+    int64_t r0;
+    while ((r0 = threadpool_share_next(&p->share, p->chunk, rows)) >= 0) {
+        const int64_t r1 = r0 + p->chunk < rows ? r0 + p->chunk : rows;
+        if (p->read) {
+            /* Eight independent sums keep several loads in flight, as in the bench's probe. */
+            const uint64_t *q = (const uint64_t *)(const void *)(base + (size_t)r0 * m->row_bytes);
+            const uint64_t *end = (const uint64_t *)(const void *)(base + (size_t)r1 * m->row_bytes);
+            uint64_t a[8] = {0};
+            for (; q + 8 <= end; q += 8)
+                for (int i = 0; i < 8; i++)
+                    a[i] += q[i];
+            s += (double)(a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7]);
+        } else {
+            for (int64_t r = r0; r < r1; r++)
+                s += m->k->vec_dot(cols, base + (size_t)r * m->row_bytes, m->act);
+        }
+    }
+    if (slot < 64)
+        p->sink[slot] += s;
+}
+
+/* Seconds for one pass over every matrix. */
+static double run_pass(struct threadpool *pool, const struct matrix *ms, int n, int read, double *sink)
+{
+    const int nt = threadpool_size(pool);
+    const double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        struct pass p = {.m = &ms[i], .read = read};
+        threadpool_share_init(&p.share);
+        /* The decode matmul's chunking: about eight chunks a thread, at most 256 KiB each. */
+        p.chunk = threadpool_chunk(ms[i].t->ne[1], nt, 8, 4, (256 * 1024) / (int64_t)ms[i].row_bytes);
+        threadpool_run(pool, pass_rows, &p);
+        for (int s = 0; s < 64; s++)
+            *sink += p.sink[s];
+    }
+    return now_s() - t0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int threads = 2, rounds = 8;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && !path)
+            path = argv[i];
+        else {
+            fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R]\n");
+            return 2;
+        }
+    }
+    if (!path || threads < 1 || rounds < 1 || rounds > 64) {
+        fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R (1-64)]\n");
+        return 2;
+    }
+    struct err e = {0};
+    struct gguf_file *f = NULL;
+    struct threadpool *pool = NULL;
+    if (gguf_open(path, &f, &e) || threadpool_new(threads, &pool, &e)) {
+        fprintf(stderr, "weight-stream: %s\n", e.msg);
+        return 1;
+    }
+    const bool tied = gguf_find_tensor(f, "output.weight") == NULL;
+    struct matrix *ms = calloc(f->n_tensors, sizeof *ms);
+    int n = 0;
+    double bytes = 0;
+    for (uint64_t i = 0; i < f->n_tensors && ms; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        const struct cpu_kernel *k = cpu_kernel_for(t->type);
+        if (t->n_dims != 2 || !k || (!tied && !strcmp(t->name, "token_embd.weight")))
+            continue;
+        const int64_t cols = t->ne[0];
+        float *x = malloc((size_t)cols * sizeof *x);
+        void *act = aligned_alloc(64, (cpu_act_row_bytes(k, cols) + 63) / 64 * 64);
+        if (!x || !act) {
+            fprintf(stderr, "weight-stream: out of memory\n");
+            return 1;
+        }
+        for (int64_t c = 0; c < cols; c++)
+            x[c] = (float)((c * 7919) % 200 - 100) / 50.0f;
+        if (k->quantize)
+            k->quantize(x, act, cols);
+        else
+            memcpy(act, x, (size_t)cols * sizeof *x);
+        free(x);
+        ms[n++] = (struct matrix){t, k, act, dtype_row_bytes(t->type, cols)};
+        bytes += (double)dtype_row_bytes(t->type, cols) * (double)t->ne[1];
+    }
+    if (!ms || n == 0) {
+        fprintf(stderr, "weight-stream: %s: no matrices the CPU kernels multiply\n", path);
+        return 1;
+    }
+    double sink = 0, rd[64], kn[64], ratio[64];
+    run_pass(pool, ms, n, 1, &sink); /* fault the pages in */
+    printf("%s: %d matrices, %.2f GB a token, %d threads\n", path, n, bytes / 1e9, threads);
+    printf("round  read GB/s  kernels GB/s  kernels/read\n");
+    for (int r = 0; r < rounds; r++) {
+        const int read_first = r % 2 == 0;
+        double a = run_pass(pool, ms, n, read_first, &sink);
+        double b = run_pass(pool, ms, n, !read_first, &sink);
+
+        rd[r] = bytes / (read_first ? a : b) / 1e9;
+        kn[r] = bytes / (read_first ? b : a) / 1e9;
+        ratio[r] = kn[r] / rd[r];
+        printf("%5d  %9.1f  %12.1f  %12.3f\n", r + 1, rd[r], kn[r], ratio[r]);
+    }
+    const double mr = median(rd, rounds), mk = median(kn, rounds), mq = median(ratio, rounds);
+    printf("median %7.1f  %12.1f  %12.3f   (decode bound by the read rate: %.2f tok/s; by the kernels: %.2f)\n",
+           mr, mk, mq, mr * 1e9 / bytes, mk * 1e9 / bytes);
+    if (sink == 1234.5)
+        puts("");
+    for (int i = 0; i < n; i++)
+        free((void *)ms[i].act);
+    free(ms);
+    threadpool_free(pool);
+    gguf_close(f);
+    return 0;
+}
