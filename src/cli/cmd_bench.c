@@ -236,7 +236,7 @@ int cmd_bench(int argc, char **argv)
     } else {
         printf("\nprompt %d tokens, %d generated, medians of %d runs; memory read bandwidth %.1f GB/s at the "
                "start; roofline = bandwidth / weight bytes read per decoded token (a CPU row: each run's decode "
-               "against the bandwidth probed just before and after it, the median over the runs)%s%s\n",
+               "against the bandwidth read between its own decode steps, the median over the runs)%s%s\n",
                p.n_prompt, p.n_gen, p.n_repeat, membw, format ? "; decoding constrained by --format " : "",
                format ? format : "");
     }

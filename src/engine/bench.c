@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "base/argmax.h"
 #include "base/clock.h"
 #include "base/threadpool.h"
+#include "gguf/gguf.h"
 #include "model/model.h"
 #include "sample/grammar.h"
 #include "sample/rng.h"
@@ -27,7 +29,8 @@
 /* ---- memory bandwidth ---- */
 
 struct membw_job {
-    uint64_t *buf;
+    uint64_t *buf;        /* the buffer the fill pass writes */
+    const uint64_t *src;  /* the words the read passes sum: buf, or a slice of a model's weights */
     size_t n_words;
     bool fill; /* first pass: write, so every page is faulted in by the thread that will read it */
     uint64_t sink[64];
@@ -37,14 +40,14 @@ static void membw_slice(void *arg, int t, int nt)
 {
     struct membw_job *j = arg;
     /* Slices in whole 64-byte lines so the unrolled loop below needs no tail. */
-    const size_t lines = j->n_words / 8;
-    uint64_t *p = j->buf + lines * (size_t)t / (size_t)nt * 8;
-    uint64_t *end = j->buf + lines * (size_t)(t + 1) / (size_t)nt * 8;
+    const size_t lines = j->n_words / 8, first = lines * (size_t)t / (size_t)nt * 8,
+                 last = lines * (size_t)(t + 1) / (size_t)nt * 8;
     if (j->fill) {
-        for (uint64_t *q = p; q < end; q++)
-            *q = (uint64_t)(q - j->buf);
+        for (size_t i = first; i < last; i++)
+            j->buf[i] = (uint64_t)i;
         return;
     }
+    const uint64_t *p = j->src + first, *end = j->src + last;
     /* Eight independent accumulators keep several loads in flight per core; the loads, not the
      * adds, are the bottleneck, as in a decode matmul. */
     uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
@@ -77,6 +80,7 @@ int bench_membw(int n_threads, size_t bytes, double *gbs, struct err *e)
         threadpool_free(pool);
         return err_set(e, ERR_NOMEM, "memory bandwidth probe: cannot allocate %zu MiB", bytes >> 20);
     }
+    j.src = j.buf;
     j.fill = true;
     threadpool_run(pool, membw_slice, &j);
     j.fill = false;
@@ -123,6 +127,99 @@ uint64_t bench_decode_bytes(const struct model *m)
             b += matrix_bytes(&ws[k]);
     }
     return b;
+}
+
+/* ---- bandwidth in the decode's own seconds ---- */
+
+/* Bytes of the model's weights one in-run probe pass reads: a few milliseconds of reading, far
+ * beyond the last-level cache, so every pass comes from memory. */
+#define DECODE_PROBE_BYTES ((size_t)128 << 20)
+
+/* Reads the model's weight matrices, a slice at a time, between decode steps, with its own threads
+ * (as many as the backend's): on a shared host the memory speed changes within seconds, so sampling
+ * it in the same seconds as the decode sets each run against the bandwidth it actually had. It reads
+ * the matrices decode reads, where they lie: no buffer of its own and no page decode would not
+ * touch, so the row's peak RSS is unchanged (page-cache and anonymous memory read alike). */
+struct probe_span {
+    const uint8_t *data;
+    size_t bytes;
+};
+
+struct decode_probe {
+    struct threadpool *pool;
+    struct probe_span *spans; /* every matrix decode reads */
+    int n_spans;
+    int at;         /* the span the next pass starts in */
+    size_t off;     /* and where in it */
+    int64_t ns;     /* time spent in passes */
+    double bytes;   /* bytes read in them */
+    struct membw_job job;
+};
+
+static void probe_add(struct decode_probe *dp, const struct bweight *w)
+{
+    const uint64_t n = matrix_bytes(w) / 64 * 64;
+    if (n > 0)
+        dp->spans[dp->n_spans++] = (struct probe_span){w->host, (size_t)n};
+}
+
+/* dp->pool stays NULL (and the row gets the separate probe) when the matrices are too small to
+ * stream from memory, or on a GPU backend, whose weights are not in host memory. */
+static int decode_probe_init(struct decode_probe *dp, const struct model *m, int n_threads, struct err *e)
+{
+    memset(dp, 0, sizeof *dp);
+    if (bench_decode_bytes(m) < 4 * DECODE_PROBE_BYTES)
+        return 0;
+    const size_t per_layer = sizeof(struct layer_weights) / sizeof(struct bweight);
+    dp->spans = malloc(((size_t)m->hp.n_layer * per_layer + 1) * sizeof *dp->spans);
+    if (!dp->spans)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    probe_add(dp, &m->output);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const struct bweight *ws = (const struct bweight *)&m->layers[il];
+        for (size_t k = 0; k < per_layer; k++)
+            probe_add(dp, &ws[k]);
+    }
+    if (dp->n_spans == 0)
+        return 0;
+    return threadpool_new(n_threads, &dp->pool, e);
+}
+
+/* One pass: DECODE_PROBE_BYTES of the matrices, continuing where the last pass stopped. */
+static void decode_probe_pass(struct decode_probe *dp)
+{
+    /* The backend's workers spin briefly after a step before they sleep; let them, so they do not
+     * share the cores with this pass. */
+    const struct timespec settle = {0, 200000};
+    nanosleep(&settle, NULL);
+    const int64_t t0 = clock_ns();
+    for (size_t left = DECODE_PROBE_BYTES; left > 0;) {
+        const struct probe_span *sp = &dp->spans[dp->at];
+        size_t n = sp->bytes - dp->off < left ? sp->bytes - dp->off : left;
+        dp->job.src = (const uint64_t *)(const void *)(sp->data + dp->off);
+        dp->job.n_words = n / sizeof(uint64_t);
+        dp->job.fill = false;
+        threadpool_run(dp->pool, membw_slice, &dp->job);
+        dp->bytes += (double)n;
+        left -= n;
+        dp->off += n;
+        if (dp->off == sp->bytes) {
+            dp->off = 0;
+            dp->at = (dp->at + 1) % dp->n_spans;
+        }
+    }
+    dp->ns += clock_ns() - t0;
+}
+
+static void decode_probe_free(struct decode_probe *dp)
+{
+    volatile uint64_t keep = 0;
+    for (int i = 0; i < 64; i++)
+        keep ^= dp->job.sink[i];
+    (void)keep;
+    threadpool_free(dp->pool);
+    free(dp->spans);
+    memset(dp, 0, sizeof *dp);
 }
 
 static uint64_t param_count(const struct model *m)
@@ -198,10 +295,14 @@ static int step(struct model_ctx *c, struct grammar *g, const int32_t *toks, int
     return rc ? rc : pick(g, logits, c->m->hp.n_vocab, tok, values, e);
 }
 
-/* One repeat: load, warm up, prefill, decode; times in ns into t[0..3] (load, prefill, first, decode). */
+/* One repeat: load, warm up, prefill, decode; times in ns into t[0..3] (load, prefill, first, decode).
+ * With a CPU backend *bw gets the memory bandwidth (1e9 bytes/s) read between the decode steps (the
+ * decode time excludes those reads); otherwise 0. */
 static int bench_once(const char *path, struct backend *be, const struct bench_params *p, int32_t **prompt,
-                      struct bench_result *r, int64_t t[4], struct err *e)
+                      struct bench_result *r, int64_t t[4], double *bw, struct err *e)
 {
+    struct decode_probe dp = {0};
+    *bw = 0;
     struct model *m = NULL;
     struct model_ctx *c = NULL;
     float *logits = NULL;
@@ -253,15 +354,24 @@ static int bench_once(const char *path, struct backend *be, const struct bench_p
         goto done;
     t[1] = t[2] = clock_ns() - t0;
 
-    t0 = clock_ns();
+    if (!p->gpu && (rc = decode_probe_init(&dp, m, be->n_threads, e)) != 0)
+        goto done;
+    t[3] = 0;
     for (int i = 0; i < p->n_gen; i++) {
+        /* CPU: a probe pass before each step, so the samples span the decode's seconds. */
+        if (dp.pool)
+            decode_probe_pass(&dp);
+        t0 = clock_ns();
         rc = step(c, g, &tok, 1, logits, &tok, i + 1 < p->n_gen, &values, e);
+        t[3] += clock_ns() - t0;
         if (rc)
             goto done;
     }
-    t[3] = clock_ns() - t0;
+    if (dp.pool && dp.ns > 0)
+        *bw = dp.bytes / (double)dp.ns;
     r->format_values = values;
 done:
+    decode_probe_free(&dp);
     grammar_free(g);
     grammar_vocab_free(gv);
     free(logits);
@@ -297,27 +407,24 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
     }
     double *load = v, *prefill = v + p->n_repeat, *first = v + 2 * p->n_repeat, *decode = v + 3 * p->n_repeat;
     double *bw = v + 4 * p->n_repeat, *pct = bw + p->n_repeat + 1;
-    /* A CPU row's roofline: the memory bandwidth is probed before the first repeat and after each one
-     * (in a child process, so the probe's buffer stays out of this process's peak RSS), and each
-     * repeat's decode is set against the mean of the probes on its two sides; the row's figure is the
-     * median of those ratios. A shared host's bandwidth drifts within a row, and probes only at a row's
-     * ends measure other minutes than its middle repeats. */
-    if (!p->gpu)
-        rc = bench_membw_isolated(p->n_threads, 0, &bw[0], e);
+    /* A CPU row's roofline: each repeat's decode against the memory bandwidth read between its own
+     * decode steps (bench_once), the median over repeats. A shared host's bandwidth changes within
+     * seconds; probes taken before and after a repeat measured other seconds than its decode. Models
+     * under 512 MiB of weights get the separate probe after each repeat. */
     for (int i = 0; i < p->n_repeat && !rc; i++) {
         int64_t t[4] = {0};
-        rc = bench_once(path, be, p, &prompt, r, t, e);
+        rc = bench_once(path, be, p, &prompt, r, t, &bw[i], e);
         load[i] = (double)t[0] / 1e6;
         prefill[i] = t[1] > 0 ? (double)p->n_prompt * 1e9 / (double)t[1] : 0;
         first[i] = (double)t[2] / 1e6;
         decode[i] = t[3] > 0 ? (double)p->n_gen * 1e9 / (double)t[3] : 0;
-        if (!rc && !p->gpu && !(rc = bench_membw_isolated(p->n_threads, 0, &bw[i + 1], e)))
-            pct[i] = r->decode_bytes ? 100.0 * decode[i] * (double)r->decode_bytes / ((bw[i] + bw[i + 1]) / 2 * 1e9)
-                                     : 0;
+        if (!rc && !p->gpu && bw[i] == 0)
+            rc = bench_membw_isolated(p->n_threads, 0, &bw[i], e);
+        pct[i] = bw[i] > 0 && r->decode_bytes ? 100.0 * decode[i] * (double)r->decode_bytes / (bw[i] * 1e9) : 0;
     }
     if (!rc && !p->gpu) {
         r->roofline_pct = median(pct, p->n_repeat);
-        r->membw_gbs = median(bw, p->n_repeat + 1);
+        r->membw_gbs = median(bw, p->n_repeat);
     }
     if (!rc) {
         r->load_ms = median(load, p->n_repeat);

@@ -44,10 +44,11 @@ struct bench_result {
     int64_t peak_rss_bytes;
     /* CPU rows (0 for a GPU row, whose weights are read from device memory, which the probe does not
      * measure): */
-    double membw_gbs;    /* measured memory read bandwidth, 1e9 bytes/s: the median of the row's probes */
+    double membw_gbs;    /* memory read bandwidth, 1e9 bytes/s, read between the decode steps (the median
+                          * over repeats) */
     double roofline_tps; /* membw / decode_bytes */
     double roofline_pct; /* the median over repeats of decode as a percentage of the roofline of the
-                          * bandwidth probed just before and after that repeat */
+                          * bandwidth read between that repeat's own decode steps */
 };
 
 /* Bytes of weights one decode step reads: every matrix once (the output projection included, also
