@@ -259,6 +259,15 @@ static inline void x86_q4_k_scales64(const uint8_t *s, uint64_t *sc, uint64_t *m
     *mn = (u1 & k6) | (uint64_t)mn_hi << 32;
 }
 
+/* A Q4_K/Q5_K block's eight scales and eight mins as int16 words. */
+static inline void x86_q4_k_scale_words(const uint8_t *s, __m128i *sc, __m128i *mn)
+{
+    uint64_t sc64, mn64;
+    x86_q4_k_scales64(s, &sc64, &mn64);
+    *sc = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc64));
+    *mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn64));
+}
+
 /* acc + pairwise int16 products summed to int32 (vpdpwssd with VNNI, madd + add without). */
 static inline __m256i x86_madd_acc(__m256i acc, __m256i a, __m256i b)
 {
@@ -284,10 +293,9 @@ static float X86_NAME(dot_q4_k)(int64_t n, const void *w, const void *a)
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         x86_prefetch_ahead(x + b, (int)sizeof *x);
-        uint64_t sc64, mn64;
-        x86_q4_k_scales64(x[b].scales, &sc64, &mn64);
-        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc64)));
-        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn64));
+        __m128i s16, m16;
+        x86_q4_k_scale_words(x[b].scales, &s16, &m16);
+        const __m256i sc = _mm256_broadcastsi128_si256(s16);
         const __m256i mm = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
         __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -319,10 +327,9 @@ static float X86_NAME(dot_q5_k)(int64_t n, const void *w, const void *a)
                             X86_BCAST16_CTL(4), X86_BCAST16_CTL(5), X86_BCAST16_CTL(6), X86_BCAST16_CTL(7)};
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        uint64_t sc64, mn64;
-        x86_q4_k_scales64(x[b].scales, &sc64, &mn64);
-        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc64)));
-        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn64));
+        __m128i s16, m16;
+        x86_q4_k_scale_words(x[b].scales, &s16, &m16);
+        const __m256i sc = _mm256_broadcastsi128_si256(s16);
         const __m256i mm = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[b].qh);
         __m256i sumi = _mm256_setzero_si256();
@@ -764,10 +771,9 @@ static float X86_NAME(dot_q4_k_t)(int64_t n, const void *w, const void *a)
     __m128 accm = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         x86_prefetch_ahead(x + b, (int)sizeof *x);
-        uint64_t sc64, mn64;
-        x86_q4_k_scales64(x[b].scales, &sc64, &mn64);
-        const __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc64)));
-        const __m128i mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn64));
+        __m128i s16, mn;
+        x86_q4_k_scale_words(x[b].scales, &s16, &mn);
+        const __m512i sc = _mm512_castsi128_si512(s16);
         const int8_t *t = ex.qt + 256 * b;
         const __m512i q0 = _mm512_loadu_si512(x[b].qs), q1 = _mm512_loadu_si512(x[b].qs + 64);
         const __m512i zero = _mm512_setzero_si512();
