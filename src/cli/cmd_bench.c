@@ -81,13 +81,14 @@ static void print_row(const char *path, const char *format, const struct bench_r
 
 static json_t *row_json(const char *path, const char *format, const struct bench_result *r)
 {
-    json_t *row = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f}",
+    json_t *row = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:b}",
                      "model", path, "type", r->type, "backend", r->backend, "threads", r->n_threads,
                      "size_bytes", (json_int_t)r->weight_bytes, "params", (json_int_t)r->n_params,
                      "decode_bytes_per_token", (json_int_t)r->decode_bytes, "prefill_tps", r->prefill_tps,
                      "decode_tps", r->decode_tps, "first_token_ms", r->first_token_ms, "load_ms", r->load_ms,
                      "peak_rss_bytes", (json_int_t)r->peak_rss_bytes, "membw_gbs", r->membw_gbs,
-                     "roofline_tps", r->roofline_tps, "roofline_pct", r->roofline_pct);
+                     "roofline_tps", r->roofline_tps, "roofline_pct", r->roofline_pct, "membw_in_run",
+                     r->membw_in_run);
     if (row && format) {
         json_object_set_new(row, "format", json_string(format));
         json_object_set_new(row, "format_values", json_integer(r->format_values));

@@ -132,8 +132,18 @@ uint64_t bench_decode_bytes(const struct model *m)
 /* ---- bandwidth in the decode's own seconds ---- */
 
 /* Bytes of the model's weights one in-run probe pass reads: a few milliseconds of reading, far
- * beyond the last-level cache, so every pass comes from memory. */
+ * beyond the last-level cache, so every pass comes from memory. HEARTH_BENCH_PROBE_BYTES sets
+ * another size (a multiple of 64 bytes, at least 4 KiB), which lets tests take this path with a
+ * small model. */
 #define DECODE_PROBE_BYTES ((size_t)128 << 20)
+
+static size_t decode_probe_bytes(void)
+{
+    const char *v = getenv("HEARTH_BENCH_PROBE_BYTES");
+    char *end = NULL;
+    const unsigned long long n = v ? strtoull(v, &end, 10) : 0;
+    return v && end != v && *end == '\0' && n >= 4096 ? (size_t)n / 64 * 64 : DECODE_PROBE_BYTES;
+}
 
 /* Reads the model's weight matrices, a slice at a time, between decode steps, with its own threads
  * (as many as the backend's): on a shared host the memory speed changes within seconds, so sampling
@@ -147,6 +157,7 @@ struct probe_span {
 
 struct decode_probe {
     struct threadpool *pool;
+    size_t pass_bytes;        /* read per pass */
     struct probe_span *spans; /* every matrix decode reads */
     int n_spans;
     int at;         /* the span the next pass starts in */
@@ -168,7 +179,8 @@ static void probe_add(struct decode_probe *dp, const struct bweight *w)
 static int decode_probe_init(struct decode_probe *dp, const struct model *m, int n_threads, struct err *e)
 {
     memset(dp, 0, sizeof *dp);
-    if (bench_decode_bytes(m) < 4 * DECODE_PROBE_BYTES)
+    dp->pass_bytes = decode_probe_bytes();
+    if (bench_decode_bytes(m) < 4 * dp->pass_bytes)
         return 0;
     const size_t per_layer = sizeof(struct layer_weights) / sizeof(struct bweight);
     dp->spans = malloc(((size_t)m->hp.n_layer * per_layer + 1) * sizeof *dp->spans);
@@ -192,7 +204,7 @@ static void probe_wake(void *ctx, int slot, int n_slots)
     (void)n_slots;
 }
 
-/* One pass: DECODE_PROBE_BYTES of the matrices, continuing where the last pass stopped. */
+/* One pass: pass_bytes of the matrices, continuing where the last pass stopped. */
 static void decode_probe_pass(struct decode_probe *dp)
 {
     /* The backend's workers spin briefly after a step before they sleep; let them, so they do not
@@ -203,7 +215,7 @@ static void decode_probe_pass(struct decode_probe *dp)
      * wake-up latency: that would read as lower bandwidth and flatter the roofline %. */
     threadpool_run(dp->pool, probe_wake, NULL);
     const int64_t t0 = clock_ns();
-    for (size_t left = DECODE_PROBE_BYTES; left > 0;) {
+    for (size_t left = dp->pass_bytes; left > 0;) {
         const struct probe_span *sp = &dp->spans[dp->at];
         size_t n = sp->bytes - dp->off < left ? sp->bytes - dp->off : left;
         dp->job.src = (const uint64_t *)(const void *)(sp->data + dp->off);
@@ -420,7 +432,7 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
     /* A CPU row's roofline: each repeat's decode against the memory bandwidth read between its own
      * decode steps (bench_once), the median over repeats. A shared host's bandwidth changes within
      * seconds; probes taken before and after a repeat measured other seconds than its decode. Models
-     * under 512 MiB of weights get the separate probe after each repeat. */
+     * under four probe passes of weights (512 MiB) get the separate probe after each repeat. */
     for (int i = 0; i < p->n_repeat && !rc; i++) {
         int64_t t[4] = {0};
         rc = bench_once(path, be, p, &prompt, r, t, &bw[i], e);
@@ -428,6 +440,7 @@ int bench_model(const char *path, const struct bench_params *p, struct bench_res
         prefill[i] = t[1] > 0 ? (double)p->n_prompt * 1e9 / (double)t[1] : 0;
         first[i] = (double)t[2] / 1e6;
         decode[i] = t[3] > 0 ? (double)p->n_gen * 1e9 / (double)t[3] : 0;
+        r->membw_in_run = bw[i] > 0;
         if (!rc && !p->gpu && bw[i] == 0)
             rc = bench_membw_isolated(p->n_threads, 0, &bw[i], e);
         pct[i] = bw[i] > 0 && r->decode_bytes ? 100.0 * decode[i] * (double)r->decode_bytes / (bw[i] * 1e9) : 0;

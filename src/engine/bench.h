@@ -47,6 +47,8 @@ struct bench_result {
     double membw_gbs;    /* memory read bandwidth, 1e9 bytes/s, read between the decode steps (the median
                           * over repeats) */
     double roofline_tps; /* membw / decode_bytes */
+    bool membw_in_run;   /* membw was read between the decode steps (false: a model too small for
+                          * that, measured by the separate probe after each repeat) */
     double roofline_pct; /* the median over repeats of decode as a percentage of the roofline of the
                           * bandwidth read between that repeat's own decode steps */
 };
