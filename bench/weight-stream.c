@@ -5,8 +5,10 @@
  * row against one activation row, as a one-token matmul does. Both share rows out across the same
  * threads in the same chunks. Each round runs both passes back to back (order swapped every
  * round), so a shared host's drifting bandwidth hits both alike; the kernels/read ratio per round
- * is what to read. A ratio near 1 means decode is held by memory, not by the kernels.
- * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] */
+ * is what to read. A ratio near 1 means decode is held by memory, not by the kernels. With --anon a
+ * third pass reads a copy of the same bytes in anonymous memory (malloc'd, written once), to compare
+ * reading the file's page-cache pages with reading ordinary process memory.
+ * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--anon] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@ struct matrix {
     const struct cpu_kernel *k;
     const void *act;  /* one activation row in the kernel's format */
     size_t row_bytes; /* of the weight */
+    const uint8_t *data; /* its rows: in the mapped file, or in the anonymous copy */
 };
 
 struct pass {
@@ -57,7 +60,7 @@ static void pass_rows(void *ctx, int slot, int n_slots)
     (void)n_slots;
     struct pass *p = ctx;
     const struct matrix *m = p->m;
-    const uint8_t *base = m->t->data;
+    const uint8_t *base = m->data;
     const int64_t rows = m->t->ne[1], cols = m->t->ne[0];
     double s = 0;
     int64_t r0;
@@ -101,21 +104,23 @@ static double run_pass(struct threadpool *pool, const struct matrix *ms, int n, 
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int threads = 2, rounds = 8;
+    int threads = 2, rounds = 8, anon = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--anon"))
+            anon = 1;
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else {
-            fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R]\n");
+            fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--anon]\n");
             return 2;
         }
     }
     if (!path || threads < 1 || rounds < 1 || rounds > 64) {
-        fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R (1-64)]\n");
+        fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R (1-64)] [--anon]\n");
         return 2;
     }
     struct err e = {0};
@@ -148,35 +153,63 @@ int main(int argc, char **argv)
         else
             memcpy(act, x, (size_t)cols * sizeof *x);
         free(x);
-        ms[n++] = (struct matrix){t, k, act, dtype_row_bytes(t->type, cols)};
+        ms[n++] = (struct matrix){t, k, act, dtype_row_bytes(t->type, cols), t->data};
         bytes += (double)dtype_row_bytes(t->type, cols) * (double)t->ne[1];
     }
     if (!ms || n == 0) {
         fprintf(stderr, "weight-stream: %s: no matrices the CPU kernels multiply\n", path);
         return 1;
     }
-    double sink = 0, rd[64], kn[64], ratio[64];
+    /* The anonymous copy: the same matrices, one after another in one buffer. */
+    uint8_t *copy = NULL;
+    struct matrix *mc = NULL;
+    if (anon) {
+        copy = malloc((size_t)bytes);
+        mc = malloc((size_t)n * sizeof *mc);
+        if (!copy || !mc) {
+            fprintf(stderr, "weight-stream: out of memory for a %.2f GB copy\n", bytes / 1e9);
+            return 1;
+        }
+        size_t off = 0;
+        for (int i = 0; i < n; i++) {
+            const size_t sz = ms[i].row_bytes * (size_t)ms[i].t->ne[1];
+            memcpy(copy + off, ms[i].data, sz);
+            mc[i] = ms[i];
+            mc[i].data = copy + off;
+            off += sz;
+        }
+    }
+    double sink = 0, rd[64], kn[64], ratio[64], an[64];
     run_pass(pool, ms, n, 1, &sink); /* fault the pages in */
     printf("%s: %d matrices, %.2f GB a token, %d threads\n", path, n, bytes / 1e9, threads);
-    printf("round  read GB/s  kernels GB/s  kernels/read\n");
+    printf("round  read GB/s  kernels GB/s  kernels/read%s\n", anon ? "  anonymous read GB/s" : "");
     for (int r = 0; r < rounds; r++) {
         const int read_first = r % 2 == 0;
         double a = run_pass(pool, ms, n, read_first, &sink);
         double b = run_pass(pool, ms, n, !read_first, &sink);
-
         rd[r] = bytes / (read_first ? a : b) / 1e9;
         kn[r] = bytes / (read_first ? b : a) / 1e9;
         ratio[r] = kn[r] / rd[r];
-        printf("%5d  %9.1f  %12.1f  %12.3f\n", r + 1, rd[r], kn[r], ratio[r]);
+        printf("%5d  %9.1f  %12.1f  %12.3f", r + 1, rd[r], kn[r], ratio[r]);
+        if (anon) {
+            an[r] = bytes / run_pass(pool, mc, n, 1, &sink) / 1e9;
+            printf("  %19.1f", an[r]);
+        }
+        printf("\n");
     }
     const double mr = median(rd, rounds), mk = median(kn, rounds), mq = median(ratio, rounds);
-    printf("median %7.1f  %12.1f  %12.3f   (decode bound by the read rate: %.2f tok/s; by the kernels: %.2f)\n",
-           mr, mk, mq, mr * 1e9 / bytes, mk * 1e9 / bytes);
+    printf("median %7.1f  %12.1f  %12.3f", mr, mk, mq);
+    if (anon)
+        printf("  %19.1f", median(an, rounds));
+    printf("   (decode bound by the read rate: %.2f tok/s; by the kernels: %.2f)\n", mr * 1e9 / bytes,
+           mk * 1e9 / bytes);
     if (sink == 1234.5)
         puts("");
     for (int i = 0; i < n; i++)
         free((void *)ms[i].act);
     free(ms);
+    free(mc);
+    free(copy);
     threadpool_free(pool);
     gguf_close(f);
     return 0;
