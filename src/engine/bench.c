@@ -175,7 +175,7 @@ static void probe_add(struct decode_probe *dp, const struct bweight *w)
 }
 
 /* dp->pool stays NULL (and the row gets the separate probe) when the matrices are too small to
- * stream from memory, or on a GPU backend, whose weights are not in host memory. */
+ * stream from memory. Called for CPU rows only: a GPU's weights are not in host memory. */
 static int decode_probe_init(struct decode_probe *dp, const struct model *m, int n_threads, struct err *e)
 {
     memset(dp, 0, sizeof *dp);
