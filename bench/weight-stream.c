@@ -8,7 +8,8 @@
  * is what to read. A ratio near 1 means decode is held by memory, not by the kernels. With --anon a
  * third pass reads a copy of the same bytes in anonymous memory (malloc'd, written once), to compare
  * reading the file's page-cache pages with reading ordinary process memory.
- * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--anon] */
+ * With --type only the matrices of that weight type take part (a Q4_K_M file's Q6_K matrices, say).
+ * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--type T] [--anon] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,23 +105,32 @@ static double run_pass(struct threadpool *pool, const struct matrix *ms, int n, 
 int main(int argc, char **argv)
 {
     const char *path = NULL;
+    const char *only_type = NULL;
     int threads = 2, rounds = 8, anon = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--type") && i + 1 < argc)
+            only_type = argv[++i];
         else if (!strcmp(argv[i], "--anon"))
             anon = 1;
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else {
-            fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--anon]\n");
+            fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--type T] [--anon]\n");
             return 2;
         }
     }
     if (!path || threads < 1 || rounds < 1 || rounds > 64) {
-        fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R (1-64)] [--anon]\n");
+        fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R (1-64)] [--type T] [--anon]\n");
+        return 2;
+    }
+    const int want_type = only_type ? dtype_from_name(only_type) : -1;
+    if (only_type && want_type < 0) {
+        fprintf(stderr, "weight-stream: unknown weight type '%s' (as hearth names them: Q4_0, Q6_K, F16, ...)\n",
+                only_type);
         return 2;
     }
     struct err e = {0};
@@ -137,7 +147,8 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < f->n_tensors && ms; i++) {
         const struct gguf_tensor *t = &f->tensors[i];
         const struct cpu_kernel *k = cpu_kernel_for(t->type);
-        if (t->n_dims != 2 || !k || (!tied && !strcmp(t->name, "token_embd.weight")))
+        if (t->n_dims != 2 || !k || (!tied && !strcmp(t->name, "token_embd.weight")) ||
+            (want_type >= 0 && t->type != (uint32_t)want_type))
             continue;
         const int64_t cols = t->ne[0];
         float *x = malloc((size_t)cols * sizeof *x);
@@ -157,7 +168,8 @@ int main(int argc, char **argv)
         bytes += (double)dtype_row_bytes(t->type, cols) * (double)t->ne[1];
     }
     if (!ms || n == 0) {
-        fprintf(stderr, "weight-stream: %s: no matrices the CPU kernels multiply\n", path);
+        fprintf(stderr, "weight-stream: %s: no matrices the CPU kernels multiply%s%s\n", path,
+                only_type ? " of type " : "", only_type ? only_type : "");
         return 1;
     }
     /* The anonymous copy: the same matrices, one after another in one buffer. */
