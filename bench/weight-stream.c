@@ -10,6 +10,7 @@
  * reading the file's page-cache pages with reading ordinary process memory.
  * With --type only the matrices of that weight type take part (a Q4_K_M file's Q6_K matrices, say).
  * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--type T] [--anon] */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 struct matrix {
     const struct gguf_tensor *t;
     const struct cpu_kernel *k;
+    vec_dot_fn dot;   /* the kernel one-token matmuls use for this matrix */
     const void *act;  /* one activation row in the kernel's format */
     size_t row_bytes; /* of the weight */
     const uint8_t *data; /* its rows: in the mapped file, or in the anonymous copy */
@@ -78,7 +80,7 @@ static void pass_rows(void *ctx, int slot, int n_slots)
             s += (double)(a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7]);
         } else {
             for (int64_t r = r0; r < r1; r++)
-                s += m->k->vec_dot(cols, base + (size_t)r * m->row_bytes, m->act);
+                s += m->dot(cols, base + (size_t)r * m->row_bytes, m->act);
         }
     }
     if (slot < 64)
@@ -159,12 +161,16 @@ int main(int argc, char **argv)
         }
         for (int64_t c = 0; c < cols; c++)
             x[c] = (float)((c * 7919) % 200 - 100) / 50.0f;
-        if (k->quantize)
+        /* As cpu_matmul does for one token: wide F16 rows against an F16 activation row. */
+        const bool half = k->vec_dot_half && cols >= CPU_HALF_ACT_MIN_COLS;
+        if (half)
+            k->quantize_half(x, act, cols);
+        else if (k->quantize)
             k->quantize(x, act, cols);
         else
             memcpy(act, x, (size_t)cols * sizeof *x);
         free(x);
-        ms[n++] = (struct matrix){t, k, act, dtype_row_bytes(t->type, cols), t->data};
+        ms[n++] = (struct matrix){t, k, half ? k->vec_dot_half : k->vec_dot, act, dtype_row_bytes(t->type, cols), t->data};
         bytes += (double)dtype_row_bytes(t->type, cols) * (double)t->ne[1];
     }
     if (!ms || n == 0) {

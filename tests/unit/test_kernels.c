@@ -521,6 +521,8 @@ static double act_bound(uint32_t act_type, const float *w, const float *x, int64
 {
     if (act_type == DT_F32)
         return 2e-6 * abs_dot(w, x, n);
+    if (act_type == DT_F16) /* each activation rounded to F16: relative 2^-11, absolute 2^-25 below 2^-14 */
+        return (1.0 / 2048 + 2e-6) * abs_dot(w, x, n) + 3e-8 * abs_dot(w, w, n);
     const int64_t bs = act_type == DT_Q8_K ? 256 : 32;
     double bound = 0;
     for (int64_t b = 0; b < n; b += bs) {
@@ -574,7 +576,10 @@ static void check_matmul(const char *label, const struct bweight *w, const float
                     double ref = bi & 1 ? bias[r] : 0;
                     for (int64_t k = 0; k < cols; k++)
                         ref += (double)wv[k] * xi[k];
-                    const double tol = act_bound(act_type, wv, xi, cols);
+                    /* A wide F16 row in decode takes its activations in F16 (kernels.h). */
+                    const int half = n == 1 && w->type == DT_F16 && cols >= CPU_HALF_ACT_MIN_COLS &&
+                                     cpu_kernel_for(DT_F16)->vec_dot_half;
+                    const double tol = act_bound(half ? DT_F16 : act_type, wv, xi, cols);
                     const float got = y[(size_t)i * rows + r];
                     if (!(fabs(got - ref) <= tol))
                         fail_msg("%s, %d threads, token %d of %d, row %lld: %g, reference %g (bound %g)", label,
@@ -639,6 +644,94 @@ static void test_matmul_float(void **state)
     gguf_close(f);
 }
 
+/* F16 rows wide enough for decode to take F16 activations (kernels.h CPU_HALF_ACT_MIN_COLS): the
+ * reference F32 source's values, converted to F16 and laid out as 31 rows of 4141 columns (a length
+ * with eight- and one-element tails), through the backend's matmul against the float product. */
+static void test_matmul_f16_wide(void **state)
+{
+    (void)state;
+    const char *path = tu_testdata("reference/quant/source-f32.gguf");
+    TU_REQUIRE(path);
+    struct gguf_file *f = NULL;
+    struct err e = {0};
+    if (gguf_open(path, &f, &e) != 0)
+        fail_msg("%s", e.msg);
+    const struct gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
+    assert_non_null(t);
+    enum { COLS = 4141, ROWS = 31 };
+    assert_true(COLS >= CPU_HALF_ACT_MIN_COLS && t->ne[0] * t->ne[1] >= (int64_t)COLS * ROWS);
+    uint16_t *h = malloc((size_t)ROWS * COLS * sizeof *h);
+    float *hv = malloc((size_t)ROWS * COLS * sizeof *hv);
+    assert_true(h && hv);
+    assert_int_equal(dtype_quantize(DT_F16, t->data, h, (int64_t)ROWS * COLS, &e), 0);
+    assert_int_equal(dtype_dequantize(DT_F16, h, hv, (int64_t)ROWS * COLS, &e), 0);
+    struct bweight w16 = {.name = "f16 wide", .type = DT_F16, .rows = ROWS, .cols = COLS, .host = h};
+    check_matmul("F16 wide", &w16, hv, DT_F32);
+    free(h);
+    free(hv);
+    gguf_close(f);
+}
+
+/* The F16 activation path of every SIMD table: the row converted exactly as f32_to_fp16 does
+ * (round to nearest even, tails included), and vec_dot_half equal to the product of the F16 values. */
+static void test_half_activations(void **state)
+{
+    (void)state;
+    const struct simd_set simd = simd_tables_or_skip();
+    enum { N = 4141 };
+    float *x = malloc(N * sizeof *x), *wv = malloc(N * sizeof *wv), *xv = malloc(N * sizeof *xv);
+    uint16_t *xh = malloc(N * sizeof *xh), *w = malloc(N * sizeof *w);
+    assert_true(x && wv && xv && xh && w);
+    fill_acts(x, N, 51);
+    fill_acts(wv, N, 52);
+    /* Values that round differently: halfway cases, subnormal and overflowing ones, signed zero. */
+    static const float special[] = {1.0f + 1.0f / 4096, 1.0f + 3.0f / 4096, 3e-6f, -5.9e-8f, 70000.0f, -0.0f, 65519.0f};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        x[100 + i] = special[i];
+    for (int i = 0; i < N; i++)
+        w[i] = f32_to_fp16(wv[i]);
+    int tested = 0;
+    for (int t = 0; t < simd.n; t++) {
+        const struct cpu_kernel *k = simd.tables[t](DT_F16);
+        if (!k || !k->vec_dot_half)
+            continue;
+        assert_non_null(k->quantize_half);
+        static const int lengths[] = {1, 7, 8, 9, 31, 33, N};
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            const int n = lengths[li];
+            memset(xh, 0xff, N * sizeof *xh);
+            k->quantize_half(x, xh, n);
+            for (int i = 0; i < n; i++)
+                if (xh[i] != f32_to_fp16(x[i]))
+                    fail_msg("%s F16 activation %d of %d: 0x%04x, f32_to_fp16 0x%04x", simd.names[t], i, n, xh[i],
+                             f32_to_fp16(x[i]));
+            assert_int_equal(xh[n < N ? n : N - 1], n < N ? 0xffff : f32_to_fp16(x[N - 1]));
+        }
+        fill_acts(xv, N, 51); /* the row without the specials (70000 overflows to infinity) */
+        k->quantize_half(xv, xh, N);
+        for (int i = 0; i < N; i++) {
+            xv[i] = fp16_to_f32(xh[i]);
+            wv[i] = fp16_to_f32(w[i]);
+        }
+        for (int n = N; n > 0; n -= 1013) {
+            double ref = 0;
+            for (int i = 0; i < n; i++)
+                ref += (double)wv[i] * xv[i];
+            const float got = k->vec_dot_half(n, w, xh);
+            if (!(fabs(got - ref) <= 1e-5 * abs_dot(wv, xv, n) + 1e-6))
+                fail_msg("%s F16 x F16 dot of %d: %g, reference %g", simd.names[t], n, (double)got, ref);
+        }
+        tested++;
+    }
+    free(x);
+    free(wv);
+    free(xv);
+    free(xh);
+    free(w);
+    if (!tested)
+        skip();
+}
+
 /* Attention helpers: SIMD dot/axpy over F16 and F32 rows and the softmax exponentials against the
  * scalar versions, on lengths that are not multiples of the vector width. */
 static void test_attention_kernels(void **state)
@@ -694,6 +787,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simd_vs_scalar),   cmocka_unit_test(test_quantize_q8_0),
         cmocka_unit_test(test_matmul_reference), cmocka_unit_test(test_matmul_float),
+        cmocka_unit_test(test_matmul_f16_wide),  cmocka_unit_test(test_half_activations),
         cmocka_unit_test(test_attention_kernels), cmocka_unit_test(test_gemm_tiles),
         cmocka_unit_test(test_vec_kernels), cmocka_unit_test(test_q4_0_row_lengths),      cmocka_unit_test(test_quantize_q8_k),
     };

@@ -44,7 +44,20 @@ struct cpu_kernel {
     uint32_t act_extra;
     pack8_fn pack8;   /* NULL: prefill uses gemm8 on the weights as they are */
     gemm8p_fn gemm8p; /* set with pack8 */
+    /* F16 weights: one-token matmuls of rows of at least CPU_HALF_ACT_MIN_COLS columns convert the
+     * activation row to F16 (quantize_half) and take vec_dot_half (F16 weights x F16 activations).
+     * NULL for other formats and for the scalar table. */
+    act_quantize_fn quantize_half;
+    vec_dot_fn vec_dot_half;
 };
+
+/* Decode re-reads the whole activation row for every weight row. As float32, 4096 columns fill half
+ * of a 32 KiB L1 data cache and 8192 all of it, so the weight rows streaming past evict it and it
+ * comes back from L2 row after row, slowing the stream from memory. Halving it (as llama.cpp's F16
+ * path does) keeps it in L1. One thread, F16 rows from memory (bench/act-footprint.sh): 2048 columns
+ * 29.9 -> 30.2 GB/s (no gain, so narrower rows keep float activations), 4096 27.5 -> 29.9, 8192
+ * 12.8 -> 20.7, 14336 12.4 -> 17.1. */
+#define CPU_HALF_ACT_MIN_COLS 4096
 
 /* Bytes of one converted activation row of n elements for this kernel. */
 size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);

@@ -514,6 +514,38 @@ static float X86_NAME(dot_f16)(int64_t n, const void *w, const void *a)
     return s;
 }
 
+/* A float row to F16, rounding to nearest even (as f32_to_fp16): the activation row of a wide F16
+ * matmul in decode (kernels.h CPU_HALF_ACT_MIN_COLS). */
+static void X86_NAME(to_half)(const float *x, void *dst, int64_t n)
+{
+    uint16_t *h = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        h[i] = f32_to_fp16(x[i]);
+}
+
+/* F16 weight row x F16 activation row, both widened to float, four accumulators as dot_f16. */
+static float X86_NAME(dot_f16_half)(int64_t n, const void *w, const void *a)
+{
+    const uint16_t *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8 * k))),
+                                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8 * k))), acc[k]);
+    for (; i + 8 <= n; i += 8)
+        acc[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i))), acc[0]);
+    float s = x86_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++)
+        s += x86_h2f(x[i]) * x86_h2f(y[i]);
+    return s;
+}
+
 /* Eight BF16 values to float: they are the top halves of float32 bit patterns. */
 static inline __m256 x86_bf16_ps(const uint16_t *p)
 {
@@ -1665,7 +1697,8 @@ static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
 
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
-    [DT_F16] = {DT_F32, NULL, X86_NAME(dot_f16), X86_NAME(gemm_f16)},
+    [DT_F16] = {.act_type = DT_F32, .vec_dot = X86_NAME(dot_f16), .gemm = X86_NAME(gemm_f16),
+                .quantize_half = X86_NAME(to_half), .vec_dot_half = X86_NAME(dot_f16_half)},
     [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
     [DT_Q4_0] = {DT_Q8_0, X86_Q4_0_QUANTIZE, X86_DOT_Q4_0, X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0, X86_ACT_Q4_0_EXTRA,
                  X86_PACK8_Q4_0, X86_GEMM8P_Q4_0},

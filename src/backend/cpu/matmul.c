@@ -7,7 +7,8 @@
  * not depend on the thread count or on timing.
  *
  * One token (decode): chunks of rows, several per thread, each walked with the format's vec_dot,
- * reading every weight byte once. Several tokens (prefill): tiles of 4 weight rows x 4 tokens
+ * reading every weight byte once (F16 rows of CPU_HALF_ACT_MIN_COLS columns or more against the
+ * activation row in F16, which then stays in L1 cache). Several tokens (prefill): tiles of 4 weight rows x 4 tokens
  * (kernels.h gemm), or 8 x 8 where the format has a gemm8, so each unpacked weight block serves
  * several tokens and each activation block several rows. A chunk is a panel of whole tiles small
  * enough to stay in L2 cache, and every token tile runs against it before the next chunk, so
@@ -34,6 +35,7 @@ struct matmul_job {
     const struct bweight *w;
     const struct bweight *bias;
     const struct cpu_kernel *k;
+    vec_dot_fn dot;  /* k->vec_dot, or k->vec_dot_half for a wide F16 decode row */
     const void *act; /* n activation rows, each act_row_bytes */
     size_t act_row_bytes;
     size_t w_row_bytes;
@@ -80,7 +82,7 @@ static void matmul_rows(void *ctx, int t, int nt)
             const float b = bias ? bias[r] : 0.0f;
             for (int i = 0; i < j->n; i++) {
                 const void *a = (const uint8_t *)j->act + (size_t)i * j->act_row_bytes;
-                j->y[(size_t)i * rows + r] = j->k->vec_dot(cols, wr, a) + b;
+                j->y[(size_t)i * rows + r] = j->dot(cols, wr, a) + b;
             }
         }
     }
@@ -187,10 +189,17 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
     struct cpu_backend *c = (struct cpu_backend *)be;
     const struct cpu_kernel *k = cpu_kernel_for(w->type);
     struct matmul_job job = {
-        .w = w, .bias = bias, .k = k, .act = x, .act_row_bytes = (size_t)w->cols * sizeof(float),
-        .w_row_bytes = dtype_row_bytes(w->type, w->cols), .y = y, .n = n,
+        .w = w, .bias = bias, .k = k, .dot = k->vec_dot, .act = x,
+        .act_row_bytes = (size_t)w->cols * sizeof(float), .w_row_bytes = dtype_row_bytes(w->type, w->cols),
+        .y = y, .n = n,
     };
-    if (k->quantize) {
+    if (n == 1 && k->vec_dot_half && w->cols >= CPU_HALF_ACT_MIN_COLS) {
+        /* A wide F16 row in decode: the activation row in F16 stays in L1 (kernels.h). */
+        k->quantize_half(x, c->act_scratch, w->cols);
+        job.act = c->act_scratch;
+        job.act_row_bytes = (size_t)w->cols * sizeof(uint16_t);
+        job.dot = k->vec_dot_half;
+    } else if (k->quantize) {
         size_t row_bytes = cpu_act_row_bytes(k, w->cols);
         struct quantize_job q = {k, x, c->act_scratch, w->cols, row_bytes, n, n > 1 && k->gemm8 != NULL && k->act_type == DT_Q8_0};
         if (n > 1)
