@@ -576,9 +576,9 @@ static void check_matmul(const char *label, const struct bweight *w, const float
                     double ref = bi & 1 ? bias[r] : 0;
                     for (int64_t k = 0; k < cols; k++)
                         ref += (double)wv[k] * xi[k];
-                    /* A wide F16 row in decode takes its activations in F16 (kernels.h). */
-                    const int half = n == 1 && w->type == DT_F16 && cols >= CPU_HALF_ACT_MIN_COLS &&
-                                     cpu_kernel_for(DT_F16)->vec_dot_half;
+                    /* A wide F16/BF16 row in decode takes its activations in F16 (kernels.h). */
+                    const int half =
+                        n == 1 && cols >= CPU_HALF_ACT_MIN_COLS && cpu_kernel_for(w->type)->vec_dot_half;
                     const double tol = act_bound(half ? DT_F16 : act_type, wv, xi, cols);
                     const float got = y[(size_t)i * rows + r];
                     if (!(fabs(got - ref) <= tol))
@@ -644,9 +644,10 @@ static void test_matmul_float(void **state)
     gguf_close(f);
 }
 
-/* F16 rows wide enough for decode to take F16 activations (kernels.h CPU_HALF_ACT_MIN_COLS): the
- * reference F32 source's values, converted to F16 and laid out as 31 rows of 4141 columns (a length
- * with eight- and one-element tails), through the backend's matmul against the float product. */
+/* F16 and BF16 rows wide enough for decode to take F16 activations (kernels.h
+ * CPU_HALF_ACT_MIN_COLS): the reference F32 source's values, converted and laid out as 31 rows of
+ * 4141 columns (a length with eight- and one-element tails), through the backend's matmul against
+ * the float product. */
 static void test_matmul_f16_wide(void **state)
 {
     (void)state;
@@ -667,21 +668,27 @@ static void test_matmul_f16_wide(void **state)
     assert_int_equal(dtype_dequantize(DT_F16, h, hv, (int64_t)ROWS * COLS, &e), 0);
     struct bweight w16 = {.name = "f16 wide", .type = DT_F16, .rows = ROWS, .cols = COLS, .host = h};
     check_matmul("F16 wide", &w16, hv, DT_F32);
+    assert_int_equal(dtype_quantize(DT_BF16, t->data, h, (int64_t)ROWS * COLS, &e), 0);
+    assert_int_equal(dtype_dequantize(DT_BF16, h, hv, (int64_t)ROWS * COLS, &e), 0);
+    struct bweight wb = {.name = "bf16 wide", .type = DT_BF16, .rows = ROWS, .cols = COLS, .host = h};
+    check_matmul("BF16 wide", &wb, hv, DT_F32);
     free(h);
     free(hv);
     gguf_close(f);
 }
 
 /* The F16 activation path of every SIMD table: the row converted exactly as f32_to_fp16 does
- * (round to nearest even, tails included), and vec_dot_half equal to the product of the F16 values. */
+ * (round to nearest even, tails included), and the F16 and BF16 vec_dot_half equal to the product
+ * of the converted values. */
 static void test_half_activations(void **state)
 {
     (void)state;
     const struct simd_set simd = simd_tables_or_skip();
     enum { N = 4141 };
     float *x = malloc(N * sizeof *x), *wv = malloc(N * sizeof *wv), *xv = malloc(N * sizeof *xv);
-    uint16_t *xh = malloc(N * sizeof *xh), *w = malloc(N * sizeof *w);
-    assert_true(x && wv && xv && xh && w);
+    float *wbv = malloc(N * sizeof *wbv);
+    uint16_t *xh = malloc(N * sizeof *xh), *w = malloc(N * sizeof *w), *wb = malloc(N * sizeof *wb);
+    assert_true(x && wv && xv && xh && w && wbv && wb);
     fill_acts(x, N, 51);
     fill_acts(wv, N, 52);
     /* Values that round differently: halfway cases, subnormal and overflowing ones, signed zero. */
@@ -721,6 +728,21 @@ static void test_half_activations(void **state)
             if (!(fabs(got - ref) <= 1e-5 * abs_dot(wv, xv, n) + 1e-6))
                 fail_msg("%s F16 x F16 dot of %d: %g, reference %g", simd.names[t], n, (double)got, ref);
         }
+        /* BF16 weights against the same F16 activations. */
+        const struct cpu_kernel *kb = simd.tables[t](DT_BF16);
+        assert_true(kb && kb->vec_dot_half && kb->quantize_half == k->quantize_half);
+        for (int i = 0; i < N; i++) {
+            wb[i] = f32_to_bf16(wv[i] * 1.7f);
+            wbv[i] = bf16_to_f32(wb[i]);
+        }
+        for (int n = N; n > 0; n -= 1013) {
+            double ref = 0;
+            for (int i = 0; i < n; i++)
+                ref += (double)wbv[i] * xv[i];
+            const float got = kb->vec_dot_half(n, wb, xh);
+            if (!(fabs(got - ref) <= 1e-5 * abs_dot(wbv, xv, n) + 1e-6))
+                fail_msg("%s BF16 x F16 dot of %d: %g, reference %g", simd.names[t], n, (double)got, ref);
+        }
         tested++;
     }
     free(x);
@@ -728,6 +750,8 @@ static void test_half_activations(void **state)
     free(xv);
     free(xh);
     free(w);
+    free(wbv);
+    free(wb);
     if (!tested)
         skip();
 }

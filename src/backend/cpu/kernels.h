@@ -44,9 +44,9 @@ struct cpu_kernel {
     uint32_t act_extra;
     pack8_fn pack8;   /* NULL: prefill uses gemm8 on the weights as they are */
     gemm8p_fn gemm8p; /* set with pack8 */
-    /* F16 weights: one-token matmuls of rows of at least CPU_HALF_ACT_MIN_COLS columns convert the
-     * activation row to F16 (quantize_half) and take vec_dot_half (F16 weights x F16 activations).
-     * NULL for other formats and for the scalar table. */
+    /* F16 and BF16 weights: one-token matmuls of rows of at least CPU_HALF_ACT_MIN_COLS columns
+     * convert the activation row to F16 (quantize_half) and take vec_dot_half (weights x F16
+     * activations). NULL for other formats and for the scalar table. */
     act_quantize_fn quantize_half;
     vec_dot_fn vec_dot_half;
 };

@@ -515,7 +515,7 @@ static float X86_NAME(dot_f16)(int64_t n, const void *w, const void *a)
 }
 
 /* A float row to F16, rounding to nearest even (as f32_to_fp16): the activation row of a wide F16
- * matmul in decode (kernels.h CPU_HALF_ACT_MIN_COLS). */
+ * or BF16 matmul in decode (kernels.h CPU_HALF_ACT_MIN_COLS). */
 static void X86_NAME(to_half)(const float *x, void *dst, int64_t n)
 {
     uint16_t *h = dst;
@@ -567,6 +567,25 @@ static float X86_NAME(dot_bf16)(int64_t n, const void *w, const void *a)
     float s = x86_hsum_ps(_mm256_add_ps(acc0, acc1));
     for (; i < n; i++)
         s += bf16_to_f32(x[i]) * y[i];
+    return s;
+}
+
+/* BF16 weight row x F16 activation row (a wide BF16 row in decode, as dot_f16_half). */
+static float X86_NAME(dot_bf16_half)(int64_t n, const void *w, const void *a)
+{
+    const uint16_t *x = w, *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(x86_bf16_ps(x + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i))), acc0);
+        acc1 = _mm256_fmadd_ps(x86_bf16_ps(x + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8))),
+                               acc1);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(x86_bf16_ps(x + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i))), acc0);
+    float s = x86_hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++)
+        s += bf16_to_f32(x[i]) * x86_h2f(y[i]);
     return s;
 }
 
@@ -1699,7 +1718,8 @@ static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
     [DT_F32] = {DT_F32, NULL, X86_NAME(dot_f32), X86_NAME(gemm_f32)},
     [DT_F16] = {.act_type = DT_F32, .vec_dot = X86_NAME(dot_f16), .gemm = X86_NAME(gemm_f16),
                 .quantize_half = X86_NAME(to_half), .vec_dot_half = X86_NAME(dot_f16_half)},
-    [DT_BF16] = {DT_F32, NULL, X86_NAME(dot_bf16), X86_NAME(gemm_bf16)},
+    [DT_BF16] = {.act_type = DT_F32, .vec_dot = X86_NAME(dot_bf16), .gemm = X86_NAME(gemm_bf16),
+                 .quantize_half = X86_NAME(to_half), .vec_dot_half = X86_NAME(dot_bf16_half)},
     [DT_Q4_0] = {DT_Q8_0, X86_Q4_0_QUANTIZE, X86_DOT_Q4_0, X86_NAME(gemm_q4_0), X86_GEMM8_Q4_0, X86_ACT_Q4_0_EXTRA,
                  X86_PACK8_Q4_0, X86_GEMM8P_Q4_0},
     [DT_Q4_1] = {DT_Q8_1, cpu_quantize_q8_1, X86_NAME(dot_q4_1)},

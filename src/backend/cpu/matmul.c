@@ -7,8 +7,8 @@
  * not depend on the thread count or on timing.
  *
  * One token (decode): chunks of rows, several per thread, each walked with the format's vec_dot,
- * reading every weight byte once (F16 rows of CPU_HALF_ACT_MIN_COLS columns or more against the
- * activation row in F16, which then stays in L1 cache). Several tokens (prefill): tiles of 4 weight rows x 4 tokens
+ * reading every weight byte once (F16 and BF16 rows of CPU_HALF_ACT_MIN_COLS columns or more
+ * against the activation row in F16, which then stays in L1 cache). Several tokens (prefill): tiles of 4 weight rows x 4 tokens
  * (kernels.h gemm), or 8 x 8 where the format has a gemm8, so each unpacked weight block serves
  * several tokens and each activation block several rows. A chunk is a panel of whole tiles small
  * enough to stay in L2 cache, and every token tile runs against it before the next chunk, so
@@ -35,7 +35,7 @@ struct matmul_job {
     const struct bweight *w;
     const struct bweight *bias;
     const struct cpu_kernel *k;
-    vec_dot_fn dot;  /* k->vec_dot, or k->vec_dot_half for a wide F16 decode row */
+    vec_dot_fn dot;  /* k->vec_dot, or k->vec_dot_half for a wide F16/BF16 decode row */
     const void *act; /* n activation rows, each act_row_bytes */
     size_t act_row_bytes;
     size_t w_row_bytes;
@@ -194,7 +194,7 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
         .y = y, .n = n,
     };
     if (n == 1 && k->vec_dot_half && w->cols >= CPU_HALF_ACT_MIN_COLS) {
-        /* A wide F16 row in decode: the activation row in F16 stays in L1 (kernels.h). */
+        /* A wide F16 or BF16 row in decode: the activation row in F16 stays in L1 (kernels.h). */
         k->quantize_half(x, c->act_scratch, w->cols);
         job.act = c->act_scratch;
         job.act_row_bytes = (size_t)w->cols * sizeof(uint16_t);
