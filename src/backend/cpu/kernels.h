@@ -67,40 +67,50 @@ size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);
  * offset of the weights' unsigned nibbles; one int32, so the row's working set stays small enough
  * for L1 on 14336-wide rows). */
 #define CPU_ACT_Q4_0_EXTRA (sizeof(float) + sizeof(int32_t))
-/* With AVX-512 the row also carries its quants transposed for the eight-block decode kernel: per
- * group of eight blocks 256 bytes, where 32-bit lane j (+8) of each 64-byte vector holds four
- * quants of block j (kernels_x86.h, quantize_q8_0_q4t). A trailing part group is not copied. */
-#define CPU_ACT_Q4_0_EXTRA_T (sizeof(float) + sizeof(int32_t) + 32)
+/* With AVX-512 the row also carries, for the eight-block decode kernel, one record per group of
+ * eight blocks (CPU_ACT_Q4_0_GROUP bytes): the quants transposed (256 bytes, where 32-bit lane j (+8)
+ * of each 64-byte vector holds four quants of block j; kernels_x86.h, quantize_q8_0_q4t), then the
+ * eight scales as f16 (exactly the blocks' own) and the eight corrections as int16 (|8 x sum| <=
+ * 32512). Decode reads only these records, one sequential stream of 36 bytes a block: on the
+ * 14336-wide rows of an 8B model's ffn_down the separate float/int32 arrays made the activation
+ * row too large to stay in L1 beside the weight stream (one thread from memory, 16.5 -> 22 GB/s).
+ * A trailing part group has no record. */
+#define CPU_ACT_Q4_0_GROUP (256 + 8 * sizeof(uint16_t) + 8 * sizeof(int16_t))
+#define CPU_ACT_Q4_0_EXTRA_T (sizeof(float) + sizeof(int32_t) + CPU_ACT_Q4_0_GROUP / 8)
 struct cpu_act_q4_0_extra {
     float *dy;     /* nb */
     int32_t *corr; /* nb */
-    int8_t *qt;    /* nb / 8 * 256, only where the kernel's act_extra is CPU_ACT_Q4_0_EXTRA_T */
+    uint8_t *grp;  /* nb / 8 records, only where the kernel's act_extra is CPU_ACT_Q4_0_EXTRA_T */
 };
 static inline struct cpu_act_q4_0_extra cpu_act_q4_0_extra(const void *row, int64_t n)
 {
     const size_t nb = (size_t)(n / 32), off = (nb * 34 + 63) & ~(size_t)63;
     uint8_t *base = (uint8_t *)row + off;
     struct cpu_act_q4_0_extra ex = {(float *)(void *)base, (int32_t *)(void *)(base + nb * sizeof(float)),
-                                    (int8_t *)(void *)(base + nb * (sizeof(float) + sizeof(int32_t)))};
+                                    base + nb * (sizeof(float) + sizeof(int32_t))};
     return ex;
 }
 
-/* With AVX-512 the Q4_K kernel's activation row (Q8_K blocks) also carries, per 256-element block,
- * its quants again in the order the decode kernel meets them (the 32-element sub-blocks as 0, 2, 1, 3,
- * 4, 6, 5, 7: the low nibbles of a 64-byte load of weight quants are sub-blocks 2r and 2r + 2, the
- * high nibbles 2r + 1 and 2r + 3), then the eight sub-blocks' quant sums as int16 (kernels_x86.h,
- * quantize_q8_k_q4kt): 272 bytes per block, 34 per 32 elements. Done once per matmul. */
-#define CPU_ACT_Q4_K_EXTRA_T ((256 + 8 * sizeof(int16_t)) / 8)
-struct cpu_act_q4_k_extra {
-    int8_t *qt;   /* nb * 256 */
-    int16_t *s32; /* nb * 8 */
+/* With AVX-512 the Q4_K kernel's activation row (Q8_K blocks) also carries one record per
+ * 256-element block (CPU_ACT_Q4_K_BLOCK bytes): its quants again in the order the decode kernel
+ * meets them (the 32-element sub-blocks as 0, 2, 1, 3, 4, 6, 5, 7: the low nibbles of a 64-byte load
+ * of weight quants are sub-blocks 2r and 2r + 2, the high nibbles 2r + 1 and 2r + 3), the eight
+ * sub-blocks' quant sums as int16, and the block's scale (kernels_x86.h, quantize_q8_k_q4kt). Decode
+ * reads only these records, one sequential stream (as the Q4_0 group records, so that a 14336-wide
+ * row's activations stay in L1). Done once per matmul. */
+#define CPU_ACT_Q4_K_BLOCK 288
+#define CPU_ACT_Q4_K_EXTRA_T (CPU_ACT_Q4_K_BLOCK / 8)
+struct cpu_act_q4_k_rec {
+    int8_t qt[256];
+    int16_t s32[8];
+    float d;
+    uint8_t pad[CPU_ACT_Q4_K_BLOCK - 256 - 8 * sizeof(int16_t) - sizeof(float)];
 };
-static inline struct cpu_act_q4_k_extra cpu_act_q4_k_extra(const void *row, int64_t n)
+_Static_assert(sizeof(struct cpu_act_q4_k_rec) == CPU_ACT_Q4_K_BLOCK, "Q4_K activation record size");
+static inline struct cpu_act_q4_k_rec *cpu_act_q4_k_recs(const void *row, int64_t n)
 {
     const size_t nb = (size_t)(n / 256), off = (nb * 292 + 63) & ~(size_t)63;
-    uint8_t *base = (uint8_t *)row + off;
-    struct cpu_act_q4_k_extra ex = {(int8_t *)(void *)base, (int16_t *)(void *)(base + nb * 256)};
-    return ex;
+    return (struct cpu_act_q4_k_rec *)(void *)((uint8_t *)row + off);
 }
 
 /* Flips Q8_0 activation rows to the +128 form gemm8 tiles read (n elements). */

@@ -656,23 +656,30 @@ static void X86_NAME(quantize_q8_0_q4)(const float *x, void *dst, int64_t n)
 }
 
 #if X86_ZMM_VNNI
-/* Q4_0 activation rows for the eight-block decode kernel below: as quantize_q8_0_q4, plus the
- * quants transposed per group of eight blocks (CPU_ACT_Q4_0_EXTRA_T). The group is four 64-byte
- * vectors: [low 0, high 0, low 1, high 1]; in "low m", 32-bit lane j + 8h holds block j's quants
+/* Q4_0 activation rows for the eight-block decode kernel below: as quantize_q8_0_q4, plus a record
+ * per group of eight blocks (kernels.h CPU_ACT_Q4_0_GROUP). Its quants are four 64-byte vectors:
+ * [low 0, high 0, low 1, high 1]; in "low m", 32-bit lane j + 8h holds block j's quants
  * 4(2m+h)..+3, in "high m" its quants 16 + 4(2m+h)..+3, the elements that the low and high
- * nibbles of weight quant bytes 4(2m+h)..+3 stand for. Done once per matmul. */
+ * nibbles of weight quant bytes 4(2m+h)..+3 stand for. Then the eight blocks' f16 scales and
+ * int16 corrections. Done once per matmul. */
 static void X86_NAME(quantize_q8_0_q4t)(const float *x, void *dst, int64_t n)
 {
     X86_NAME(quantize_q8_0_q4)(x, dst, n);
     const struct block_q8_0 *y = dst;
-    int8_t *qt = cpu_act_q4_0_extra(dst, n).qt;
+    const struct cpu_act_q4_0_extra ex = cpu_act_q4_0_extra(dst, n);
+    uint8_t *rec = ex.grp;
     const int64_t nb = n / QUANT_QK;
-    for (int64_t g = 0; g + 8 <= nb; g += 8, qt += 256)
-        for (int j = 0; j < 8; j++)
+    for (int64_t g = 0; g + 8 <= nb; g += 8, rec += CPU_ACT_Q4_0_GROUP) {
+        for (int j = 0; j < 8; j++) {
             for (int dw = 0; dw < 8; dw++) {
                 const int m = (dw & 3) >> 1, hi = dw >> 2, h = dw & 1;
-                memcpy(qt + 4 * (32 * m + 16 * hi + 8 * h + j), y[g + j].qs + 4 * dw, 4);
+                memcpy(rec + 4 * (32 * m + 16 * hi + 8 * h + j), y[g + j].qs + 4 * dw, 4);
             }
+            const int16_t corr = (int16_t)ex.corr[g + j];
+            memcpy(rec + 256 + 2 * j, &y[g + j].d, sizeof(uint16_t));
+            memcpy(rec + 272 + 2 * j, &corr, sizeof corr);
+        }
+    }
 }
 
 /* Q4_0 row kernel, eight blocks per step with one 32-bit lane per block, so the eight blocks share
@@ -705,14 +712,15 @@ static float X86_NAME(dot_q4_0_t)(int64_t n, const void *w, const void *a)
     const __m512i id = _mm512_loadu_si512(X86_Q4_0_SCALE_WORDS);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8((char)0xf0);
     __m256 acc0 = _mm256_setzero_ps();
-    const int8_t *t = ex.qt;
+    const uint8_t *rec = ex.grp;
     int64_t b = 0;
-    for (; b + 8 <= nb; b += 8, xr += 144, t += 256) {
+    for (; b + 8 <= nb; b += 8, xr += 144, rec += CPU_ACT_Q4_0_GROUP) {
         x86_prefetch_ahead(xr, 3 * 48);
+        const int8_t *t = (const int8_t *)rec;
         const __m512i w0 = _mm512_loadu_si512(xr), w1 = _mm512_loadu_si512(xr + 72);
         const __m512i p0 = _mm512_permutex2var_epi16(w0, iw, w1);
         const __m512i p1 = _mm512_permutex2var_epi16(_mm512_loadu_si512(xr + 8), iw, _mm512_loadu_si512(xr + 80));
-        __m512i lo = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(ex.corr + b)));
+        __m512i lo = _mm512_zextsi256_si512(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(rec + 272))));
         lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(p0, lo4), _mm512_loadu_si512(t));
         lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(p1, lo4), _mm512_loadu_si512(t + 128));
         __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(p0, hi4), _mm512_loadu_si512(t + 64));
@@ -720,7 +728,7 @@ static float X86_NAME(dot_q4_0_t)(int64_t n, const void *w, const void *a)
         const __m512i s = _mm512_add_epi32(lo, _mm512_srai_epi32(hi, 4));
         const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
         const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(w0, id, w1))),
-                                       _mm256_loadu_ps(ex.dy + b));
+                                       _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 256))));
         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), d, acc0);
     }
     for (; b < nb; b++) {
@@ -800,13 +808,16 @@ static void X86_NAME(quantize_q8_k_q4kt)(const float *x, void *dst, int64_t n)
 {
     X86_NAME(quantize_q8_k)(x, dst, n);
     const struct block_q8_k *y = dst;
-    const struct cpu_act_q4_k_extra ex = cpu_act_q4_k_extra(dst, n);
+    struct cpu_act_q4_k_rec *rec = cpu_act_q4_k_recs(dst, n);
     static const int order[8] = {0, 2, 1, 3, 4, 6, 5, 7};
-    for (int64_t b = 0; b < n / QUANT_QKK; b++)
+    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
         for (int k = 0; k < 8; k++) {
-            memcpy(ex.qt + 256 * b + 32 * k, y[b].qs + 32 * order[k], 32);
-            ex.s32[8 * b + k] = (int16_t)(y[b].bsums[2 * k] + y[b].bsums[2 * k + 1]);
+            memcpy(rec[b].qt + 32 * k, y[b].qs + 32 * order[k], 32);
+            rec[b].s32[k] = (int16_t)(y[b].bsums[2 * k] + y[b].bsums[2 * k + 1]);
         }
+        rec[b].d = y[b].d;
+        memset(rec[b].pad, 0, sizeof rec[b].pad);
+    }
 }
 
 /* Word indices that spread the eight sub-block scales (as int16) over the 32 words of a packed pair
@@ -827,9 +838,8 @@ static const int16_t X86_Q4_K_SCALE_WORDS[2][32] = {
 static float X86_NAME(dot_q4_k_t)(int64_t n, const void *w, const void *a)
 {
     const struct block_q4_k *x = w;
-    const struct block_q8_k *y = a;
     const int64_t nb = n / QUANT_QKK;
-    const struct cpu_act_q4_k_extra ex = cpu_act_q4_k_extra(a, n);
+    const struct cpu_act_q4_k_rec *rec = cpu_act_q4_k_recs(a, n);
     const __m512i m4 = _mm512_set1_epi8(15);
     const __m512i iv0 = _mm512_loadu_si512(X86_Q4_K_SCALE_WORDS[0]), iv1 = _mm512_loadu_si512(X86_Q4_K_SCALE_WORDS[1]);
     __m256 acc = _mm256_setzero_ps();
@@ -839,7 +849,7 @@ static float X86_NAME(dot_q4_k_t)(int64_t n, const void *w, const void *a)
         __m128i s16, mn;
         x86_q4_k_scale_words(x[b].scales, &s16, &mn);
         const __m512i sc = _mm512_castsi128_si512(s16);
-        const int8_t *t = ex.qt + 256 * b;
+        const int8_t *t = rec[b].qt;
         const __m512i q0 = _mm512_loadu_si512(x[b].qs), q1 = _mm512_loadu_si512(x[b].qs + 64);
         const __m512i zero = _mm512_setzero_si512();
         const __m512i l0 = _mm512_dpbusd_epi32(zero, _mm512_and_si512(q0, m4), _mm512_loadu_si512(t));
@@ -849,9 +859,9 @@ static float X86_NAME(dot_q4_k_t)(int64_t n, const void *w, const void *a)
         __m512i s = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(l0, h0), _mm512_permutexvar_epi16(iv0, sc));
         s = _mm512_dpwssd_epi32(s, _mm512_packs_epi32(l1, h1), _mm512_permutexvar_epi16(iv1, sc));
         const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-        const __m128 f = x86_k_scales_dy(&x[b].d, &y[b].d);
+        const __m128 f = x86_k_scales_dy(&x[b].d, &rec[b].d);
         acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(s8), acc);
-        const __m128i m = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(ex.s32 + 8 * b)), mn);
+        const __m128i m = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)rec[b].s32), mn);
         accm = _mm_fmadd_ps(_mm_permute_ps(f, 0x55), _mm_cvtepi32_ps(m), accm);
     }
     accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
