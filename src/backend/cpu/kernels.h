@@ -73,7 +73,8 @@ size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);
  * eight scales as f16 (exactly the blocks' own) and the eight corrections as int16 (|8 x sum| <=
  * 32512). Decode reads only these records, one sequential stream of 36 bytes a block: on the
  * 14336-wide rows of an 8B model's ffn_down the separate float/int32 arrays made the activation
- * row too large to stay in L1 beside the weight stream (one thread from memory, 16.5 -> 22 GB/s).
+ * row too large to stay in L1 beside the weight stream (one thread from memory, in a throwaway
+ * loop over such rows: 16.1 -> 20.5 GB/s).
  * A trailing part group has no record. */
 #define CPU_ACT_Q4_0_GROUP (256 + 8 * sizeof(uint16_t) + 8 * sizeof(int16_t))
 #define CPU_ACT_Q4_0_EXTRA_T (sizeof(float) + sizeof(int32_t) + CPU_ACT_Q4_0_GROUP / 8)
