@@ -616,31 +616,48 @@ static void test_matmul_reference(void **state)
         skip();
 }
 
+/* A tensor of the reference F32 source (../shared/reference/quant/source-f32.gguf); *f to close. */
+static const struct gguf_tensor *source_tensor(struct gguf_file **f, const char *name)
+{
+    const char *path = tu_testdata("reference/quant/source-f32.gguf");
+    if (!path)
+        return NULL;
+    struct err e = {0};
+    if (gguf_open(path, f, &e) != 0)
+        fail_msg("%s", e.msg);
+    const struct gguf_tensor *t = gguf_find_tensor(*f, name);
+    assert_non_null(t);
+    assert_int_equal(t->type, DT_F32);
+    return t;
+}
+
+/* rows x cols F32 values converted to a 16-bit type (F16 or BF16), through the backend's matmul
+ * against the float product of the converted values. */
+static void check_matmul_converted(const char *label, uint32_t type, const float *src, int64_t rows, int64_t cols)
+{
+    struct err e = {0};
+    uint16_t *h = malloc((size_t)rows * cols * sizeof *h);
+    float *hv = malloc((size_t)rows * cols * sizeof *hv);
+    assert_true(h && hv);
+    assert_int_equal(dtype_quantize(type, src, h, rows * cols, &e), 0);
+    assert_int_equal(dtype_dequantize(type, h, hv, rows * cols, &e), 0);
+    struct bweight w = {.name = label, .type = type, .rows = rows, .cols = cols, .host = h};
+    check_matmul(label, &w, hv, DT_F32);
+    free(h);
+    free(hv);
+}
+
 /* F16 and F32 weights (the F32 source converted): matmul against the float product. */
 static void test_matmul_float(void **state)
 {
     (void)state;
-    const char *path = tu_testdata("reference/quant/source-f32.gguf");
-    TU_REQUIRE(path);
     struct gguf_file *f = NULL;
-    struct err e = {0};
-    if (gguf_open(path, &f, &e) != 0)
-        fail_msg("%s", e.msg);
-    const struct gguf_tensor *t = gguf_find_tensor(f, "blk.0.ffn_down.weight");
-    assert_non_null(t);
-    assert_int_equal(t->type, DT_F32);
+    const struct gguf_tensor *t = source_tensor(&f, "blk.0.ffn_down.weight");
+    TU_REQUIRE(t);
     const int64_t cols = t->ne[0], rows = 41;
-    uint16_t *h = malloc((size_t)rows * cols * sizeof *h);
-    float *hv = malloc((size_t)rows * cols * sizeof *hv);
-    assert_true(h && hv);
-    assert_int_equal(dtype_quantize(DT_F16, t->data, h, rows * cols, &e), 0);
-    assert_int_equal(dtype_dequantize(DT_F16, h, hv, rows * cols, &e), 0);
-    struct bweight w16 = {.name = "f16", .type = DT_F16, .rows = rows, .cols = cols, .host = h};
-    check_matmul("F16", &w16, hv, DT_F32);
+    check_matmul_converted("F16", DT_F16, t->data, rows, cols);
     struct bweight w32 = {.name = "f32", .type = DT_F32, .rows = rows, .cols = cols, .host = t->data};
     check_matmul("F32", &w32, t->data, DT_F32);
-    free(h);
-    free(hv);
     gguf_close(f);
 }
 
@@ -651,30 +668,29 @@ static void test_matmul_float(void **state)
 static void test_matmul_f16_wide(void **state)
 {
     (void)state;
-    const char *path = tu_testdata("reference/quant/source-f32.gguf");
-    TU_REQUIRE(path);
     struct gguf_file *f = NULL;
-    struct err e = {0};
-    if (gguf_open(path, &f, &e) != 0)
-        fail_msg("%s", e.msg);
-    const struct gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
-    assert_non_null(t);
+    const struct gguf_tensor *t = source_tensor(&f, "token_embd.weight");
+    TU_REQUIRE(t);
     enum { COLS = 4141, ROWS = 31 };
     assert_true(COLS >= CPU_HALF_ACT_MIN_COLS && t->ne[0] * t->ne[1] >= (int64_t)COLS * ROWS);
-    uint16_t *h = malloc((size_t)ROWS * COLS * sizeof *h);
-    float *hv = malloc((size_t)ROWS * COLS * sizeof *hv);
-    assert_true(h && hv);
-    assert_int_equal(dtype_quantize(DT_F16, t->data, h, (int64_t)ROWS * COLS, &e), 0);
-    assert_int_equal(dtype_dequantize(DT_F16, h, hv, (int64_t)ROWS * COLS, &e), 0);
-    struct bweight w16 = {.name = "f16 wide", .type = DT_F16, .rows = ROWS, .cols = COLS, .host = h};
-    check_matmul("F16 wide", &w16, hv, DT_F32);
-    assert_int_equal(dtype_quantize(DT_BF16, t->data, h, (int64_t)ROWS * COLS, &e), 0);
-    assert_int_equal(dtype_dequantize(DT_BF16, h, hv, (int64_t)ROWS * COLS, &e), 0);
-    struct bweight wb = {.name = "bf16 wide", .type = DT_BF16, .rows = ROWS, .cols = COLS, .host = h};
-    check_matmul("BF16 wide", &wb, hv, DT_F32);
-    free(h);
-    free(hv);
+    check_matmul_converted("F16 wide", DT_F16, t->data, ROWS, COLS);
+    check_matmul_converted("BF16 wide", DT_BF16, t->data, ROWS, COLS);
     gguf_close(f);
+}
+
+/* A vec_dot_half over prefixes of the rows (n, n - 1013, ...) against the double product of the
+ * weight values wv and the F16 activations' values xv. */
+static void check_half_dot(const char *isa, const char *type, vec_dot_fn dot, const uint16_t *w, const float *wv,
+                           const uint16_t *xh, const float *xv, int len)
+{
+    for (int n = len; n > 0; n -= 1013) {
+        double ref = 0;
+        for (int i = 0; i < n; i++)
+            ref += (double)wv[i] * xv[i];
+        const float got = dot(n, w, xh);
+        if (!(fabs(got - ref) <= 1e-5 * abs_dot(wv, xv, n) + 1e-6))
+            fail_msg("%s %s x F16 dot of %d: %g, reference %g", isa, type, n, (double)got, ref);
+    }
 }
 
 /* The F16 activation path of every SIMD table: the row converted exactly as f32_to_fp16 does
@@ -720,14 +736,7 @@ static void test_half_activations(void **state)
             xv[i] = fp16_to_f32(xh[i]);
             wv[i] = fp16_to_f32(w[i]);
         }
-        for (int n = N; n > 0; n -= 1013) {
-            double ref = 0;
-            for (int i = 0; i < n; i++)
-                ref += (double)wv[i] * xv[i];
-            const float got = k->vec_dot_half(n, w, xh);
-            if (!(fabs(got - ref) <= 1e-5 * abs_dot(wv, xv, n) + 1e-6))
-                fail_msg("%s F16 x F16 dot of %d: %g, reference %g", simd.names[t], n, (double)got, ref);
-        }
+        check_half_dot(simd.names[t], "F16", k->vec_dot_half, w, wv, xh, xv, N);
         /* BF16 weights against the same F16 activations. */
         const struct cpu_kernel *kb = simd.tables[t](DT_BF16);
         assert_true(kb && kb->vec_dot_half && kb->quantize_half == k->quantize_half);
@@ -735,14 +744,7 @@ static void test_half_activations(void **state)
             wb[i] = f32_to_bf16(wv[i] * 1.7f);
             wbv[i] = bf16_to_f32(wb[i]);
         }
-        for (int n = N; n > 0; n -= 1013) {
-            double ref = 0;
-            for (int i = 0; i < n; i++)
-                ref += (double)wbv[i] * xv[i];
-            const float got = kb->vec_dot_half(n, wb, xh);
-            if (!(fabs(got - ref) <= 1e-5 * abs_dot(wbv, xv, n) + 1e-6))
-                fail_msg("%s BF16 x F16 dot of %d: %g, reference %g", simd.names[t], n, (double)got, ref);
-        }
+        check_half_dot(simd.names[t], "BF16", kb->vec_dot_half, wb, wbv, xh, xv, N);
         tested++;
     }
     free(x);
