@@ -8,10 +8,11 @@
  *
  * One token (decode): chunks of rows, several per thread, each walked with the format's vec_dot,
  * reading every weight byte once (F16 and BF16 rows of CPU_HALF_ACT_MIN_COLS columns or more
- * against the activation row in F16, which then stays in L1 cache). Several tokens (prefill): tiles of 4 weight rows x 4 tokens
- * (kernels.h gemm), or 8 x 8 where the format has a gemm8, so each unpacked weight block serves
- * several tokens and each activation block several rows. A chunk is a panel of whole tiles small
- * enough to stay in L2 cache, and every token tile runs against it before the next chunk, so
+ * against the activation row in F16, which then stays in L1 cache). Several tokens (prefill):
+ * tiles of 4 weight rows x 4 tokens (kernels.h gemm), or 8 x 8 where the format has a gemm8, so
+ * each unpacked weight block serves several tokens and each activation block several rows. A
+ * chunk is a panel of whole tiles small enough to stay in L2 cache, and every token tile runs
+ * against it before the next chunk, so
  * weights are read from memory once per call and activations come from cache. Where the format has
  * pack8 (Q4_0), the panel is first unpacked into the slot's scratch in the tile's own layout
  * (kernels.h), so the nibble unpacking, transposes and scale conversions run once per panel rather
