@@ -6,6 +6,6 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=$1
 shift
-cc -std=c11 -O2 -D_GNU_SOURCE -I"$here/../src" "$here/grammar-cost.c" "$build/libhearth_core.a" \
+cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -I"$here/../src" "$here/grammar-cost.c" "$build/libhearth_core.a" \
   $(pkg-config --libs jansson libpcre2-8 libmicrohttpd libcurl libcrypto libedit) -lpthread -lm -o "$build/grammar-cost"
 exec "$build/grammar-cost" "$@"
