@@ -70,11 +70,27 @@ static inline float x86_h2f(uint16_t h) { return _cvtsh_ss(h); }
 #ifndef X86_PREFETCH_HINT
 #define X86_PREFETCH_HINT _MM_HINT_T0
 #endif
+/* Q6_K rows are the largest per weight of the 4-6 bit formats, and on 14336-wide rows (an 8B Q4_K_M
+ * model's ffn_down) the lines fetched 4 KiB ahead, with the weight row and the activation row, no
+ * longer left the activations in L1. 2 KiB ahead: `bench/weight-stream.sh BUILD
+ * /tmp/llama-8b-q4_k_m.gguf --type Q6_K --rounds 3`, builds alternating, kernels/read 0.86-0.89 at 4
+ * KiB, 0.91-0.95 at 2 KiB; the 1B file's narrower Q6_K rows the same either way (0.98-1.02), and the
+ * Q4_K rows gained nothing from 2 KiB. */
+#ifndef X86_PREFETCH_AHEAD_Q6_K
+#define X86_PREFETCH_AHEAD_Q6_K 2048
+#endif
+
 /* Prefetches the cache lines of [p + ahead, p + ahead + bytes). */
-static inline void x86_prefetch_ahead(const void *p, int bytes)
+static inline void x86_prefetch_at(const void *p, int ahead, int bytes)
 {
     for (int o = 0; o < bytes; o += 64)
-        _mm_prefetch((const char *)p + X86_PREFETCH_AHEAD + o, X86_PREFETCH_HINT);
+        _mm_prefetch((const char *)p + ahead + o, X86_PREFETCH_HINT);
+}
+
+/* The same, X86_PREFETCH_AHEAD bytes ahead. */
+static inline void x86_prefetch_ahead(const void *p, int bytes)
+{
+    x86_prefetch_at(p, X86_PREFETCH_AHEAD, bytes);
 }
 
 /* Q4_0 block's 32 quants as signed bytes (-8..7) in element order. */
@@ -382,7 +398,7 @@ static float X86_NAME(dot_q6_k)(int64_t n, const void *w, const void *a)
     const __m256i ctl[4] = {X86_PAIR16_CTL(0), X86_PAIR16_CTL(1), X86_PAIR16_CTL(2), X86_PAIR16_CTL(3)};
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        x86_prefetch_ahead(x + b, (int)sizeof *x);
+        x86_prefetch_at(x + b, X86_PREFETCH_AHEAD_Q6_K, (int)sizeof *x);
         const __m128i s8 = _mm_loadu_si128((const __m128i *)x[b].scales);
         __m256i sumi = _mm256_setzero_si256();
 #pragma GCC unroll 2
