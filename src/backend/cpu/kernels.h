@@ -76,19 +76,26 @@ size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);
  * row too large to stay in L1 beside the weight stream (one thread from memory, in a throwaway
  * loop over such rows: 16.1 -> 20.5 GB/s).
  * A trailing part group has no record. */
-#define CPU_ACT_Q4_0_GROUP (256 + 8 * sizeof(uint16_t) + 8 * sizeof(int16_t))
+struct cpu_act_q4_0_group {
+    int8_t qt[256];   /* the quants, transposed */
+    uint16_t d[8];    /* the blocks' f16 scales */
+    int16_t corr[8];  /* -8 x each block's quant sum */
+};
+#define CPU_ACT_Q4_0_GROUP sizeof(struct cpu_act_q4_0_group)
+_Static_assert(sizeof(struct cpu_act_q4_0_group) == 288, "Q4_0 activation group record size");
 #define CPU_ACT_Q4_0_EXTRA_T (sizeof(float) + sizeof(int32_t) + CPU_ACT_Q4_0_GROUP / 8)
 struct cpu_act_q4_0_extra {
-    float *dy;     /* nb */
-    int32_t *corr; /* nb */
-    uint8_t *grp;  /* nb / 8 records, only where the kernel's act_extra is CPU_ACT_Q4_0_EXTRA_T */
+    float *dy;                       /* nb */
+    int32_t *corr;                   /* nb */
+    struct cpu_act_q4_0_group *grp;  /* nb / 8, only where the kernel's act_extra is CPU_ACT_Q4_0_EXTRA_T */
 };
 static inline struct cpu_act_q4_0_extra cpu_act_q4_0_extra(const void *row, int64_t n)
 {
     const size_t nb = (size_t)(n / 32), off = (nb * 34 + 63) & ~(size_t)63;
     uint8_t *base = (uint8_t *)row + off;
+    uint8_t *groups = base + nb * (sizeof(float) + sizeof(int32_t));
     struct cpu_act_q4_0_extra ex = {(float *)(void *)base, (int32_t *)(void *)(base + nb * sizeof(float)),
-                                    base + nb * (sizeof(float) + sizeof(int32_t))};
+                                    (struct cpu_act_q4_0_group *)(void *)groups};
     return ex;
 }
 

@@ -683,17 +683,16 @@ static void X86_NAME(quantize_q8_0_q4t)(const float *x, void *dst, int64_t n)
     X86_NAME(quantize_q8_0_q4)(x, dst, n);
     const struct block_q8_0 *y = dst;
     const struct cpu_act_q4_0_extra ex = cpu_act_q4_0_extra(dst, n);
-    uint8_t *rec = ex.grp;
+    struct cpu_act_q4_0_group *rec = ex.grp;
     const int64_t nb = n / QUANT_QK;
-    for (int64_t g = 0; g + 8 <= nb; g += 8, rec += CPU_ACT_Q4_0_GROUP) {
+    for (int64_t g = 0; g + 8 <= nb; g += 8, rec++) {
         for (int j = 0; j < 8; j++) {
             for (int dw = 0; dw < 8; dw++) {
                 const int m = (dw & 3) >> 1, hi = dw >> 2, h = dw & 1;
-                memcpy(rec + 4 * (32 * m + 16 * hi + 8 * h + j), y[g + j].qs + 4 * dw, 4);
+                memcpy(rec->qt + 4 * (32 * m + 16 * hi + 8 * h + j), y[g + j].qs + 4 * dw, 4);
             }
-            const int16_t corr = (int16_t)ex.corr[g + j];
-            memcpy(rec + 256 + 2 * j, &y[g + j].d, sizeof(uint16_t));
-            memcpy(rec + 272 + 2 * j, &corr, sizeof corr);
+            rec->d[j] = y[g + j].d;
+            rec->corr[j] = (int16_t)ex.corr[g + j];
         }
     }
 }
@@ -728,15 +727,15 @@ static float X86_NAME(dot_q4_0_t)(int64_t n, const void *w, const void *a)
     const __m512i id = _mm512_loadu_si512(X86_Q4_0_SCALE_WORDS);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8((char)0xf0);
     __m256 acc0 = _mm256_setzero_ps();
-    const uint8_t *rec = ex.grp;
+    const struct cpu_act_q4_0_group *rec = ex.grp;
     int64_t b = 0;
-    for (; b + 8 <= nb; b += 8, xr += 144, rec += CPU_ACT_Q4_0_GROUP) {
+    for (; b + 8 <= nb; b += 8, xr += 144, rec++) {
         x86_prefetch_ahead(xr, 3 * 48);
-        const int8_t *t = (const int8_t *)rec;
+        const int8_t *t = rec->qt;
         const __m512i w0 = _mm512_loadu_si512(xr), w1 = _mm512_loadu_si512(xr + 72);
         const __m512i p0 = _mm512_permutex2var_epi16(w0, iw, w1);
         const __m512i p1 = _mm512_permutex2var_epi16(_mm512_loadu_si512(xr + 8), iw, _mm512_loadu_si512(xr + 80));
-        __m512i lo = _mm512_zextsi256_si512(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(rec + 272))));
+        __m512i lo = _mm512_zextsi256_si512(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)rec->corr)));
         lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(p0, lo4), _mm512_loadu_si512(t));
         lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(p1, lo4), _mm512_loadu_si512(t + 128));
         __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(p0, hi4), _mm512_loadu_si512(t + 64));
@@ -744,7 +743,7 @@ static float X86_NAME(dot_q4_0_t)(int64_t n, const void *w, const void *a)
         const __m512i s = _mm512_add_epi32(lo, _mm512_srai_epi32(hi, 4));
         const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
         const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(w0, id, w1))),
-                                       _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 256))));
+                                       _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)rec->d)));
         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), d, acc0);
     }
     for (; b < nb; b++) {
@@ -817,9 +816,9 @@ static void X86_NAME(quantize_q8_k)(const float *x, void *dst, int64_t n)
 }
 
 #if X86_ZMM_VNNI
-/* Q8_K activation rows for the AVX-512 Q4_K decode kernel: quantize_q8_k, then the extras it reads
- * (CPU_ACT_Q4_K_EXTRA_T): the quants in sub-block order 0, 2, 1, 3, 4, 6, 5, 7 and each sub-block's
- * quant sum (two of the 16-element sums). */
+/* Q8_K activation rows for the AVX-512 Q4_K decode kernel: quantize_q8_k, then the record per block
+ * it reads (cpu_act_q4_k_rec): the quants in sub-block order 0, 2, 1, 3, 4, 6, 5, 7, each
+ * sub-block's quant sum (two of the 16-element sums) and the block's scale. */
 static void X86_NAME(quantize_q8_k_q4kt)(const float *x, void *dst, int64_t n)
 {
     X86_NAME(quantize_q8_k)(x, dst, n);
@@ -832,7 +831,6 @@ static void X86_NAME(quantize_q8_k_q4kt)(const float *x, void *dst, int64_t n)
             rec[b].s32[k] = (int16_t)(y[b].bsums[2 * k] + y[b].bsums[2 * k + 1]);
         }
         rec[b].d = y[b].d;
-        memset(rec[b].pad, 0, sizeof rec[b].pad);
     }
 }
 
