@@ -162,7 +162,7 @@ int main(int argc, char **argv)
         for (int64_t c = 0; c < cols; c++)
             x[c] = (float)((c * 7919) % 200 - 100) / 50.0f;
         /* As cpu_matmul does for one token: wide F16/BF16 rows against an F16 activation row. */
-        const bool half = k->vec_dot_half && cols >= CPU_HALF_ACT_MIN_COLS;
+        const bool half = cpu_decode_half(k, cols);
         if (half)
             k->quantize_half(x, act, cols);
         else if (k->quantize)

@@ -577,8 +577,7 @@ static void check_matmul(const char *label, const struct bweight *w, const float
                     for (int64_t k = 0; k < cols; k++)
                         ref += (double)wv[k] * xi[k];
                     /* A wide F16/BF16 row in decode takes its activations in F16 (kernels.h). */
-                    const int half =
-                        n == 1 && cols >= CPU_HALF_ACT_MIN_COLS && cpu_kernel_for(w->type)->vec_dot_half;
+                    const int half = n == 1 && cpu_decode_half(cpu_kernel_for(w->type), cols);
                     const double tol = act_bound(half ? DT_F16 : act_type, wv, xi, cols);
                     const float got = y[(size_t)i * rows + r];
                     if (!(fabs(got - ref) <= tol))

@@ -59,6 +59,12 @@ struct cpu_kernel {
  * 12.8 -> 20.7, 14336 12.4 -> 17.1. */
 #define CPU_HALF_ACT_MIN_COLS 4096
 
+/* Whether a one-token matmul of rows this wide takes the F16 activation path of this kernel. */
+static inline int cpu_decode_half(const struct cpu_kernel *k, int64_t cols)
+{
+    return k->vec_dot_half != NULL && cols >= CPU_HALF_ACT_MIN_COLS;
+}
+
 /* Bytes of one converted activation row of n elements for this kernel. */
 size_t cpu_act_row_bytes(const struct cpu_kernel *k, int64_t n);
 

@@ -194,7 +194,7 @@ void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweigh
         .act_row_bytes = (size_t)w->cols * sizeof(float), .w_row_bytes = dtype_row_bytes(w->type, w->cols),
         .y = y, .n = n,
     };
-    if (n == 1 && k->vec_dot_half && w->cols >= CPU_HALF_ACT_MIN_COLS) {
+    if (n == 1 && cpu_decode_half(k, w->cols)) {
         /* A wide F16 or BF16 row in decode: the activation row in F16 stays in L1 (kernels.h). */
         k->quantize_half(x, c->act_scratch, w->cols);
         job.act = c->act_scratch;
