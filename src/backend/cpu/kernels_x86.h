@@ -1171,9 +1171,31 @@ static void X86_NAME(gemm_q6_k)(int64_t n, const void *const w[4], const void *c
     x86_tile_store(acc, out);
 }
 
-static void X86_NAME(gemm_f16)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+/* The float-weight 4x4 tiles (F16, BF16, F32) differ only in how eight weights become floats; each
+ * entry point below passes its format as a constant, so every one compiles to its own loop. */
+enum x86_float_weight { X86_W_F16, X86_W_BF16, X86_W_F32 };
+
+static inline __attribute__((always_inline)) __m256 x86_weights8(const void *row, int64_t i, enum x86_float_weight f)
 {
-    const uint16_t *x[4] = {w[0], w[1], w[2], w[3]};
+    if (f == X86_W_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+    if (f == X86_W_BF16)
+        return x86_bf16_ps((const uint16_t *)row + i);
+    return _mm256_loadu_ps((const float *)row + i);
+}
+
+static inline __attribute__((always_inline)) float x86_weight1(const void *row, int64_t i, enum x86_float_weight f)
+{
+    if (f == X86_W_F16)
+        return x86_h2f(((const uint16_t *)row)[i]);
+    if (f == X86_W_BF16)
+        return bf16_to_f32(((const uint16_t *)row)[i]);
+    return ((const float *)row)[i];
+}
+
+static inline __attribute__((always_inline)) void x86_gemm_float(int64_t n, const void *const w[4], const void *const a[4],
+                                                                 float out[16], enum x86_float_weight f)
+{
     const float *y[4] = {a[0], a[1], a[2], a[3]};
     __m256 acc[4][4];
     X86_TILE_ZERO(acc);
@@ -1182,7 +1204,7 @@ static void X86_NAME(gemm_f16)(int64_t n, const void *const w[4], const void *co
         __m256 wv[4];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++)
-            wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x[r] + i)));
+            wv[r] = x86_weights8(w[r], i, f);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             const __m256 av = _mm256_loadu_ps(y[c] + i);
@@ -1195,61 +1217,22 @@ static void X86_NAME(gemm_f16)(int64_t n, const void *const w[4], const void *co
     for (; i < n; i++)
         for (int r = 0; r < 4; r++)
             for (int c = 0; c < 4; c++)
-                out[4 * r + c] += x86_h2f(x[r][i]) * y[c][i];
+                out[4 * r + c] += x86_weight1(w[r], i, f) * y[c][i];
+}
+
+static void X86_NAME(gemm_f16)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
+{
+    x86_gemm_float(n, w, a, out, X86_W_F16);
 }
 
 static void X86_NAME(gemm_bf16)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
 {
-    const uint16_t *x[4] = {w[0], w[1], w[2], w[3]};
-    const float *y[4] = {a[0], a[1], a[2], a[3]};
-    __m256 acc[4][4];
-    X86_TILE_ZERO(acc);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 wv[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++)
-            wv[r] = x86_bf16_ps(x[r] + i);
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            const __m256 av = _mm256_loadu_ps(y[c] + i);
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++)
-                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
-        }
-    }
-    x86_tile_store(acc, out);
-    for (; i < n; i++)
-        for (int r = 0; r < 4; r++)
-            for (int c = 0; c < 4; c++)
-                out[4 * r + c] += bf16_to_f32(x[r][i]) * y[c][i];
+    x86_gemm_float(n, w, a, out, X86_W_BF16);
 }
 
 static void X86_NAME(gemm_f32)(int64_t n, const void *const w[4], const void *const a[4], float out[16])
 {
-    const float *x[4] = {w[0], w[1], w[2], w[3]};
-    const float *y[4] = {a[0], a[1], a[2], a[3]};
-    __m256 acc[4][4];
-    X86_TILE_ZERO(acc);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 wv[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++)
-            wv[r] = _mm256_loadu_ps(x[r] + i);
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            const __m256 av = _mm256_loadu_ps(y[c] + i);
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++)
-                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
-        }
-    }
-    x86_tile_store(acc, out);
-    for (; i < n; i++)
-        for (int r = 0; r < 4; r++)
-            for (int c = 0; c < 4; c++)
-                out[4 * r + c] += x[r][i] * y[c][i];
+    x86_gemm_float(n, w, a, out, X86_W_F32);
 }
 
 /* ---- 8x8 tiles with one row per lane (Q4_0, Q8_0) ----
