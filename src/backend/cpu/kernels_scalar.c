@@ -153,27 +153,36 @@ void cpu_q4_k_scales(const uint8_t *scales, uint8_t sc[8], uint8_t mn[8])
     }
 }
 
+/* One Q4_K or Q5_K block against its Q8_K block: the two formats share scales, mins and the nibble
+ * layout; Q5_K adds a fifth bit per weight from qh (NULL for Q4_K). */
+static float dot_q45_k_block(uint16_t d, uint16_t dmin, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                             const struct block_q8_k *y)
+{
+    uint8_t sc[8], mn[8];
+    cpu_q4_k_scales(scales, sc, mn);
+    int sumi = 0, summ = 0;
+    for (int r = 0; r < 4; r++) {
+        int lo = 0, hi = 0;
+        for (int l = 0; l < 32; l++) {
+            const int q0 = (qs[32 * r + l] & 15) | (qh ? ((qh[l] >> (2 * r)) & 1) << 4 : 0);
+            const int q1 = (qs[32 * r + l] >> 4) | (qh ? ((qh[l] >> (2 * r + 1)) & 1) << 4 : 0);
+            lo += q0 * y->qs[64 * r + l];
+            hi += q1 * y->qs[64 * r + 32 + l];
+        }
+        sumi += sc[2 * r] * lo + sc[2 * r + 1] * hi;
+    }
+    for (int j = 0; j < 8; j++)
+        summ += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+    return y->d * (fp16_to_f32(d) * (float)sumi - fp16_to_f32(dmin) * (float)summ);
+}
+
 float cpu_dot_q4_k_q8_k_scalar(int64_t n, const void *w, const void *a)
 {
     const struct block_q4_k *x = w;
     const struct block_q8_k *y = a;
     float s = 0;
-    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
-        uint8_t sc[8], mn[8];
-        cpu_q4_k_scales(x[b].scales, sc, mn);
-        int sumi = 0, summ = 0;
-        for (int r = 0; r < 4; r++) {
-            int lo = 0, hi = 0;
-            for (int l = 0; l < 32; l++) {
-                lo += (x[b].qs[32 * r + l] & 15) * y[b].qs[64 * r + l];
-                hi += (x[b].qs[32 * r + l] >> 4) * y[b].qs[64 * r + 32 + l];
-            }
-            sumi += sc[2 * r] * lo + sc[2 * r + 1] * hi;
-        }
-        for (int j = 0; j < 8; j++)
-            summ += mn[j] * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
-        s += y[b].d * (fp16_to_f32(x[b].d) * (float)sumi - fp16_to_f32(x[b].dmin) * (float)summ);
-    }
+    for (int64_t b = 0; b < n / QUANT_QKK; b++)
+        s += dot_q45_k_block(x[b].d, x[b].dmin, x[b].scales, x[b].qs, NULL, &y[b]);
     return s;
 }
 
@@ -182,24 +191,8 @@ float cpu_dot_q5_k_q8_k_scalar(int64_t n, const void *w, const void *a)
     const struct block_q5_k *x = w;
     const struct block_q8_k *y = a;
     float s = 0;
-    for (int64_t b = 0; b < n / QUANT_QKK; b++) {
-        uint8_t sc[8], mn[8];
-        cpu_q4_k_scales(x[b].scales, sc, mn);
-        int sumi = 0, summ = 0;
-        for (int r = 0; r < 4; r++) {
-            int lo = 0, hi = 0;
-            for (int l = 0; l < 32; l++) {
-                const int q0 = (x[b].qs[32 * r + l] & 15) | ((x[b].qh[l] >> (2 * r)) & 1) << 4;
-                const int q1 = (x[b].qs[32 * r + l] >> 4) | ((x[b].qh[l] >> (2 * r + 1)) & 1) << 4;
-                lo += q0 * y[b].qs[64 * r + l];
-                hi += q1 * y[b].qs[64 * r + 32 + l];
-            }
-            sumi += sc[2 * r] * lo + sc[2 * r + 1] * hi;
-        }
-        for (int j = 0; j < 8; j++)
-            summ += mn[j] * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
-        s += y[b].d * (fp16_to_f32(x[b].d) * (float)sumi - fp16_to_f32(x[b].dmin) * (float)summ);
-    }
+    for (int64_t b = 0; b < n / QUANT_QKK; b++)
+        s += dot_q45_k_block(x[b].d, x[b].dmin, x[b].scales, x[b].qs, x[b].qh, &y[b]);
     return s;
 }
 
