@@ -53,42 +53,46 @@ static float dot_bf16(int64_t n, const void *w, const void *a)
 
 /* ---- integer kernels: legacy formats against Q8_0 / Q8_1 activations ---- */
 
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The integer dot of one 32-weight Q4_0/Q4_1/Q5_0/Q5_1 block with its activation quants: weight j's
+ * low nibble meets activation j, its high nibble activation j + 16; the 5-bit formats add bit j
+ * (and j + 16) of qh as the fifth bit (qh 0 for the 4-bit ones); the symmetric formats subtract
+ * their zero point (8 or 16; 0 for the affine ones, whose offset is applied per block). */
+static int legacy_block_isum(const uint8_t *qs, uint32_t qh, int zero, const int8_t *y)
+{
+    int sum = 0;
+    for (int j = 0; j < QUANT_QK / 2; j++) {
+        const int q0 = (qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+        const int q1 = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+        sum += (q0 - zero) * y[j] + (q1 - zero) * y[j + 16];
+    }
+    return sum;
+}
+
 float cpu_dot_q4_0_q8_0_scalar(int64_t n, const void *w, const void *a)
 {
     const struct block_q4_0 *x = w;
     const struct block_q8_0 *y = a;
     float s = 0;
-    for (int64_t b = 0; b < n / QUANT_QK; b++) {
-        int sum = 0;
-        for (int j = 0; j < QUANT_QK / 2; j++) {
-            sum += ((x[b].qs[j] & 15) - 8) * y[b].qs[j];
-            sum += ((x[b].qs[j] >> 4) - 8) * y[b].qs[j + 16];
-        }
-        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum;
-    }
+    for (int64_t b = 0; b < n / QUANT_QK; b++)
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)legacy_block_isum(x[b].qs, 0, 8, y[b].qs);
     return s;
 }
 
+/* The affine formats' offset m multiplies every activation: y.s already holds d_y * sum(q_y). */
 float cpu_dot_q4_1_q8_1_scalar(int64_t n, const void *w, const void *a)
 {
     const struct block_q4_1 *x = w;
     const struct block_q8_1 *y = a;
     float s = 0;
-    for (int64_t b = 0; b < n / QUANT_QK; b++) {
-        int sum = 0;
-        for (int j = 0; j < QUANT_QK / 2; j++) {
-            sum += (x[b].qs[j] & 15) * y[b].qs[j];
-            sum += (x[b].qs[j] >> 4) * y[b].qs[j + 16];
-        }
-        /* The offset m multiplies every activation: y.s already holds d_y * sum(q_y). */
-        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum + fp16_to_f32(x[b].m) * fp16_to_f32(y[b].s);
-    }
+    for (int64_t b = 0; b < n / QUANT_QK; b++)
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)legacy_block_isum(x[b].qs, 0, 0, y[b].qs) +
+             fp16_to_f32(x[b].m) * fp16_to_f32(y[b].s);
     return s;
-}
-
-static inline uint32_t load_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 float cpu_dot_q5_0_q8_0_scalar(int64_t n, const void *w, const void *a)
@@ -96,16 +100,9 @@ float cpu_dot_q5_0_q8_0_scalar(int64_t n, const void *w, const void *a)
     const struct block_q5_0 *x = w;
     const struct block_q8_0 *y = a;
     float s = 0;
-    for (int64_t b = 0; b < n / QUANT_QK; b++) {
-        const uint32_t qh = load_u32(x[b].qh);
-        int sum = 0;
-        for (int j = 0; j < QUANT_QK / 2; j++) {
-            const int q0 = (x[b].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
-            const int q1 = (x[b].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-            sum += (q0 - 16) * y[b].qs[j] + (q1 - 16) * y[b].qs[j + 16];
-        }
-        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum;
-    }
+    for (int64_t b = 0; b < n / QUANT_QK; b++)
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) *
+             (float)legacy_block_isum(x[b].qs, load_u32(x[b].qh), 16, y[b].qs);
     return s;
 }
 
@@ -114,16 +111,10 @@ float cpu_dot_q5_1_q8_1_scalar(int64_t n, const void *w, const void *a)
     const struct block_q5_1 *x = w;
     const struct block_q8_1 *y = a;
     float s = 0;
-    for (int64_t b = 0; b < n / QUANT_QK; b++) {
-        const uint32_t qh = load_u32(x[b].qh);
-        int sum = 0;
-        for (int j = 0; j < QUANT_QK / 2; j++) {
-            const int q0 = (x[b].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
-            const int q1 = (x[b].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-            sum += q0 * y[b].qs[j] + q1 * y[b].qs[j + 16];
-        }
-        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) * (float)sum + fp16_to_f32(x[b].m) * fp16_to_f32(y[b].s);
-    }
+    for (int64_t b = 0; b < n / QUANT_QK; b++)
+        s += fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d) *
+                 (float)legacy_block_isum(x[b].qs, load_u32(x[b].qh), 0, y[b].qs) +
+             fp16_to_f32(x[b].m) * fp16_to_f32(y[b].s);
     return s;
 }
 
