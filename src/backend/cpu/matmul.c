@@ -12,11 +12,10 @@
  * tiles of 4 weight rows x 4 tokens (kernels.h gemm), or 8 x 8 where the format has a gemm8, so
  * each unpacked weight block serves several tokens and each activation block several rows. A
  * chunk is a panel of whole tiles small enough to stay in L2 cache, and every token tile runs
- * against it before the next chunk, so
- * weights are read from memory once per call and activations come from cache. Where the format has
- * pack8 (Q4_0), the panel is first unpacked into the slot's scratch in the tile's own layout
- * (kernels.h), so the nibble unpacking, transposes and scale conversions run once per panel rather
- * than once per token tile. Weights stay in place: the model has one copy, and only a panel at a
+ * against it before the next chunk, so weights are read from memory once per call and activations
+ * come from cache. Where the format has pack8 (Q4_0), the panel is first unpacked into the slot's
+ * scratch in the tile's own layout (kernels.h), so the nibble unpacking, transposes and scale
+ * conversions run once per panel rather than once per token tile. Weights stay in place: the model has one copy, and only a panel at a
  * time is unpacked. */
 #include <string.h>
 
