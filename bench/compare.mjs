@@ -4,8 +4,13 @@
 // between the two (and swap order every repeat) so that drift in machine load hits both alike; each
 // run is a fresh process. Prints medians per model and the hearth/llama.cpp ratios as markdown.
 //
+// With --read-rate a plain read of the model's matrices (bench/weight-stream.c --read-only, a
+// process of its own between engine runs, so neither engine is measured by its own probe) brackets
+// every run, and each engine's decode is also given as a share of the read rate around its run:
+// decode tok/s x bytes a token read / the mean of the reads before and after it.
+//
 // usage: node bench/compare.mjs MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N]
-//                               [--hearth PATH] [--json]
+//                               [--hearth PATH] [--read-rate] [--json]
 // Install once with `npm ci --prefix bench` (see docs/benchmarks.md).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -16,7 +21,7 @@ const self = fileURLToPath(import.meta.url);
 const here = path.dirname(self);
 
 function parseArgs(argv) {
-  const o = { models: [], prompt: 512, gen: 128, repeat: 3, threads: 0, hearth: null, json: false, worker: false };
+  const o = { models: [], prompt: 512, gen: 128, repeat: 3, threads: 0, hearth: null, json: false, worker: false, readRate: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (name) => {
@@ -30,9 +35,10 @@ function parseArgs(argv) {
     else if (a === "--threads") o.threads = num(a);
     else if (a === "--hearth") o.hearth = argv[++i];
     else if (a === "--json") o.json = true;
+    else if (a === "--read-rate") o.readRate = true;
     else if (a === "--llama-worker") o.worker = true;
     else if (a === "-h" || a === "--help") {
-      console.log("usage: node bench/compare.mjs MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N] [--hearth PATH] [--json]");
+      console.log("usage: node bench/compare.mjs MODEL.gguf... [--prompt N] [--gen N] [--repeat N] [--threads N] [--hearth PATH] [--read-rate] [--json]");
       process.exit(0);
     } else if (a.startsWith("-")) throw new Error(`unknown flag '${a}'`);
     else o.models.push(a);
@@ -120,6 +126,13 @@ async function runHearth(o, model) {
   return { ...doc.results[0], membw_gbs: doc.membw_gbs };
 }
 
+// The plain read of the model's matrices, in GB/s (bench/weight-stream.c --read-only: a fault-in pass,
+// then the median of three).
+async function readRate(o, model) {
+  const out = await run(o.weightStream, [model, "--read-only", "--rounds", "3", "--threads", String(o.threads)]);
+  return JSON.parse(out.trim().split("\n").pop()).read_gbs;
+}
+
 async function runLlama(o, model) {
   const out = await run(process.execPath, [self, "--llama-worker", model, "--prompt", String(o.prompt),
     "--gen", String(o.gen), "--threads", String(o.threads)]);
@@ -142,19 +155,44 @@ async function main() {
     const probe = await runHearth({ ...o, prompt: 1, gen: 1, threads: 0, repeat: 1 }, o.models[0]).catch(() => null);
     o.threads = probe?.threads ?? Math.max(1, os.availableParallelism() >> 1);
   }
+  if (o.readRate) {
+    // Built once by its script (which also checks it runs) next to the hearth binary's library.
+    const build = path.dirname(o.hearth);
+    await run("bash", [path.join(here, "weight-stream.sh"), build, o.models[0], "--read-only", "--rounds", "1",
+      "--threads", String(o.threads)]);
+    o.weightStream = path.join(build, "weight-stream");
+  }
   const rows = [];
   for (const model of o.models) {
     const h = [], l = [];
+    // Each run is bracketed by reads: a run's read rate is the mean of the one before and after it.
+    let before = o.readRate ? await readRate(o, model) : 0;
+    const timed = async (fn) => {
+      const res = await fn(o, model);
+      if (o.readRate) {
+        const after = await readRate(o, model);
+        res.read_gbs = (before + after) / 2;
+        before = after;
+      }
+      return res;
+    };
     for (let r = 0; r < o.repeat; r++) {
       // Alternate which engine goes first, so a trend in machine load does not favour one.
       if (r % 2 === 0) {
-        h.push(await runHearth(o, model));
-        l.push(await runLlama(o, model));
+        h.push(await timed(runHearth));
+        l.push(await timed(runLlama));
       } else {
-        l.push(await runLlama(o, model));
-        h.push(await runHearth(o, model));
+        l.push(await timed(runLlama));
+        h.push(await timed(runHearth));
       }
-      process.stderr.write(`${path.basename(model)} run ${r + 1}/${o.repeat}: hearth ${f(h.at(-1).decode_tps)} / llama.cpp ${f(l.at(-1).decode_tps)} decode tok/s\n`);
+      if (o.readRate) {
+        // Both engines read the same matrices a token; hearth reports how many bytes that is.
+        const bytes = h.at(-1).decode_bytes_per_token;
+        for (const x of [h.at(-1), l.at(-1)]) x.read_pct = (100 * x.decode_tps * bytes) / (x.read_gbs * 1e9);
+      }
+      const pct = (x) => (o.readRate ? ` (${f(x.read_pct, 0)}% of ${f(x.read_gbs, 1)} GB/s read)` : "");
+      process.stderr.write(`${path.basename(model)} run ${r + 1}/${o.repeat}: hearth ${f(h.at(-1).decode_tps)}${pct(h.at(-1))}` +
+        ` / llama.cpp ${f(l.at(-1).decode_tps)}${pct(l.at(-1))} decode tok/s\n`);
     }
     const med = (xs, k) => median(xs.map((x) => x[k]));
     const row = { model, type: h[0].type, threads: o.threads, prompt: o.prompt, gen: o.gen, repeat: o.repeat };
@@ -166,6 +204,13 @@ async function main() {
     row.roofline_tps = med(h, "roofline_tps");
     row.prefill_ratio = row.hearth_prefill_tps / row.llama_prefill_tps;
     row.decode_ratio = row.hearth_decode_tps / row.llama_decode_tps;
+    // The median of the per-repeat ratios: each pair ran within seconds of each other.
+    row.decode_ratio_paired = median(h.map((x, i) => x.decode_tps / l[i].decode_tps));
+    if (o.readRate) {
+      row.hearth_read_pct = med(h, "read_pct");
+      row.llama_read_pct = med(l, "read_pct");
+      row.read_gbs = median([...h, ...l].map((x) => x.read_gbs));
+    }
     rows.push(row);
   }
   if (o.json) {
@@ -174,13 +219,17 @@ async function main() {
   }
   const gib = (b) => f(b / 2 ** 30);
   console.log(`prompt ${o.prompt} tokens, ${o.gen} generated, ${o.threads} threads, medians of ${o.repeat} alternating runs\n`);
-  console.log("| model | type | prefill tok/s hearth | prefill tok/s llama.cpp | prefill ratio | decode tok/s hearth | decode tok/s llama.cpp | decode ratio | roofline tok/s | peak RSS GiB hearth / llama.cpp |");
-  console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  const rr = o.readRate;
+  console.log("| model | type | prefill tok/s hearth | prefill tok/s llama.cpp | prefill ratio | decode tok/s hearth | decode tok/s llama.cpp | decode ratio | paired decode ratio | roofline tok/s |" +
+    (rr ? " read GB/s | decode % of read hearth / llama.cpp |" : "") + " peak RSS GiB hearth / llama.cpp |");
+  console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (rr ? " ---: | ---: |" : "") + " ---: |");
   for (const r of rows)
     console.log(`| ${path.basename(r.model)} | ${r.type} | ${f(r.hearth_prefill_tps)} | ${f(r.llama_prefill_tps)} | ${f(r.prefill_ratio)} | ` +
-      `${f(r.hearth_decode_tps)} | ${f(r.llama_decode_tps)} | ${f(r.decode_ratio)} | ${f(r.roofline_tps, 1)} | ` +
+      `${f(r.hearth_decode_tps)} | ${f(r.llama_decode_tps)} | ${f(r.decode_ratio)} | ${f(r.decode_ratio_paired)} | ${f(r.roofline_tps, 1)} | ` +
+      (rr ? `${f(r.read_gbs, 1)} | ${f(r.hearth_read_pct, 0)}% / ${f(r.llama_read_pct, 0)}% | ` : "") +
       `${gib(r.hearth_peak_rss_bytes)} / ${gib(r.llama_peak_rss_bytes)} |`);
-  console.log("\nratio = hearth / llama.cpp (above 1: hearth is faster)");
+  console.log("\nratio = hearth / llama.cpp (above 1: hearth is faster); paired: the median of each repeat's ratio" +
+    (rr ? "; read: a plain read of the same matrices between runs, each run against the mean of the reads either side" : ""));
 }
 
 main().catch((e) => {

@@ -9,7 +9,9 @@
  * third pass reads a copy of the same bytes in anonymous memory (malloc'd, written once), to compare
  * reading the file's page-cache pages with reading ordinary process memory.
  * With --type only the matrices of that weight type take part (a Q4_K_M file's Q6_K matrices, say).
- * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--type T] [--anon] */
+ * With --read-only only the plain read runs, R passes, and one JSON line gives their median (the
+ * neutral read rate bench/compare.mjs --read-rate takes between engine runs).
+ * usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--type T] [--anon | --read-only] */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,7 +110,7 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     const char *only_type = NULL;
-    int threads = 2, rounds = 8, anon = 0;
+    int threads = 2, rounds = 8, anon = 0, read_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -118,15 +120,18 @@ int main(int argc, char **argv)
             only_type = argv[++i];
         else if (!strcmp(argv[i], "--anon"))
             anon = 1;
+        else if (!strcmp(argv[i], "--read-only"))
+            read_only = 1;
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else {
-            fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--type T] [--anon]\n");
+            fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R] [--type T] [--anon | --read-only]\n");
             return 2;
         }
     }
-    if (!path || threads < 1 || rounds < 1 || rounds > 64) {
-        fprintf(stderr, "usage: weight-stream MODEL.gguf [--threads N] [--rounds R (1-64)] [--type T] [--anon]\n");
+    if (!path || threads < 1 || rounds < 1 || rounds > 64 || (anon && read_only)) {
+        fprintf(stderr,
+                "usage: weight-stream MODEL.gguf [--threads N] [--rounds R (1-64)] [--type T] [--anon | --read-only]\n");
         return 2;
     }
     const int want_type = only_type ? dtype_from_name(only_type) : -1;
@@ -199,8 +204,17 @@ int main(int argc, char **argv)
     }
     double sink = 0, rd[64], kn[64], ratio[64], an[64];
     run_pass(pool, ms, n, 1, &sink); /* fault the pages in */
-    printf("%s: %d matrices, %.2f GB a token, %d threads\n", path, n, bytes / 1e9, threads);
-    printf("round  read GB/s  kernels GB/s  kernels/read%s\n", anon ? "  anonymous read GB/s" : "");
+    if (read_only) {
+        for (int r = 0; r < rounds; r++)
+            rd[r] = bytes / run_pass(pool, ms, n, 1, &sink) / 1e9;
+        printf("{\"read_gbs\": %.3f, \"bytes\": %.0f, \"passes\": %d, \"threads\": %d}\n", median(rd, rounds), bytes,
+               rounds, threads);
+        rounds = 0;
+    }
+    if (rounds > 0) {
+        printf("%s: %d matrices, %.2f GB a token, %d threads\n", path, n, bytes / 1e9, threads);
+        printf("round  read GB/s  kernels GB/s  kernels/read%s\n", anon ? "  anonymous read GB/s" : "");
+    }
     for (int r = 0; r < rounds; r++) {
         const int read_first = r % 2 == 0;
         double a = run_pass(pool, ms, n, read_first, &sink);
@@ -215,12 +229,14 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
-    const double mr = median(rd, rounds), mk = median(kn, rounds), mq = median(ratio, rounds);
-    printf("median %7.1f  %12.1f  %12.3f", mr, mk, mq);
-    if (anon)
-        printf("  %19.1f", median(an, rounds));
-    printf("   (decode bound by the read rate: %.2f tok/s; by the kernels: %.2f)\n", mr * 1e9 / bytes,
-           mk * 1e9 / bytes);
+    if (rounds > 0) {
+        const double mr = median(rd, rounds), mk = median(kn, rounds), mq = median(ratio, rounds);
+        printf("median %7.1f  %12.1f  %12.3f", mr, mk, mq);
+        if (anon)
+            printf("  %19.1f", median(an, rounds));
+        printf("   (decode bound by the read rate: %.2f tok/s; by the kernels: %.2f)\n", mr * 1e9 / bytes,
+               mk * 1e9 / bytes);
+    }
     if (sink == 1234.5)
         puts("");
     for (int i = 0; i < n; i++)
