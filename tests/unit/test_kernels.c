@@ -757,8 +757,9 @@ static void test_half_activations(void **state)
         skip();
 }
 
-/* Attention helpers: SIMD dot/axpy over F16 and F32 rows and the softmax exponentials against the
- * scalar versions, on lengths that are not multiples of the vector width. */
+/* Attention block kernels (F16 widening, score and value products, softmax exponentials) against
+ * the scalar versions, on head sizes, row counts and block lengths that are not multiples of the
+ * vector width or of the kernels' row and position groups. */
 static void test_attention_kernels(void **state)
 {
     (void)state;
@@ -771,30 +772,49 @@ static void test_attention_kernels(void **state)
     if (n_sets == 0)
         skip();
     const struct cpu_attn_kernels *s = &cpu_attn_kernels_scalar;
-    enum { N = 203 };
-    float q[N], v[N], y0[N], y1[N], sc0[N], sc1[N];
+    enum { N = 203, HD_MAX = 136, NR_MAX = 9, NP_MAX = 23 };
+    float q[NR_MAX * HD_MAX], kv[NP_MAX * HD_MAX], w[NR_MAX * NP_MAX], y0[N], y1[N], sc0[N], sc1[N];
+    float s0[NR_MAX * NP_MAX], s1[NR_MAX * NP_MAX], o0[NR_MAX * HD_MAX], o1[NR_MAX * HD_MAX];
     uint16_t h[N];
-    fill_acts(q, N, 1);
-    fill_acts(v, N, 2);
+    fill_acts(q, NR_MAX * HD_MAX, 1);
+    fill_acts(kv, NP_MAX * HD_MAX, 2);
+    fill_acts(w, NR_MAX * NP_MAX, 3);
     for (int i = 0; i < N; i++)
-        h[i] = f32_to_fp16(v[i]);
+        h[i] = f32_to_fp16(kv[i]);
     for (int k = 0; k < n_sets; k++) {
+        /* Nine rows of 13 elements, 22 apart; then one row of all N. */
+        sets[k]->widen_f16(13, 9, h, 22, y0);
+        s->widen_f16(13, 9, h, 22, y1);
+        assert_memory_equal(y0, y1, 13 * 9 * sizeof(float));
+        assert_true(y1[13 * 8 + 12] == fp16_to_f32(h[22 * 8 + 12]));
+        sets[k]->widen_f16(N, 1, h, N, y0);
+        s->widen_f16(N, 1, h, N, y1);
+        assert_memory_equal(y0, y1, sizeof y0);
+        static const int hds[] = {8, 64, 72, 128, 136, 13};
+        for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++) {
+            const int hd = hds[hi];
+            for (int nr = 1; nr <= NR_MAX; nr += 2)
+                for (int np = 1; np <= NP_MAX; np += 3) {
+                    sets[k]->qk(hd, nr, q, np, kv, s0);
+                    s->qk(hd, nr, q, np, kv, s1);
+                    for (int r = 0; r < nr; r++)
+                        for (int p = 0; p < np; p++) {
+                            const double mag = abs_dot(q + (size_t)r * hd, kv + (size_t)p * hd, hd);
+                            if (!(fabsf(s0[r * np + p] - s1[r * np + p]) <= 1e-5 * mag + 1e-6))
+                                fail_msg("qk hd %d nr %d np %d (%d,%d): %g vs %g", hd, nr, np, r, p,
+                                         (double)s0[r * np + p], (double)s1[r * np + p]);
+                        }
+                    for (int i = 0; i < nr * hd; i++)
+                        o0[i] = o1[i] = q[i];
+                    sets[k]->pv(hd, nr, w, np, kv, o0);
+                    s->pv(hd, nr, w, np, kv, o1);
+                    for (int i = 0; i < nr * hd; i++)
+                        if (!(fabsf(o0[i] - o1[i]) <= 1e-5f * (1 + fabsf(o1[i])) * (float)np))
+                            fail_msg("pv hd %d nr %d np %d [%d]: %g vs %g", hd, nr, np, i, (double)o0[i],
+                                     (double)o1[i]);
+                }
+        }
         for (int n = 1; n <= N; n += 29) {
-            const double mag = abs_dot(q, v, n);
-            assert_true(fabsf(sets[k]->dot_f32(n, v, q) - s->dot_f32(n, v, q)) <= 1e-5 * mag + 1e-6);
-            assert_true(fabsf(sets[k]->dot_f16(n, h, q) - s->dot_f16(n, h, q)) <= 1e-5 * mag + 1e-6);
-            memcpy(y0, q, sizeof y0);
-            memcpy(y1, q, sizeof y1);
-            sets[k]->axpy_f16(n, 0.37f, h, y0);
-            s->axpy_f16(n, 0.37f, h, y1);
-            for (int i = 0; i < N; i++)
-                assert_true(fabsf(y0[i] - y1[i]) <= 1e-6f * (1 + fabsf(y1[i])));
-            memcpy(y0, q, sizeof y0);
-            memcpy(y1, q, sizeof y1);
-            sets[k]->axpy_f32(n, -1.5f, v, y0);
-            s->axpy_f32(n, -1.5f, v, y1);
-            for (int i = 0; i < N; i++)
-                assert_true(fabsf(y0[i] - y1[i]) <= 1e-6f * (1 + fabsf(y1[i])));
             /* Scores spanning e^0 down to underflow. */
             for (int i = 0; i < n; i++)
                 sc0[i] = sc1[i] = -(float)i * 0.9f + (i % 3 ? 0.0f : 0.3f);
@@ -807,13 +827,98 @@ static void test_attention_kernels(void **state)
     }
 }
 
+/* The backend's attention op against softmax(q.K^T * scale).V computed in double over the same cache
+ * contents: grouped-query heads (8 query heads on 2 KV heads), positions across several of the
+ * op's cache blocks, a prompt batch whose tokens each see a different causal prefix and a one-token
+ * step, with an F16 and an F32 cache, on one thread and on two. Scores are spread wide enough that
+ * the running maximum changes from block to block. */
+static void test_attention_op(void **state)
+{
+    (void)state;
+    enum { HD = 64, NH = 8, NKV = 2, CTX = 300, KVD = NKV * HD };
+    const float scale = 0.125f;
+    float *kf = malloc(sizeof(float) * CTX * KVD), *vf = malloc(sizeof(float) * CTX * KVD);
+    uint16_t *kh = malloc(sizeof(uint16_t) * CTX * KVD), *vh = malloc(sizeof(uint16_t) * CTX * KVD);
+    float *q = malloc(sizeof(float) * 40 * NH * HD), *out = malloc(sizeof(float) * 40 * NH * HD);
+    assert_non_null(kf);
+    assert_non_null(vf);
+    assert_non_null(kh);
+    assert_non_null(vh);
+    assert_non_null(q);
+    assert_non_null(out);
+    fill_acts(kf, CTX * KVD, 11);
+    fill_acts(vf, CTX * KVD, 12);
+    fill_acts(q, 40 * NH * HD, 13);
+    for (int i = 0; i < CTX * KVD; i++) {
+        /* Round through F16 so both cache types hold the same values. */
+        kh[i] = f32_to_fp16(kf[i] * 3.0f);
+        vh[i] = f32_to_fp16(vf[i]);
+        kf[i] = fp16_to_f32(kh[i]);
+        vf[i] = fp16_to_f32(vh[i]);
+    }
+    static const struct {
+        int n, first;
+    } batches[] = {{37, 150}, {1, 299}, {5, 0}, {1, 64}};
+    const int threads[] = {1, 2};
+    for (int ti = 0; ti < 2; ti++) {
+        struct backend *be = NULL;
+        struct err e = {0};
+        assert_int_equal(backend_cpu_new(threads[ti], &be, &e), 0);
+        assert_int_equal(be->ops->reserve(be, 40, NH * HD, CTX, HD, &e), 0);
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            const int n = batches[bi].n;
+            int32_t pos[40];
+            for (int i = 0; i < n; i++)
+                pos[i] = batches[bi].first + i;
+            be->ops->set_batch(be, NULL, pos, n);
+            for (int kt = 0; kt < 2; kt++) {
+                const enum kv_type type = kt ? KV_F32 : KV_F16;
+                be->ops->attention(be, q, kt ? (const void *)kf : kh, kt ? (const void *)vf : vh, type, out, NH, NKV,
+                                   HD, scale);
+                for (int i = 0; i < n; i++)
+                    for (int hh = 0; hh < NH; hh++) {
+                        const float *qr = q + ((size_t)i * NH + hh) * HD;
+                        const int g = hh / (NH / NKV);
+                        double sc[CTX], m = -INFINITY, sum = 0, ref[HD] = {0};
+                        for (int p = 0; p <= pos[i]; p++) {
+                            double d = 0;
+                            for (int c = 0; c < HD; c++)
+                                d += (double)qr[c] * kf[(size_t)p * KVD + g * HD + c];
+                            sc[p] = d * scale;
+                            if (sc[p] > m)
+                                m = sc[p];
+                        }
+                        for (int p = 0; p <= pos[i]; p++) {
+                            sc[p] = exp(sc[p] - m);
+                            sum += sc[p];
+                            for (int c = 0; c < HD; c++)
+                                ref[c] += sc[p] * vf[(size_t)p * KVD + g * HD + c];
+                        }
+                        const float *got = out + ((size_t)i * NH + hh) * HD;
+                        for (int c = 0; c < HD; c++)
+                            if (!(fabs(got[c] - ref[c] / sum) <= 2e-5 * (1 + fabs(ref[c] / sum))))
+                                fail_msg("threads %d, %s cache, token at %d, head %d, [%d]: %g vs %g", threads[ti],
+                                         kt ? "F32" : "F16", pos[i], hh, c, (double)got[c], ref[c] / sum);
+                    }
+            }
+        }
+        be->ops->free(be);
+    }
+    free(kf);
+    free(vf);
+    free(kh);
+    free(vh);
+    free(q);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simd_vs_scalar),   cmocka_unit_test(test_quantize_q8_0),
         cmocka_unit_test(test_matmul_reference), cmocka_unit_test(test_matmul_float),
         cmocka_unit_test(test_matmul_f16_wide),  cmocka_unit_test(test_half_activations),
-        cmocka_unit_test(test_attention_kernels), cmocka_unit_test(test_gemm_tiles),
+        cmocka_unit_test(test_attention_kernels), cmocka_unit_test(test_attention_op), cmocka_unit_test(test_gemm_tiles),
         cmocka_unit_test(test_vec_kernels), cmocka_unit_test(test_q4_0_row_lengths),      cmocka_unit_test(test_quantize_q8_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

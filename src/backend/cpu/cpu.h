@@ -16,7 +16,7 @@ struct cpu_backend {
     /* Scratch reused across calls; grown (outside the hot loop) only when a larger shape arrives. */
     void *act_scratch; /* quantized activations for matmul */
     size_t act_scratch_size;
-    float *attn_scratch; /* per-thread score rows for attention */
+    float *attn_scratch; /* per-slot attention blocks (attention.c) */
     size_t attn_scratch_per_thread;
     void *pack_scratch; /* per-slot packed weight panels for prefill (kernels.h pack8) */
     size_t pack_scratch_per_slot;
@@ -30,6 +30,8 @@ int cpu_scratch_reserve(void **buf, size_t *cur, size_t size);
 
 void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweight *bias, const float *x,
                 float *y, int n);
+/* Floats of attention scratch one pool slot needs for heads of head_dim (attention.c). */
+size_t cpu_attn_scratch_floats(int head_dim);
 void cpu_attention(struct backend *be, const float *q, const void *k_cache, const void *v_cache,
                    enum kv_type type, float *out, int n_heads, int n_kv_heads, int head_dim, float scale);
 

@@ -98,12 +98,13 @@ static int cpu_reserve(struct backend *be, int max_batch, int64_t max_cols, int 
             return err_set(e, ERR_NOMEM, "out of memory for prefill panel scratch");
         c->pack_scratch_per_slot = CPU_PACK_SCRATCH_BYTES;
     }
-    size_t per_thread = ((size_t)max_ctx + 2 * (size_t)head_dim + 15) & ~(size_t)15;
+    (void)max_ctx; /* attention walks the cache in fixed-size blocks */
+    size_t per_thread = cpu_attn_scratch_floats(head_dim);
     if (per_thread > c->attn_scratch_per_thread) {
         size_t cur = 0;
         void *buf = NULL;
         if (cpu_scratch_reserve(&buf, &cur, per_thread * (size_t)c->base.n_threads * sizeof(float)) != 0)
-            return err_set(e, ERR_NOMEM, "out of memory for attention scratch (%d positions)", max_ctx);
+            return err_set(e, ERR_NOMEM, "out of memory for attention scratch (heads of %d)", head_dim);
         free(c->attn_scratch);
         c->attn_scratch = buf;
         c->attn_scratch_per_thread = per_thread;

@@ -891,27 +891,143 @@ static float X86_NAME(dot_q4_k_t)(int64_t n, const void *w, const void *a)
 #define X86_ACT_Q4_K_EXTRA 0
 #endif
 
-static void X86_NAME(axpy_f16)(int64_t n, float alpha, const void *xv, float *y)
+/* ---- attention blocks (kernels.h cpu_attn_kernels) ---- */
+
+/* Cache rows this far ahead are prefetched: one head's rows are a few hundred bytes, each in its own
+ * stretch of the cache, too sparse for the hardware's stream prefetchers. */
+#define X86_ATTN_ROWS_AHEAD 16
+
+static void X86_NAME(widen_f16)(int hd, int np, const uint16_t *x, size_t stride, float *y)
 {
-    const uint16_t *x = xv;
-    const __m256 a = _mm256_set1_ps(alpha);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
-                                                _mm256_loadu_ps(y + i)));
-    for (; i < n; i++)
-        y[i] += alpha * x86_h2f(x[i]);
+    const int bytes = hd * (int)sizeof *x;
+    for (int p = 0; p < np; p++, x += stride, y += hd) {
+        x86_prefetch_at(x, X86_ATTN_ROWS_AHEAD * (int)(stride * sizeof *x), bytes);
+        int c = 0;
+        for (; c + 8 <= hd; c += 8)
+            _mm256_storeu_ps(y + c, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + c))));
+        for (; c < hd; c++)
+            y[c] = x86_h2f(x[c]);
+    }
 }
 
-static void X86_NAME(axpy_f32)(int64_t n, float alpha, const void *xv, float *y)
+/* The four sums of a, b, c and d's eight lanes, in that order. */
+static inline __m128 x86_hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
 {
-    const float *x = xv;
-    const __m256 a = _mm256_set1_ps(alpha);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++)
-        y[i] += alpha * x[i];
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+/* Scores of nr query rows against np key rows: two query rows x four key rows at a time (eight
+ * accumulators, each key load serving two rows), one horizontal reduction per four scores. */
+static void X86_NAME(attn_qk)(int hd, int nr, const float *q, int np, const float *k, float *s)
+{
+    const int hv = hd & ~7;
+    int r = 0;
+    for (; r < nr; r += 2) {
+        const int two = r + 1 < nr;
+        const float *q0 = q + (size_t)r * hd, *q1 = two ? q0 + hd : q0;
+        float *s0 = s + (size_t)r * np, *s1 = two ? s0 + np : s0;
+        int p = 0;
+        for (; p + 4 <= np; p += 4) {
+            const float *k0 = k + (size_t)p * hd;
+            __m256 a[8];
+            for (int i = 0; i < 8; i++)
+                a[i] = _mm256_setzero_ps();
+            for (int c = 0; c < hv; c += 8) {
+                const __m256 x0 = _mm256_loadu_ps(q0 + c), x1 = _mm256_loadu_ps(q1 + c);
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    const __m256 kv = _mm256_loadu_ps(k0 + (size_t)i * hd + c);
+                    a[i] = _mm256_fmadd_ps(x0, kv, a[i]);
+                    a[4 + i] = _mm256_fmadd_ps(x1, kv, a[4 + i]);
+                }
+            }
+            float t0[4], t1[4];
+            _mm_storeu_ps(t0, x86_hsum4_ps(a[0], a[1], a[2], a[3]));
+            _mm_storeu_ps(t1, x86_hsum4_ps(a[4], a[5], a[6], a[7]));
+            for (int i = 0; i < 4; i++) {
+                for (int c = hv; c < hd; c++) {
+                    t0[i] += q0[c] * k0[(size_t)i * hd + c];
+                    t1[i] += q1[c] * k0[(size_t)i * hd + c];
+                }
+                s0[p + i] = t0[i];
+                s1[p + i] = t1[i];
+            }
+        }
+        for (; p < np; p++) {
+            const float *kp = k + (size_t)p * hd;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            for (int c = 0; c < hv; c += 8) {
+                const __m256 kv = _mm256_loadu_ps(kp + c);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + c), kv, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + c), kv, a1);
+            }
+            float t0 = x86_hsum_ps(a0), t1 = x86_hsum_ps(a1);
+            for (int c = hv; c < hd; c++) {
+                t0 += q0[c] * kp[c];
+                t1 += q1[c] * kp[c];
+            }
+            s0[p] = t0;
+            s1[p] = t1;
+        }
+    }
+}
+
+/* Weighted value rows into nr output rows: four output rows x sixteen columns at a time (eight
+ * accumulators, so eight independent FMA chains), each value load serving four rows. */
+static void X86_NAME(attn_pv)(int hd, int nr, const float *w, int np, const float *v, float *o)
+{
+    for (int r = 0; r < nr; r += 4) {
+        const int m = nr - r < 4 ? nr - r : 4;
+        const float *wr[4];
+        float *orow[4];
+        for (int i = 0; i < 4; i++) {
+            /* Missing rows repeat the last real one; only real rows are stored. */
+            const int ri = r + (i < m ? i : m - 1);
+            wr[i] = w + (size_t)ri * np;
+            orow[i] = o + (size_t)ri * hd;
+        }
+        int c = 0;
+        for (; c + 16 <= hd; c += 16) {
+            __m256 a[8];
+            for (int i = 0; i < 4; i++) {
+                a[i] = _mm256_loadu_ps(orow[i] + c);
+                a[4 + i] = _mm256_loadu_ps(orow[i] + c + 8);
+            }
+            for (int p = 0; p < np; p++) {
+                const __m256 v0 = _mm256_loadu_ps(v + (size_t)p * hd + c), v1 = _mm256_loadu_ps(v + (size_t)p * hd + c + 8);
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    const __m256 x = _mm256_broadcast_ss(wr[i] + p);
+                    a[i] = _mm256_fmadd_ps(x, v0, a[i]);
+                    a[4 + i] = _mm256_fmadd_ps(x, v1, a[4 + i]);
+                }
+            }
+            for (int i = m - 1; i >= 0; i--) {
+                _mm256_storeu_ps(orow[i] + c, a[i]);
+                _mm256_storeu_ps(orow[i] + c + 8, a[4 + i]);
+            }
+        }
+        for (; c + 8 <= hd; c += 8) {
+            __m256 a[4];
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm256_loadu_ps(orow[i] + c);
+            for (int p = 0; p < np; p++) {
+                const __m256 v0 = _mm256_loadu_ps(v + (size_t)p * hd + c);
+                for (int i = 0; i < 4; i++)
+                    a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(wr[i] + p), v0, a[i]);
+            }
+            for (int i = m - 1; i >= 0; i--)
+                _mm256_storeu_ps(orow[i] + c, a[i]);
+        }
+        for (; c < hd; c++)
+            for (int i = 0; i < m; i++) {
+                float acc = orow[i][c];
+                for (int p = 0; p < np; p++)
+                    acc += wr[i][p] * v[(size_t)p * hd + c];
+                orow[i][c] = acc;
+            }
+    }
 }
 
 /* exp(x) for x <= 0 (softmax arguments): x = k ln2 + r with |r| <= ln2/2, a degree-6 polynomial for
@@ -1718,7 +1834,7 @@ static const struct cpu_vec_kernels X86_NAME(vec_kernels) = {
 };
 
 static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
-    X86_NAME(dot_f16), X86_NAME(dot_f32), X86_NAME(axpy_f16), X86_NAME(axpy_f32), X86_NAME(softmax_exp),
+    X86_NAME(widen_f16), X86_NAME(attn_qk), X86_NAME(attn_pv), X86_NAME(softmax_exp),
 };
 
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
