@@ -38,6 +38,10 @@ struct rope_params {
 
 enum kv_type { KV_F16 = 0, KV_F32 = 1 };
 
+/* KV caches are allocated for a whole number of blocks of this many positions (a backend may lay a
+ * block out as it likes: the CPU keeps each KV head's rows of a block together). */
+#define BACKEND_KV_BLOCK 64
+
 struct backend_ops {
     const char *name;
     void (*free)(struct backend *be);
@@ -70,10 +74,11 @@ struct backend_ops {
                    float *y, int n);
     /* Rotates heads in place: x is [n, n_heads * head_dim], positions from the batch. */
     void (*rope)(struct backend *be, float *x, int n_heads, int head_dim, const struct rope_params *rp);
-    /* Stores k and v rows ([n, kv_dim]) into the cache rows at the batch positions. */
+    /* Stores k and v rows ([n, kv_dim]) into the cache at the batch positions, in the backend's own
+     * layout (a cache holds its context length rounded up to BACKEND_KV_BLOCK positions). */
     void (*kv_store)(struct backend *be, void *k_cache, void *v_cache, enum kv_type type, const float *k,
                      const float *v, int kv_dim);
-    /* Causal attention of q [n, n_heads*head_dim] over cache rows 0..pos[i] into out. */
+    /* Causal attention of q [n, n_heads*head_dim] over cache positions 0..pos[i] into out. */
     void (*attention)(struct backend *be, const float *q, const void *k_cache, const void *v_cache,
                       enum kv_type type, float *out, int n_heads, int n_kv_heads, int head_dim,
                       float scale);

@@ -50,7 +50,8 @@ int model_ctx_new(struct model *m, const struct ctx_params *p, struct model_ctx 
         return err_set(e, ERR_INVALID, "context length %d is out of range (1..16777216)", p->n_ctx);
     }
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    const size_t kv_bytes = (size_t)c->n_ctx * kv_dim * (c->kv_type == KV_F32 ? 4 : 2);
+    const size_t kv_positions = ((size_t)c->n_ctx + BACKEND_KV_BLOCK - 1) / BACKEND_KV_BLOCK * BACKEND_KV_BLOCK;
+    const size_t kv_bytes = kv_positions * kv_dim * (c->kv_type == KV_F32 ? 4 : 2);
     c->k_cache = calloc((size_t)hp->n_layer, sizeof *c->k_cache);
     c->v_cache = calloc((size_t)hp->n_layer, sizeof *c->v_cache);
     if (!c->k_cache || !c->v_cache)

@@ -757,9 +757,9 @@ static void test_half_activations(void **state)
         skip();
 }
 
-/* Attention block kernels (F16 widening, score and value products, softmax exponentials) against
- * the scalar versions, on head sizes, row counts and block lengths that are not multiples of the
- * vector width or of the kernels' row and position groups. */
+/* Attention block kernels (score and value products over F16 and float cache rows, softmax
+ * exponentials) against the scalar versions, on head sizes, row counts and block lengths that are not
+ * multiples of the vector width or of the kernels' row and position groups. */
 static void test_attention_kernels(void **state)
 {
     (void)state;
@@ -773,47 +773,43 @@ static void test_attention_kernels(void **state)
         skip();
     const struct cpu_attn_kernels *s = &cpu_attn_kernels_scalar;
     enum { N = 203, HD_MAX = 136, NR_MAX = 9, NP_MAX = 23 };
-    float q[NR_MAX * HD_MAX], kv[NP_MAX * HD_MAX], w[NR_MAX * NP_MAX], y0[N], y1[N], sc0[N], sc1[N];
+    float q[NR_MAX * HD_MAX], kv[NP_MAX * HD_MAX], w[NR_MAX * NP_MAX], sc0[N], sc1[N];
     float s0[NR_MAX * NP_MAX], s1[NR_MAX * NP_MAX], o0[NR_MAX * HD_MAX], o1[NR_MAX * HD_MAX];
-    uint16_t h[N];
+    uint16_t kvh[NP_MAX * HD_MAX];
     fill_acts(q, NR_MAX * HD_MAX, 1);
     fill_acts(kv, NP_MAX * HD_MAX, 2);
     fill_acts(w, NR_MAX * NP_MAX, 3);
-    for (int i = 0; i < N; i++)
-        h[i] = f32_to_fp16(kv[i]);
+    for (int i = 0; i < NP_MAX * HD_MAX; i++) {
+        kvh[i] = f32_to_fp16(kv[i]);
+        kv[i] = fp16_to_f32(kvh[i]); /* the same values in both forms, for the error bounds */
+    }
     for (int k = 0; k < n_sets; k++) {
-        /* Nine rows of 13 elements, 22 apart; then one row of all N. */
-        sets[k]->widen_f16(13, 9, h, 22, y0);
-        s->widen_f16(13, 9, h, 22, y1);
-        assert_memory_equal(y0, y1, 13 * 9 * sizeof(float));
-        assert_true(y1[13 * 8 + 12] == fp16_to_f32(h[22 * 8 + 12]));
-        sets[k]->widen_f16(N, 1, h, N, y0);
-        s->widen_f16(N, 1, h, N, y1);
-        assert_memory_equal(y0, y1, sizeof y0);
         static const int hds[] = {8, 64, 72, 128, 136, 13};
-        for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++) {
-            const int hd = hds[hi];
-            for (int nr = 1; nr <= NR_MAX; nr += 2)
-                for (int np = 1; np <= NP_MAX; np += 3) {
-                    sets[k]->qk(hd, nr, q, np, kv, s0);
-                    s->qk(hd, nr, q, np, kv, s1);
-                    for (int r = 0; r < nr; r++)
-                        for (int p = 0; p < np; p++) {
-                            const double mag = abs_dot(q + (size_t)r * hd, kv + (size_t)p * hd, hd);
-                            if (!(fabsf(s0[r * np + p] - s1[r * np + p]) <= 1e-5 * mag + 1e-6))
-                                fail_msg("qk hd %d nr %d np %d (%d,%d): %g vs %g", hd, nr, np, r, p,
-                                         (double)s0[r * np + p], (double)s1[r * np + p]);
-                        }
-                    for (int i = 0; i < nr * hd; i++)
-                        o0[i] = o1[i] = q[i];
-                    sets[k]->pv(hd, nr, w, np, kv, o0);
-                    s->pv(hd, nr, w, np, kv, o1);
-                    for (int i = 0; i < nr * hd; i++)
-                        if (!(fabsf(o0[i] - o1[i]) <= 1e-5f * (1 + fabsf(o1[i])) * (float)np))
-                            fail_msg("pv hd %d nr %d np %d [%d]: %g vs %g", hd, nr, np, i, (double)o0[i],
-                                     (double)o1[i]);
-                }
-        }
+        for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
+            for (int half = 0; half < 2; half++) {
+                const int hd = hds[hi];
+                const void *rows = half ? (const void *)kvh : kv;
+                for (int nr = 1; nr <= NR_MAX; nr += 2)
+                    for (int np = 1; np <= NP_MAX; np += 3) {
+                        sets[k]->qk(hd, nr, q, np, rows, half, s0);
+                        s->qk(hd, nr, q, np, rows, half, s1);
+                        for (int r = 0; r < nr; r++)
+                            for (int p = 0; p < np; p++) {
+                                const double mag = abs_dot(q + (size_t)r * hd, kv + (size_t)p * hd, hd);
+                                if (!(fabsf(s0[r * np + p] - s1[r * np + p]) <= 1e-5 * mag + 1e-6))
+                                    fail_msg("qk hd %d half %d nr %d np %d (%d,%d): %g vs %g", hd, half, nr, np, r,
+                                             p, (double)s0[r * np + p], (double)s1[r * np + p]);
+                            }
+                        for (int i = 0; i < nr * hd; i++)
+                            o0[i] = o1[i] = q[i];
+                        sets[k]->pv(hd, nr, w, np, rows, half, o0);
+                        s->pv(hd, nr, w, np, rows, half, o1);
+                        for (int i = 0; i < nr * hd; i++)
+                            if (!(fabsf(o0[i] - o1[i]) <= 1e-5f * (1 + fabsf(o1[i])) * (float)np))
+                                fail_msg("pv hd %d half %d nr %d np %d [%d]: %g vs %g", hd, half, nr, np, i,
+                                         (double)o0[i], (double)o1[i]);
+                    }
+            }
         for (int n = 1; n <= N; n += 29) {
             /* Scores spanning e^0 down to underflow. */
             for (int i = 0; i < n; i++)
@@ -827,8 +823,8 @@ static void test_attention_kernels(void **state)
     }
 }
 
-/* The backend's attention op against softmax(q.K^T * scale).V computed in double over the same cache
- * contents: grouped-query heads (8 query heads on 2 KV heads), positions across several of the
+/* The backend's KV store and attention op against softmax(q.K^T * scale).V computed in double over
+ * the same keys and values: grouped-query heads (8 query heads on 2 KV heads), positions across several of the
  * op's cache blocks, a prompt batch whose tokens each see a different causal prefix and a one-token
  * step, with an F16 and an F32 cache, on one thread and on two. Scores are spread wide enough that
  * the running maximum changes from block to block. */
@@ -837,24 +833,27 @@ static void test_attention_op(void **state)
     (void)state;
     enum { HD = 64, NH = 8, NKV = 2, CTX = 300, KVD = NKV * HD };
     const float scale = 0.125f;
+    /* keys and values as rows [position][KV head][HD], and the backend's two caches of them */
     float *kf = malloc(sizeof(float) * CTX * KVD), *vf = malloc(sizeof(float) * CTX * KVD);
-    uint16_t *kh = malloc(sizeof(uint16_t) * CTX * KVD), *vh = malloc(sizeof(uint16_t) * CTX * KVD);
+    const size_t cache_elems = (size_t)(CTX + BACKEND_KV_BLOCK - 1) / BACKEND_KV_BLOCK * BACKEND_KV_BLOCK * KVD;
+    uint16_t *kh = malloc(sizeof(uint16_t) * cache_elems), *vh = malloc(sizeof(uint16_t) * cache_elems);
+    float *kc = malloc(sizeof(float) * cache_elems), *vc = malloc(sizeof(float) * cache_elems);
     float *q = malloc(sizeof(float) * 40 * NH * HD), *out = malloc(sizeof(float) * 40 * NH * HD);
     assert_non_null(kf);
     assert_non_null(vf);
     assert_non_null(kh);
     assert_non_null(vh);
+    assert_non_null(kc);
+    assert_non_null(vc);
     assert_non_null(q);
     assert_non_null(out);
     fill_acts(kf, CTX * KVD, 11);
     fill_acts(vf, CTX * KVD, 12);
     fill_acts(q, 40 * NH * HD, 13);
     for (int i = 0; i < CTX * KVD; i++) {
-        /* Round through F16 so both cache types hold the same values. */
-        kh[i] = f32_to_fp16(kf[i] * 3.0f);
-        vh[i] = f32_to_fp16(vf[i]);
-        kf[i] = fp16_to_f32(kh[i]);
-        vf[i] = fp16_to_f32(vh[i]);
+        /* Values F16 holds exactly, so both cache types hold the same. */
+        kf[i] = fp16_to_f32(f32_to_fp16(kf[i] * 3.0f));
+        vf[i] = fp16_to_f32(f32_to_fp16(vf[i]));
     }
     static const struct {
         int n, first;
@@ -865,6 +864,16 @@ static void test_attention_op(void **state)
         struct err e = {0};
         assert_int_equal(backend_cpu_new(threads[ti], &be, &e), 0);
         assert_int_equal(be->ops->reserve(be, 40, NH * HD, CTX, HD, &e), 0);
+        /* Fill both caches through the backend, 40 positions a batch. */
+        for (int p0 = 0; p0 < CTX; p0 += 40) {
+            int32_t pos[40];
+            const int n = CTX - p0 < 40 ? CTX - p0 : 40;
+            for (int i = 0; i < n; i++)
+                pos[i] = p0 + i;
+            be->ops->set_batch(be, NULL, pos, n);
+            be->ops->kv_store(be, kh, vh, KV_F16, kf + (size_t)p0 * KVD, vf + (size_t)p0 * KVD, KVD);
+            be->ops->kv_store(be, kc, vc, KV_F32, kf + (size_t)p0 * KVD, vf + (size_t)p0 * KVD, KVD);
+        }
         for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
             const int n = batches[bi].n;
             int32_t pos[40];
@@ -873,7 +882,7 @@ static void test_attention_op(void **state)
             be->ops->set_batch(be, NULL, pos, n);
             for (int kt = 0; kt < 2; kt++) {
                 const enum kv_type type = kt ? KV_F32 : KV_F16;
-                be->ops->attention(be, q, kt ? (const void *)kf : kh, kt ? (const void *)vf : vh, type, out, NH, NKV,
+                be->ops->attention(be, q, kt ? (const void *)kc : kh, kt ? (const void *)vc : vh, type, out, NH, NKV,
                                    HD, scale);
                 for (int i = 0; i < n; i++)
                     for (int hh = 0; hh < NH; hh++) {
@@ -908,6 +917,8 @@ static void test_attention_op(void **state)
     free(vf);
     free(kh);
     free(vh);
+    free(kc);
+    free(vc);
     free(q);
     free(out);
 }

@@ -3,9 +3,10 @@
  *
  * A task is one KV head and a block of tokens; its query rows are the heads of that KV head's group
  * (at most ATTN_ROWS of them) for each token of the block. The task walks the cache ATTN_BLOCK
- * positions at a time: the block's K and V rows of its KV head are widened to float once and serve
- * every row of the task (in a decode step, all the group's query heads, so each KV row is read from
- * memory once rather than once per query head). Scores come as a small matrix product (kernels.h qk),
+ * positions at a time, the cache layout's blocks (cpu.h cpu_kv_offset), in which one KV head's rows
+ * are contiguous: each K and V row of the block is read once for every row of the task (in a decode
+ * step, all the group's query heads, so each KV row comes from memory once rather than once per
+ * query head), widened to float as the kernels load it. Scores come as a small matrix product (kernels.h qk),
  * then an online softmax keeps a running maximum and sum per row (output and sum rescaled whenever
  * the maximum grows) and weights the V rows into the output (pv). Positions past a row's own take no
  * part (causal). Tasks are shared out across the pool one at a time (threadpool_share); each writes
@@ -18,17 +19,17 @@
 #include "backend/cpu/kernels.h"
 #include "tensor/tensor.h"
 
-/* Cache positions per block: with 128-wide heads the widened K and V blocks take 64 KiB, beside the
- * task's query and output rows in L2. */
-#define ATTN_BLOCK 64
+/* Cache positions per block: the cache layout's block (cpu.h cpu_kv_offset), whose rows of one KV
+ * head lie together (16 KiB of F16 keys with 128-wide heads, and as much of values). */
+#define ATTN_BLOCK BACKEND_KV_BLOCK
 /* Query rows per task at most: tokens x heads of one group. */
 #define ATTN_ROWS 64
 
 size_t cpu_attn_scratch_floats(int head_dim)
 {
     const size_t hd = (size_t)head_dim;
-    /* query and output rows, scores, widened K and V blocks, running max and sum per row */
-    const size_t n = 2 * ATTN_ROWS * hd + (size_t)ATTN_ROWS * ATTN_BLOCK + 2 * ATTN_BLOCK * hd + 2 * ATTN_ROWS;
+    /* query and output rows, scores, running max and sum per row */
+    const size_t n = 2 * ATTN_ROWS * hd + (size_t)ATTN_ROWS * ATTN_BLOCK + 2 * ATTN_ROWS;
     return (n + 15) & ~(size_t)15;
 }
 
@@ -49,20 +50,6 @@ struct attn_job {
     int64_t n_tasks;
 };
 
-/* Positions [p0, p0 + np) of one KV head's cache rows as np contiguous float rows. */
-static void widen_rows(const struct attn_job *j, const void *cache, int kvh, int p0, int np, float *dst)
-{
-    const int hd = j->head_dim;
-    const size_t row = (size_t)j->n_kv_heads * hd; /* elements per position */
-    const size_t at = (size_t)p0 * row + (size_t)kvh * hd;
-    if (j->type == KV_F32) {
-        for (int p = 0; p < np; p++)
-            memcpy(dst + (size_t)p * hd, (const float *)cache + at + (size_t)p * row, (size_t)hd * sizeof(float));
-    } else {
-        j->ak->widen_f16(hd, np, (const uint16_t *)cache + at, row, dst);
-    }
-}
-
 static void attn_run(const struct attn_job *j, int64_t task, float *scratch)
 {
     const struct cpu_backend *c = j->c;
@@ -79,8 +66,9 @@ static void attn_run(const struct attn_job *j, int64_t task, float *scratch)
     const int nr = (t1 - t0) * nh; /* row r: token t0 + r / nh, head h0 + r % nh */
 
     float *qs = scratch, *o = qs + (size_t)ATTN_ROWS * hd, *s = o + (size_t)ATTN_ROWS * hd;
-    float *kf = s + (size_t)ATTN_ROWS * ATTN_BLOCK, *vf = kf + (size_t)ATTN_BLOCK * hd;
-    float *mx = vf + (size_t)ATTN_BLOCK * hd, *sum = mx + ATTN_ROWS;
+    float *mx = s + (size_t)ATTN_ROWS * ATTN_BLOCK, *sum = mx + ATTN_ROWS;
+    const int half = j->type != KV_F32;
+    const size_t elt = half ? sizeof(uint16_t) : sizeof(float);
 
     int last = 0; /* the latest position any row attends to */
     for (int r = 0; r < nr; r++) {
@@ -96,9 +84,9 @@ static void attn_run(const struct attn_job *j, int64_t task, float *scratch)
     }
     for (int p0 = 0; p0 <= last; p0 += ATTN_BLOCK) {
         const int np = last + 1 - p0 < ATTN_BLOCK ? last + 1 - p0 : ATTN_BLOCK;
-        widen_rows(j, j->k_cache, kvh, p0, np, kf);
-        widen_rows(j, j->v_cache, kvh, p0, np, vf);
-        ak->qk(hd, nr, qs, np, kf, s);
+        const size_t at = cpu_kv_offset(p0, kvh, j->n_kv_heads, hd) * elt;
+        const void *kb = (const uint8_t *)j->k_cache + at, *vb = (const uint8_t *)j->v_cache + at;
+        ak->qk(hd, nr, qs, np, kb, half, s);
         for (int r = 0; r < nr; r++) {
             float *sr = s + (size_t)r * np;
             const int pos = c->pos[t0 + r / nh];
@@ -122,7 +110,7 @@ static void attn_run(const struct attn_job *j, int64_t task, float *scratch)
             sum[r] += ak->softmax_exp(sr, valid, m);
             memset(sr + valid, 0, (size_t)(np - valid) * sizeof *sr);
         }
-        ak->pv(hd, nr, s, np, vf, o);
+        ak->pv(hd, nr, s, np, vb, half, o);
     }
     for (int r = 0; r < nr; r++) {
         const int t = t0 + r / nh, h = h0 + r % nh;

@@ -16,6 +16,7 @@ struct cpu_backend {
     /* Scratch reused across calls; grown (outside the hot loop) only when a larger shape arrives. */
     void *act_scratch; /* quantized activations for matmul */
     size_t act_scratch_size;
+    int head_dim;        /* of the model's heads (reserve): the KV cache layout needs it */
     float *attn_scratch; /* per-slot attention blocks (attention.c) */
     size_t attn_scratch_per_thread;
     void *pack_scratch; /* per-slot packed weight panels for prefill (kernels.h pack8) */
@@ -30,6 +31,16 @@ int cpu_scratch_reserve(void **buf, size_t *cur, size_t size);
 
 void cpu_matmul(struct backend *be, const struct bweight *w, const struct bweight *bias, const float *x,
                 float *y, int n);
+/* Element offset of (position, KV head) in a CPU KV cache. The cache is a run of blocks of
+ * BACKEND_KV_BLOCK positions; a block holds KV head 0's rows for its positions, then head 1's, and
+ * so on, so that one head's rows of a block lie together (attention reads them a block at a time). */
+static inline size_t cpu_kv_offset(int pos, int kvh, int n_kv_heads, int head_dim)
+{
+    const size_t block = (size_t)(pos / BACKEND_KV_BLOCK);
+    return ((block * (size_t)n_kv_heads + (size_t)kvh) * BACKEND_KV_BLOCK + (size_t)(pos % BACKEND_KV_BLOCK)) *
+           (size_t)head_dim;
+}
+
 /* Floats of attention scratch one pool slot needs for heads of head_dim (attention.c). */
 size_t cpu_attn_scratch_floats(int head_dim);
 void cpu_attention(struct backend *be, const float *q, const void *k_cache, const void *v_cache,

@@ -99,6 +99,7 @@ static int cpu_reserve(struct backend *be, int max_batch, int64_t max_cols, int 
         c->pack_scratch_per_slot = CPU_PACK_SCRATCH_BYTES;
     }
     (void)max_ctx; /* attention walks the cache in fixed-size blocks */
+    c->head_dim = head_dim;
     size_t per_thread = cpu_attn_scratch_floats(head_dim);
     if (per_thread > c->attn_scratch_per_thread) {
         size_t cur = 0;
@@ -203,24 +204,27 @@ static void cpu_rope(struct backend *be, float *x, int n_heads, int head_dim, co
     }
 }
 
+/* Each token's k and v rows go in head by head at the cache layout's offsets (cpu.h cpu_kv_offset). */
 static void cpu_kv_store(struct backend *be, void *k_cache, void *v_cache, enum kv_type type, const float *k,
                          const float *v, int kv_dim)
 {
     struct cpu_backend *c = (struct cpu_backend *)be;
-    for (int i = 0; i < c->n_batch; i++) {
-        const size_t row = (size_t)c->pos[i] * kv_dim;
-        const float *ks = k + (size_t)i * kv_dim, *vs = v + (size_t)i * kv_dim;
-        if (type == KV_F32) {
-            memcpy((float *)k_cache + row, ks, (size_t)kv_dim * sizeof(float));
-            memcpy((float *)v_cache + row, vs, (size_t)kv_dim * sizeof(float));
-        } else {
-            uint16_t *kd = (uint16_t *)k_cache + row, *vd = (uint16_t *)v_cache + row;
-            for (int j = 0; j < kv_dim; j++) {
-                kd[j] = f32_to_fp16(ks[j]);
-                vd[j] = f32_to_fp16(vs[j]);
+    const int hd = c->head_dim, n_kv = kv_dim / hd;
+    for (int i = 0; i < c->n_batch; i++)
+        for (int h = 0; h < n_kv; h++) {
+            const size_t at = cpu_kv_offset(c->pos[i], h, n_kv, hd);
+            const float *ks = k + (size_t)i * kv_dim + (size_t)h * hd, *vs = v + (size_t)i * kv_dim + (size_t)h * hd;
+            if (type == KV_F32) {
+                memcpy((float *)k_cache + at, ks, (size_t)hd * sizeof(float));
+                memcpy((float *)v_cache + at, vs, (size_t)hd * sizeof(float));
+            } else {
+                uint16_t *kd = (uint16_t *)k_cache + at, *vd = (uint16_t *)v_cache + at;
+                for (int j = 0; j < hd; j++) {
+                    kd[j] = f32_to_fp16(ks[j]);
+                    vd[j] = f32_to_fp16(vs[j]);
+                }
             }
         }
-    }
 }
 
 /* swiglu and add over a long vector, shared out across the pool in chunks of whole 64-byte lines

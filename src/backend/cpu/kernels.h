@@ -157,17 +157,15 @@ void cpu_quantize_q8_0(const float *x, void *dst, int64_t n);
 void cpu_quantize_q8_1(const float *x, void *dst, int64_t n);
 void cpu_quantize_q8_k(const float *x, void *dst, int64_t n);
 
-/* Attention over one KV head, a block of cache positions at a time (attention.c):
- *   widen_f16: np cache rows of hd F16 elements, stride elements apart, to np contiguous float rows
- *              (the rows of one KV head are strided by the other heads' elements in between);
- *   qk: s[r * np + p] = q[r] . k[p] for nr query rows and np key rows, each hd floats, contiguous;
- *   pv: o[r] += sum over p of w[r * np + p] * v[p], for nr output rows of hd floats and np value rows;
+/* Attention over one KV head, a block of cache positions at a time (attention.c). Key and value rows
+ * are hd contiguous elements each, F16 when half, else float:
+ *   qk: s[r * np + p] = q[r] . k[p] for nr float query rows and np key rows;
+ *   pv: o[r] += sum over p of w[r * np + p] * v[p], for nr float output rows and np value rows;
  *   softmax_exp: s[i] = exp(s[i] - max) for n scores, returning their sum (the softmax numerators). */
 typedef float (*softmax_exp_fn)(float *s, int64_t n, float max);
 struct cpu_attn_kernels {
-    void (*widen_f16)(int hd, int np, const uint16_t *x, size_t stride, float *y);
-    void (*qk)(int hd, int nr, const float *q, int np, const float *k, float *s);
-    void (*pv)(int hd, int nr, const float *w, int np, const float *v, float *o);
+    void (*qk)(int hd, int nr, const float *q, int np, const void *k, int half, float *s);
+    void (*pv)(int hd, int nr, const float *w, int np, const void *v, int half, float *o);
     softmax_exp_fn softmax_exp;
 };
 const struct cpu_attn_kernels *cpu_attn_kernels_for(void);

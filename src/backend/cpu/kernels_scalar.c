@@ -295,31 +295,30 @@ static const struct cpu_kernel scalar_kernels[DT_MAX] = {
     [DT_Q6_K] = {DT_Q8_K, cpu_quantize_q8_k, cpu_dot_q6_k_q8_k_scalar},
 };
 
-static void widen_f16(int hd, int np, const uint16_t *x, size_t stride, float *y)
+/* Element i of an F16 (half) or float row. */
+static float cache_elem(const void *row, size_t i, int half)
 {
-    for (int p = 0; p < np; p++)
-        for (int c = 0; c < hd; c++)
-            y[(size_t)p * hd + c] = fp16_to_f32(x[(size_t)p * stride + c]);
+    return half ? fp16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
 }
 
-static void attn_qk(int hd, int nr, const float *q, int np, const float *k, float *s)
+static void attn_qk(int hd, int nr, const float *q, int np, const void *k, int half, float *s)
 {
     for (int r = 0; r < nr; r++)
         for (int p = 0; p < np; p++) {
             float acc = 0;
             for (int c = 0; c < hd; c++)
-                acc += q[(size_t)r * hd + c] * k[(size_t)p * hd + c];
+                acc += q[(size_t)r * hd + c] * cache_elem(k, (size_t)p * hd + c, half);
             s[(size_t)r * np + p] = acc;
         }
 }
 
-static void attn_pv(int hd, int nr, const float *w, int np, const float *v, float *o)
+static void attn_pv(int hd, int nr, const float *w, int np, const void *v, int half, float *o)
 {
     for (int r = 0; r < nr; r++)
         for (int p = 0; p < np; p++) {
             const float a = w[(size_t)r * np + p];
             for (int c = 0; c < hd; c++)
-                o[(size_t)r * hd + c] += a * v[(size_t)p * hd + c];
+                o[(size_t)r * hd + c] += a * cache_elem(v, (size_t)p * hd + c, half);
         }
 }
 
@@ -333,7 +332,7 @@ static float softmax_exp(float *s, int64_t n, float max)
     return sum;
 }
 
-const struct cpu_attn_kernels cpu_attn_kernels_scalar = {widen_f16, attn_qk, attn_pv, softmax_exp};
+const struct cpu_attn_kernels cpu_attn_kernels_scalar = {attn_qk, attn_pv, softmax_exp};
 
 const struct cpu_kernel *cpu_kernel_scalar(uint32_t weight_type)
 {

@@ -891,24 +891,30 @@ static float X86_NAME(dot_q4_k_t)(int64_t n, const void *w, const void *a)
 #define X86_ACT_Q4_K_EXTRA 0
 #endif
 
-/* ---- attention blocks (kernels.h cpu_attn_kernels) ---- */
+/* Rows of F16, BF16 or F32 values (float-weight tiles, attention's cache rows) read as floats. The
+ * kernels below that take such rows pass the format as a constant to an always-inline body, so each
+ * format compiles to its own loop. */
+enum x86_float_weight { X86_W_F16, X86_W_BF16, X86_W_F32 };
 
-/* Cache rows this far ahead are prefetched: one head's rows are a few hundred bytes, each in its own
- * stretch of the cache, too sparse for the hardware's stream prefetchers. */
-#define X86_ATTN_ROWS_AHEAD 16
-
-static void X86_NAME(widen_f16)(int hd, int np, const uint16_t *x, size_t stride, float *y)
+static inline __attribute__((always_inline)) __m256 x86_weights8(const void *row, int64_t i, enum x86_float_weight f)
 {
-    const int bytes = hd * (int)sizeof *x;
-    for (int p = 0; p < np; p++, x += stride, y += hd) {
-        x86_prefetch_at(x, X86_ATTN_ROWS_AHEAD * (int)(stride * sizeof *x), bytes);
-        int c = 0;
-        for (; c + 8 <= hd; c += 8)
-            _mm256_storeu_ps(y + c, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + c))));
-        for (; c < hd; c++)
-            y[c] = x86_h2f(x[c]);
-    }
+    if (f == X86_W_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+    if (f == X86_W_BF16)
+        return x86_bf16_ps((const uint16_t *)row + i);
+    return _mm256_loadu_ps((const float *)row + i);
 }
+
+static inline __attribute__((always_inline)) float x86_weight1(const void *row, int64_t i, enum x86_float_weight f)
+{
+    if (f == X86_W_F16)
+        return x86_h2f(((const uint16_t *)row)[i]);
+    if (f == X86_W_BF16)
+        return bf16_to_f32(((const uint16_t *)row)[i]);
+    return ((const float *)row)[i];
+}
+
+/* ---- attention blocks (kernels.h cpu_attn_kernels) ---- */
 
 /* The four sums of a, b, c and d's eight lanes, in that order. */
 static inline __m128 x86_hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
@@ -917,65 +923,53 @@ static inline __m128 x86_hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
-/* Scores of nr query rows against np key rows: two query rows x four key rows at a time (eight
- * accumulators, each key load serving two rows), one horizontal reduction per four scores. */
-static void X86_NAME(attn_qk)(int hd, int nr, const float *q, int np, const float *k, float *s)
+/* Scores of nr query rows against np key rows (F16 or F32, widened as loaded): four query rows x two
+ * key rows at a time, eight accumulators, so each key chunk is widened once for four rows (in a
+ * decode step, the four query heads that share a KV head). */
+static inline __attribute__((always_inline)) void x86_attn_qk(int hd, int nr, const float *q, int np, const void *k,
+                                                              float *s, enum x86_float_weight f)
 {
     const int hv = hd & ~7;
-    int r = 0;
-    for (; r < nr; r += 2) {
-        const int two = r + 1 < nr;
-        const float *q0 = q + (size_t)r * hd, *q1 = two ? q0 + hd : q0;
-        float *s0 = s + (size_t)r * np, *s1 = two ? s0 + np : s0;
-        int p = 0;
-        for (; p + 4 <= np; p += 4) {
-            const float *k0 = k + (size_t)p * hd;
+    for (int r = 0; r < nr; r += 4) {
+        const int m = nr - r < 4 ? nr - r : 4;
+        const float *qr[4];
+        for (int i = 0; i < 4; i++)
+            qr[i] = q + (size_t)(r + (i < m ? i : m - 1)) * hd; /* missing rows repeat the last; not stored */
+        for (int p = 0; p < np; p += 2) {
+            const int p1 = p + 1 < np ? p + 1 : p;
+            const size_t k0 = (size_t)p * hd, k1 = (size_t)p1 * hd;
             __m256 a[8];
             for (int i = 0; i < 8; i++)
                 a[i] = _mm256_setzero_ps();
             for (int c = 0; c < hv; c += 8) {
-                const __m256 x0 = _mm256_loadu_ps(q0 + c), x1 = _mm256_loadu_ps(q1 + c);
+                const __m256 x0 = x86_weights8(k, (int64_t)(k0 + c), f), x1 = x86_weights8(k, (int64_t)(k1 + c), f);
 #pragma GCC unroll 4
                 for (int i = 0; i < 4; i++) {
-                    const __m256 kv = _mm256_loadu_ps(k0 + (size_t)i * hd + c);
-                    a[i] = _mm256_fmadd_ps(x0, kv, a[i]);
-                    a[4 + i] = _mm256_fmadd_ps(x1, kv, a[4 + i]);
+                    const __m256 qv = _mm256_loadu_ps(qr[i] + c);
+                    a[i] = _mm256_fmadd_ps(qv, x0, a[i]);
+                    a[4 + i] = _mm256_fmadd_ps(qv, x1, a[4 + i]);
                 }
             }
             float t0[4], t1[4];
             _mm_storeu_ps(t0, x86_hsum4_ps(a[0], a[1], a[2], a[3]));
             _mm_storeu_ps(t1, x86_hsum4_ps(a[4], a[5], a[6], a[7]));
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < m; i++) {
                 for (int c = hv; c < hd; c++) {
-                    t0[i] += q0[c] * k0[(size_t)i * hd + c];
-                    t1[i] += q1[c] * k0[(size_t)i * hd + c];
+                    t0[i] += qr[i][c] * x86_weight1(k, (int64_t)(k0 + c), f);
+                    t1[i] += qr[i][c] * x86_weight1(k, (int64_t)(k1 + c), f);
                 }
-                s0[p + i] = t0[i];
-                s1[p + i] = t1[i];
+                s[(size_t)(r + i) * np + p] = t0[i];
+                s[(size_t)(r + i) * np + p1] = t1[i];
             }
-        }
-        for (; p < np; p++) {
-            const float *kp = k + (size_t)p * hd;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            for (int c = 0; c < hv; c += 8) {
-                const __m256 kv = _mm256_loadu_ps(kp + c);
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + c), kv, a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + c), kv, a1);
-            }
-            float t0 = x86_hsum_ps(a0), t1 = x86_hsum_ps(a1);
-            for (int c = hv; c < hd; c++) {
-                t0 += q0[c] * kp[c];
-                t1 += q1[c] * kp[c];
-            }
-            s0[p] = t0;
-            s1[p] = t1;
         }
     }
 }
 
-/* Weighted value rows into nr output rows: four output rows x sixteen columns at a time (eight
- * accumulators, so eight independent FMA chains), each value load serving four rows. */
-static void X86_NAME(attn_pv)(int hd, int nr, const float *w, int np, const float *v, float *o)
+/* Weighted value rows (F16 or F32) into nr output rows: four output rows x sixteen columns at a
+ * time, eight accumulators (eight independent FMA chains), each value chunk widened once for four
+ * rows. */
+static inline __attribute__((always_inline)) void x86_attn_pv(int hd, int nr, const float *w, int np, const void *v,
+                                                              float *o, enum x86_float_weight f)
 {
     for (int r = 0; r < nr; r += 4) {
         const int m = nr - r < 4 ? nr - r : 4;
@@ -995,7 +989,8 @@ static void X86_NAME(attn_pv)(int hd, int nr, const float *w, int np, const floa
                 a[4 + i] = _mm256_loadu_ps(orow[i] + c + 8);
             }
             for (int p = 0; p < np; p++) {
-                const __m256 v0 = _mm256_loadu_ps(v + (size_t)p * hd + c), v1 = _mm256_loadu_ps(v + (size_t)p * hd + c + 8);
+                const size_t at = (size_t)p * hd + (size_t)c;
+                const __m256 v0 = x86_weights8(v, (int64_t)at, f), v1 = x86_weights8(v, (int64_t)at + 8, f);
 #pragma GCC unroll 4
                 for (int i = 0; i < 4; i++) {
                     const __m256 x = _mm256_broadcast_ss(wr[i] + p);
@@ -1013,7 +1008,7 @@ static void X86_NAME(attn_pv)(int hd, int nr, const float *w, int np, const floa
             for (int i = 0; i < 4; i++)
                 a[i] = _mm256_loadu_ps(orow[i] + c);
             for (int p = 0; p < np; p++) {
-                const __m256 v0 = _mm256_loadu_ps(v + (size_t)p * hd + c);
+                const __m256 v0 = x86_weights8(v, (int64_t)((size_t)p * hd + (size_t)c), f);
                 for (int i = 0; i < 4; i++)
                     a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(wr[i] + p), v0, a[i]);
             }
@@ -1024,10 +1019,26 @@ static void X86_NAME(attn_pv)(int hd, int nr, const float *w, int np, const floa
             for (int i = 0; i < m; i++) {
                 float acc = orow[i][c];
                 for (int p = 0; p < np; p++)
-                    acc += wr[i][p] * v[(size_t)p * hd + c];
+                    acc += wr[i][p] * x86_weight1(v, (int64_t)((size_t)p * hd + (size_t)c), f);
                 orow[i][c] = acc;
             }
     }
+}
+
+static void X86_NAME(attn_qk)(int hd, int nr, const float *q, int np, const void *k, int half, float *s)
+{
+    if (half)
+        x86_attn_qk(hd, nr, q, np, k, s, X86_W_F16);
+    else
+        x86_attn_qk(hd, nr, q, np, k, s, X86_W_F32);
+}
+
+static void X86_NAME(attn_pv)(int hd, int nr, const float *w, int np, const void *v, int half, float *o)
+{
+    if (half)
+        x86_attn_pv(hd, nr, w, np, v, o, X86_W_F16);
+    else
+        x86_attn_pv(hd, nr, w, np, v, o, X86_W_F32);
 }
 
 /* exp(x) for x <= 0 (softmax arguments): x = k ln2 + r with |r| <= ln2/2, a degree-6 polynomial for
@@ -1285,28 +1296,6 @@ static void X86_NAME(gemm_q6_k)(int64_t n, const void *const w[4], const void *c
         }
     }
     x86_tile_store(acc, out);
-}
-
-/* The float-weight 4x4 tiles (F16, BF16, F32) differ only in how eight weights become floats; each
- * entry point below passes its format as a constant, so every one compiles to its own loop. */
-enum x86_float_weight { X86_W_F16, X86_W_BF16, X86_W_F32 };
-
-static inline __attribute__((always_inline)) __m256 x86_weights8(const void *row, int64_t i, enum x86_float_weight f)
-{
-    if (f == X86_W_F16)
-        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
-    if (f == X86_W_BF16)
-        return x86_bf16_ps((const uint16_t *)row + i);
-    return _mm256_loadu_ps((const float *)row + i);
-}
-
-static inline __attribute__((always_inline)) float x86_weight1(const void *row, int64_t i, enum x86_float_weight f)
-{
-    if (f == X86_W_F16)
-        return x86_h2f(((const uint16_t *)row)[i]);
-    if (f == X86_W_BF16)
-        return bf16_to_f32(((const uint16_t *)row)[i]);
-    return ((const float *)row)[i];
 }
 
 static inline __attribute__((always_inline)) void x86_gemm_float(int64_t n, const void *const w[4], const void *const a[4],
@@ -1834,7 +1823,7 @@ static const struct cpu_vec_kernels X86_NAME(vec_kernels) = {
 };
 
 static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
-    X86_NAME(widen_f16), X86_NAME(attn_qk), X86_NAME(attn_pv), X86_NAME(softmax_exp),
+    X86_NAME(attn_qk), X86_NAME(attn_pv), X86_NAME(softmax_exp),
 };
 
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
