@@ -70,7 +70,8 @@ int plan_sizes_from_gguf(const struct gguf_file *f, int n_ctx, int n_batch, enum
     const uint64_t qd = (uint64_t)hp.n_head * (uint64_t)hp.head_dim;
     const uint64_t kvd = (uint64_t)hp.n_head_kv * (uint64_t)hp.head_dim;
     const uint64_t ff = (uint64_t)hp.n_ff, wide = qd > d ? qd : d;
-    s->kv_layer_bytes = 2 * (uint64_t)n_ctx * kvd * (kv_type == KV_F32 ? 4 : 2) * slots;
+    const uint64_t kv_positions = ((uint64_t)n_ctx + BACKEND_KV_BLOCK - 1) / BACKEND_KV_BLOCK * BACKEND_KV_BLOCK;
+    s->kv_layer_bytes = 2 * kv_positions * kvd * (kv_type == KV_F32 ? 4 : 2) * slots;
     /* The buffers model_ctx_new allocates (context.c). */
     s->act_io_bytes = nb * (d + wide) * 4 * slots;
     s->act_layer_bytes = nb * (2 * qd + 2 * kvd + 2 * ff) * 4 * slots;

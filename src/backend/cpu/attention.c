@@ -4,13 +4,13 @@
  * A task is one KV head and a block of tokens; its query rows are the heads of that KV head's group
  * (at most ATTN_ROWS of them) for each token of the block. The task walks the cache ATTN_BLOCK
  * positions at a time, the cache layout's blocks (cpu.h cpu_kv_offset), in which one KV head's rows
- * are contiguous: each K and V row of the block is read once for every row of the task (in a decode
- * step, all the group's query heads, so each KV row comes from memory once rather than once per
- * query head), widened to float as the kernels load it. Scores come as a small matrix product (kernels.h qk),
- * then an online softmax keeps a running maximum and sum per row (output and sum rescaled whenever
- * the maximum grows) and weights the V rows into the output (pv). Positions past a row's own take no
- * part (causal). Tasks are shared out across the pool one at a time (threadpool_share); each writes
- * only its own rows, so results do not depend on the thread count. */
+ * are contiguous. Each K and V row of a block is loaded once for all the task's rows (in a decode
+ * step, the group's query heads, so a KV row comes from memory once rather than once per query
+ * head) and widened to float as the kernels load it. Scores come as a small matrix product
+ * (kernels.h qk); an online softmax keeps a running maximum and sum per row (output and sum
+ * rescaled whenever the maximum grows) and weights the V rows into the output (pv). Positions past
+ * a row's own take no part (causal). Tasks are shared out across the pool one at a time
+ * (threadpool_share); each writes only its own rows, so results do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
