@@ -39,8 +39,9 @@ struct rope_params {
 enum kv_type { KV_F16 = 0, KV_F32 = 1 };
 
 /* KV caches are allocated for a whole number of blocks of this many positions (a backend may lay a
- * block out as it likes: the CPU keeps each KV head's rows of a block together). */
-#define BACKEND_KV_BLOCK 64
+ * block out as it likes: the CPU keeps each KV head's rows of a block together, long enough runs for
+ * the hardware prefetchers to stream). */
+#define BACKEND_KV_BLOCK 512
 
 struct backend_ops {
     const char *name;

@@ -757,8 +757,8 @@ static void test_half_activations(void **state)
         skip();
 }
 
-/* Attention block kernels (score and value products over F16 and float cache rows, softmax
- * exponentials) against the scalar versions, on head sizes, row counts and block lengths that are not
+/* Attention block kernels (score and value products over F16 and float cache rows, row maximum,
+ * softmax exponentials) against the scalar versions, on head sizes, row counts and block lengths that are not
  * multiples of the vector width or of the kernels' row and position groups. */
 static void test_attention_kernels(void **state)
 {
@@ -814,6 +814,10 @@ static void test_attention_kernels(void **state)
             /* Scores spanning e^0 down to underflow. */
             for (int i = 0; i < n; i++)
                 sc0[i] = sc1[i] = -(float)i * 0.9f + (i % 3 ? 0.0f : 0.3f);
+            sc0[n / 2] = NAN; /* passed over by max, like the scalar loop */
+            assert_true(sets[k]->max(sc0, n, -1e30f) == s->max(sc0, n, -1e30f));
+            assert_true(sets[k]->max(sc0, n, 5.0f) == 5.0f);
+            sc0[n / 2] = sc1[n / 2];
             const float sum0 = sets[k]->softmax_exp(sc0, n, 0.3f), sum1 = s->softmax_exp(sc1, n, 0.3f);
             for (int i = 0; i < n; i++)
                 if (!(fabsf(sc0[i] - sc1[i]) <= 1e-6f * sc1[i] + 1e-37f))
@@ -824,14 +828,14 @@ static void test_attention_kernels(void **state)
 }
 
 /* The backend's KV store and attention op against softmax(q.K^T * scale).V computed in double over
- * the same keys and values: grouped-query heads (8 query heads on 2 KV heads), positions across several of the
- * op's cache blocks, a prompt batch whose tokens each see a different causal prefix and a one-token
- * step, with an F16 and an F32 cache, on one thread and on two. Scores are spread wide enough that
- * the running maximum changes from block to block. */
+ * the same keys and values: grouped-query heads (8 query heads on 2 KV heads), 1100 positions (three
+ * of the cache's blocks), a prompt batch whose tokens each see a different causal prefix, batches
+ * at and across a block boundary and one-token steps, with an F16 and an F32 cache, on one thread
+ * and on two. Scores are spread wide enough that the running maximum changes from block to block. */
 static void test_attention_op(void **state)
 {
     (void)state;
-    enum { HD = 64, NH = 8, NKV = 2, CTX = 300, KVD = NKV * HD };
+    enum { HD = 64, NH = 8, NKV = 2, CTX = 1100, KVD = NKV * HD };
     const float scale = 0.125f;
     /* keys and values as rows [position][KV head][HD], and the backend's two caches of them */
     float *kf = malloc(sizeof(float) * CTX * KVD), *vf = malloc(sizeof(float) * CTX * KVD);
@@ -857,7 +861,7 @@ static void test_attention_op(void **state)
     }
     static const struct {
         int n, first;
-    } batches[] = {{37, 150}, {1, 299}, {5, 0}, {1, 64}};
+    } batches[] = {{37, 1000}, {1, 1099}, {5, 0}, {1, BACKEND_KV_BLOCK}, {3, BACKEND_KV_BLOCK - 2}};
     const int threads[] = {1, 2};
     for (int ti = 0; ti < 2; ti++) {
         struct backend *be = NULL;
@@ -888,7 +892,8 @@ static void test_attention_op(void **state)
                     for (int hh = 0; hh < NH; hh++) {
                         const float *qr = q + ((size_t)i * NH + hh) * HD;
                         const int g = hh / (NH / NKV);
-                        double sc[CTX], m = -INFINITY, sum = 0, ref[HD] = {0};
+                        static double sc[CTX];
+                        double m = -INFINITY, sum = 0, ref[HD] = {0};
                         for (int p = 0; p <= pos[i]; p++) {
                             double d = 0;
                             for (int c = 0; c < HD; c++)

@@ -20,7 +20,9 @@
 #include "tensor/tensor.h"
 
 /* Cache positions per block: the cache layout's block (cpu.h cpu_kv_offset), whose rows of one KV
- * head lie together (16 KiB of F16 keys with 128-wide heads, and as much of values). */
+ * head lie together (128 KiB of F16 keys with 128-wide heads, and as much of values). Runs that long
+ * stream: in a throwaway timing loop over 16 layers of a 2048-position cache (64-wide heads, two
+ * threads) a token took 5.7 ms with blocks of 64 positions, 4.4-5.5 with 256 and 3.7-4.1 with 512. */
 #define ATTN_BLOCK BACKEND_KV_BLOCK
 /* Query rows per task at most: tokens x heads of one group. */
 #define ATTN_ROWS 64
@@ -95,10 +97,7 @@ static void attn_run(const struct attn_job *j, int64_t task, float *scratch)
                 memset(sr, 0, (size_t)np * sizeof *sr);
                 continue;
             }
-            float m = mx[r];
-            for (int p = 0; p < valid; p++)
-                if (sr[p] > m)
-                    m = sr[p];
+            const float m = ak->max(sr, valid, mx[r]);
             if (m > mx[r] && sum[r] > 0) {
                 const float f = expf(mx[r] - m);
                 float *orow = o + (size_t)r * hd;

@@ -161,11 +161,13 @@ void cpu_quantize_q8_k(const float *x, void *dst, int64_t n);
  * are hd contiguous elements each, F16 when half, else float:
  *   qk: s[r * np + p] = q[r] . k[p] for nr float query rows and np key rows;
  *   pv: o[r] += sum over p of w[r * np + p] * v[p], for nr float output rows and np value rows;
+ *   max: the largest of init and s[0..n) (NaN scores are passed over);
  *   softmax_exp: s[i] = exp(s[i] - max) for n scores, returning their sum (the softmax numerators). */
 typedef float (*softmax_exp_fn)(float *s, int64_t n, float max);
 struct cpu_attn_kernels {
     void (*qk)(int hd, int nr, const float *q, int np, const void *k, int half, float *s);
     void (*pv)(int hd, int nr, const float *w, int np, const void *v, int half, float *o);
+    float (*max)(const float *s, int64_t n, float init);
     softmax_exp_fn softmax_exp;
 };
 const struct cpu_attn_kernels *cpu_attn_kernels_for(void);

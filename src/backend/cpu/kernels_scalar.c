@@ -322,6 +322,15 @@ static void attn_pv(int hd, int nr, const float *w, int np, const void *v, int h
         }
 }
 
+static float row_max(const float *s, int64_t n, float init)
+{
+    float m = init;
+    for (int64_t i = 0; i < n; i++)
+        if (s[i] > m)
+            m = s[i];
+    return m;
+}
+
 static float softmax_exp(float *s, int64_t n, float max)
 {
     float sum = 0;
@@ -332,7 +341,7 @@ static float softmax_exp(float *s, int64_t n, float max)
     return sum;
 }
 
-const struct cpu_attn_kernels cpu_attn_kernels_scalar = {attn_qk, attn_pv, softmax_exp};
+const struct cpu_attn_kernels cpu_attn_kernels_scalar = {attn_qk, attn_pv, row_max, softmax_exp};
 
 const struct cpu_kernel *cpu_kernel_scalar(uint32_t weight_type)
 {

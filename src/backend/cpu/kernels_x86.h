@@ -923,45 +923,78 @@ static inline __m128 x86_hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
-/* Scores of nr query rows against np key rows (F16 or F32, widened as loaded): four query rows x two
- * key rows at a time, eight accumulators, so each key chunk is widened once for four rows (in a
- * decode step, the four query heads that share a KV head). */
+/* Query rows per step of the score kernel: with AVX-512's 32 vector registers, four rows x four key
+ * rows of accumulators fit beside the keys; AVX2 has 16, so two rows. */
+#if X86_ZMM_VNNI
+#define X86_QK_ROWS 4
+#else
+#define X86_QK_ROWS 2
+#endif
+
+/* One query row against one key row. */
+static inline __attribute__((always_inline)) float x86_attn_dot(int hd, const float *q, const void *k, size_t at,
+                                                                enum x86_float_weight f)
+{
+    const int hv = hd & ~7;
+    __m256 a = _mm256_setzero_ps();
+    for (int c = 0; c < hv; c += 8)
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), x86_weights8(k, (int64_t)(at + (size_t)c), f), a);
+    float t = x86_hsum_ps(a);
+    for (int c = hv; c < hd; c++)
+        t += q[c] * x86_weight1(k, (int64_t)(at + (size_t)c), f);
+    return t;
+}
+
+/* Scores of nr query rows against np key rows (F16 or F32, widened as loaded): X86_QK_ROWS query
+ * rows x four key rows at a time, so each key chunk is widened once for several rows (in a decode
+ * step, the query heads that share a KV head) and each row's four scores are reduced together and
+ * stored as one vector. Accumulators are indexed only by unrolled constants, so they stay in
+ * registers. */
 static inline __attribute__((always_inline)) void x86_attn_qk(int hd, int nr, const float *q, int np, const void *k,
                                                               float *s, enum x86_float_weight f)
 {
     const int hv = hd & ~7;
-    for (int r = 0; r < nr; r += 4) {
-        const int m = nr - r < 4 ? nr - r : 4;
-        const float *qr[4];
-        for (int i = 0; i < 4; i++)
+    for (int r = 0; r < nr; r += X86_QK_ROWS) {
+        const int m = nr - r < X86_QK_ROWS ? nr - r : X86_QK_ROWS;
+        const float *qr[X86_QK_ROWS];
+        for (int i = 0; i < X86_QK_ROWS; i++)
             qr[i] = q + (size_t)(r + (i < m ? i : m - 1)) * hd; /* missing rows repeat the last; not stored */
-        for (int p = 0; p < np; p += 2) {
-            const int p1 = p + 1 < np ? p + 1 : p;
-            const size_t k0 = (size_t)p * hd, k1 = (size_t)p1 * hd;
-            __m256 a[8];
-            for (int i = 0; i < 8; i++)
-                a[i] = _mm256_setzero_ps();
-            for (int c = 0; c < hv; c += 8) {
-                const __m256 x0 = x86_weights8(k, (int64_t)(k0 + c), f), x1 = x86_weights8(k, (int64_t)(k1 + c), f);
+        int p = 0;
+        for (; p + 4 <= np; p += 4) {
+            const size_t k0 = (size_t)p * hd;
+            __m256 a[X86_QK_ROWS][4];
 #pragma GCC unroll 4
-                for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < X86_QK_ROWS; i++)
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++)
+                    a[i][j] = _mm256_setzero_ps();
+            for (int c = 0; c < hv; c += 8) {
+                __m256 kx[4];
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++)
+                    kx[j] = x86_weights8(k, (int64_t)(k0 + (size_t)j * hd + (size_t)c), f);
+#pragma GCC unroll 4
+                for (int i = 0; i < X86_QK_ROWS; i++) {
                     const __m256 qv = _mm256_loadu_ps(qr[i] + c);
-                    a[i] = _mm256_fmadd_ps(qv, x0, a[i]);
-                    a[4 + i] = _mm256_fmadd_ps(qv, x1, a[4 + i]);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++)
+                        a[i][j] = _mm256_fmadd_ps(qv, kx[j], a[i][j]);
                 }
             }
-            float t0[4], t1[4];
-            _mm_storeu_ps(t0, x86_hsum4_ps(a[0], a[1], a[2], a[3]));
-            _mm_storeu_ps(t1, x86_hsum4_ps(a[4], a[5], a[6], a[7]));
-            for (int i = 0; i < m; i++) {
-                for (int c = hv; c < hd; c++) {
-                    t0[i] += qr[i][c] * x86_weight1(k, (int64_t)(k0 + c), f);
-                    t1[i] += qr[i][c] * x86_weight1(k, (int64_t)(k1 + c), f);
-                }
-                s[(size_t)(r + i) * np + p] = t0[i];
-                s[(size_t)(r + i) * np + p1] = t1[i];
+#pragma GCC unroll 4
+            for (int i = 0; i < X86_QK_ROWS; i++) {
+                if (i >= m)
+                    break;
+                float *dst = s + (size_t)(r + i) * np + p;
+                _mm_storeu_ps(dst, x86_hsum4_ps(a[i][0], a[i][1], a[i][2], a[i][3]));
+                for (int c = hv; c < hd; c++)
+                    for (int j = 0; j < 4; j++)
+                        dst[j] += qr[i][c] * x86_weight1(k, (int64_t)(k0 + (size_t)j * hd + (size_t)c), f);
             }
         }
+        for (; p < np; p++)
+            for (int i = 0; i < m; i++)
+                s[(size_t)(r + i) * np + p] = x86_attn_dot(hd, qr[i], k, (size_t)p * hd, f);
     }
 }
 
@@ -981,26 +1014,35 @@ static inline __attribute__((always_inline)) void x86_attn_pv(int hd, int nr, co
             wr[i] = w + (size_t)ri * np;
             orow[i] = o + (size_t)ri * hd;
         }
+        const float *w0 = wr[0], *w1 = wr[1], *w2 = wr[2], *w3 = wr[3];
         int c = 0;
         for (; c + 16 <= hd; c += 16) {
-            __m256 a[8];
-            for (int i = 0; i < 4; i++) {
-                a[i] = _mm256_loadu_ps(orow[i] + c);
-                a[4 + i] = _mm256_loadu_ps(orow[i] + c + 8);
-            }
+            /* Named accumulators: as an array they were kept on the stack across the loop. */
+            __m256 a0 = _mm256_loadu_ps(orow[0] + c), b0 = _mm256_loadu_ps(orow[0] + c + 8);
+            __m256 a1 = _mm256_loadu_ps(orow[1] + c), b1 = _mm256_loadu_ps(orow[1] + c + 8);
+            __m256 a2 = _mm256_loadu_ps(orow[2] + c), b2 = _mm256_loadu_ps(orow[2] + c + 8);
+            __m256 a3 = _mm256_loadu_ps(orow[3] + c), b3 = _mm256_loadu_ps(orow[3] + c + 8);
             for (int p = 0; p < np; p++) {
                 const size_t at = (size_t)p * hd + (size_t)c;
                 const __m256 v0 = x86_weights8(v, (int64_t)at, f), v1 = x86_weights8(v, (int64_t)at + 8, f);
-#pragma GCC unroll 4
-                for (int i = 0; i < 4; i++) {
-                    const __m256 x = _mm256_broadcast_ss(wr[i] + p);
-                    a[i] = _mm256_fmadd_ps(x, v0, a[i]);
-                    a[4 + i] = _mm256_fmadd_ps(x, v1, a[4 + i]);
-                }
+                __m256 x = _mm256_broadcast_ss(w0 + p);
+                a0 = _mm256_fmadd_ps(x, v0, a0);
+                b0 = _mm256_fmadd_ps(x, v1, b0);
+                x = _mm256_broadcast_ss(w1 + p);
+                a1 = _mm256_fmadd_ps(x, v0, a1);
+                b1 = _mm256_fmadd_ps(x, v1, b1);
+                x = _mm256_broadcast_ss(w2 + p);
+                a2 = _mm256_fmadd_ps(x, v0, a2);
+                b2 = _mm256_fmadd_ps(x, v1, b2);
+                x = _mm256_broadcast_ss(w3 + p);
+                a3 = _mm256_fmadd_ps(x, v0, a3);
+                b3 = _mm256_fmadd_ps(x, v1, b3);
             }
+            /* Missing rows alias the last real one, which is stored last. */
+            const __m256 lo[4] = {a0, a1, a2, a3}, hi[4] = {b0, b1, b2, b3};
             for (int i = m - 1; i >= 0; i--) {
-                _mm256_storeu_ps(orow[i] + c, a[i]);
-                _mm256_storeu_ps(orow[i] + c + 8, a[4 + i]);
+                _mm256_storeu_ps(orow[i] + c, lo[i]);
+                _mm256_storeu_ps(orow[i] + c + 8, hi[i]);
             }
         }
         for (; c + 8 <= hd; c += 8) {
@@ -1059,6 +1101,23 @@ static inline __m256 x86_exp_neg(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static float X86_NAME(row_max)(const float *s, int64_t n, float init)
+{
+    /* max_ps returns its second operand when either is NaN: a NaN score leaves the maximum as it was. */
+    __m256 m = _mm256_set1_ps(init);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        m = _mm256_max_ps(_mm256_loadu_ps(s + i), m);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(_mm_movehl_ps(h, h), h);
+    h = _mm_max_ss(_mm_movehdup_ps(h), h);
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++)
+        if (s[i] > r)
+            r = s[i];
+    return r;
 }
 
 static float X86_NAME(softmax_exp)(float *s, int64_t n, float max)
@@ -1823,7 +1882,7 @@ static const struct cpu_vec_kernels X86_NAME(vec_kernels) = {
 };
 
 static const struct cpu_attn_kernels X86_NAME(attn_kernels) = {
-    X86_NAME(attn_qk), X86_NAME(attn_pv), X86_NAME(softmax_exp),
+    X86_NAME(attn_qk), X86_NAME(attn_pv), X86_NAME(row_max), X86_NAME(softmax_exp),
 };
 
 static const struct cpu_kernel X86_NAME(kernels)[DT_MAX] = {
