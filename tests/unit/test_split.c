@@ -186,8 +186,10 @@ static void test_plan_sizes(void **state)
         assert_int_equal(s.n_layer, 2);
         assert_int_equal(s.tied, a == 1); /* qwen2's head is its embedding table */
         assert_true(s.other_bytes == (a == 0 ? 8 * 4u : 0)); /* llama's rope_freqs: 8 floats */
-        /* K and V of one block: 2 slots x 256 positions x 2 kv heads x 16 x f16. */
-        assert_int_equal(s.kv_layer_bytes, 2ull * 2 * 256 * 32 * 2);
+        /* K and V of one block: 2 slots x 256 positions (allocated as whole cache blocks) x 2 kv heads
+         * x 16 x f16. */
+        const uint64_t kv_positions = (256 + BACKEND_KV_BLOCK - 1) / BACKEND_KV_BLOCK * BACKEND_KV_BLOCK;
+        assert_int_equal(s.kv_layer_bytes, 2ull * 2 * kv_positions * 32 * 2);
         /* Hidden state and its normed copy, 64 rows of 64, two slots. */
         assert_int_equal(s.act_io_bytes, 64ull * (64 + 64) * 4 * 2);
         assert_int_equal(s.logits_bytes, 16ull * (a == 0 ? 2304 : 2112) * 4 * 2);
