@@ -106,6 +106,47 @@ static double run_pass(struct threadpool *pool, const struct matrix *ms, int n, 
     return now_s() - t0;
 }
 
+/* --read-only: `rounds` plain reads, their median as one JSON line. */
+static void read_rate(struct threadpool *pool, const struct matrix *ms, int n, double bytes, int rounds, int threads,
+                      double *sink)
+{
+    double rd[64];
+    for (int r = 0; r < rounds; r++)
+        rd[r] = bytes / run_pass(pool, ms, n, 1, sink) / 1e9;
+    printf("{\"read_gbs\": %.3f, \"bytes\": %.0f, \"passes\": %d, \"threads\": %d}\n", median(rd, rounds), bytes,
+           rounds, threads);
+}
+
+/* The alternating rounds (plain read, kernels, and with an anonymous copy mc its read), one table row
+ * each, then their medians. */
+static void compare_rounds(const char *path, struct threadpool *pool, const struct matrix *ms, const struct matrix *mc,
+                           int n, double bytes, int rounds, int threads, double *sink)
+{
+    double rd[64], kn[64], ratio[64], an[64];
+    printf("%s: %d matrices, %.2f GB a token, %d threads\n", path, n, bytes / 1e9, threads);
+    printf("round  read GB/s  kernels GB/s  kernels/read%s\n", mc ? "  anonymous read GB/s" : "");
+    for (int r = 0; r < rounds; r++) {
+        const int read_first = r % 2 == 0;
+        double a = run_pass(pool, ms, n, read_first, sink);
+        double b = run_pass(pool, ms, n, !read_first, sink);
+        rd[r] = bytes / (read_first ? a : b) / 1e9;
+        kn[r] = bytes / (read_first ? b : a) / 1e9;
+        ratio[r] = kn[r] / rd[r];
+        printf("%5d  %9.1f  %12.1f  %12.3f", r + 1, rd[r], kn[r], ratio[r]);
+        if (mc) {
+            an[r] = bytes / run_pass(pool, mc, n, 1, sink) / 1e9;
+            printf("  %19.1f", an[r]);
+        }
+        printf("\n");
+    }
+    const double mr = median(rd, rounds), mk = median(kn, rounds), mq = median(ratio, rounds);
+    printf("median %7.1f  %12.1f  %12.3f", mr, mk, mq);
+    if (mc)
+        printf("  %19.1f", median(an, rounds));
+    printf("   (decode bound by the read rate: %.2f tok/s; by the kernels: %.2f)\n", mr * 1e9 / bytes,
+           mk * 1e9 / bytes);
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -202,41 +243,12 @@ int main(int argc, char **argv)
             off += sz;
         }
     }
-    double sink = 0, rd[64], kn[64], ratio[64], an[64];
+    double sink = 0;
     run_pass(pool, ms, n, 1, &sink); /* fault the pages in */
-    if (read_only) {
-        for (int r = 0; r < rounds; r++)
-            rd[r] = bytes / run_pass(pool, ms, n, 1, &sink) / 1e9;
-        printf("{\"read_gbs\": %.3f, \"bytes\": %.0f, \"passes\": %d, \"threads\": %d}\n", median(rd, rounds), bytes,
-               rounds, threads);
-        rounds = 0;
-    }
-    if (rounds > 0) {
-        printf("%s: %d matrices, %.2f GB a token, %d threads\n", path, n, bytes / 1e9, threads);
-        printf("round  read GB/s  kernels GB/s  kernels/read%s\n", anon ? "  anonymous read GB/s" : "");
-    }
-    for (int r = 0; r < rounds; r++) {
-        const int read_first = r % 2 == 0;
-        double a = run_pass(pool, ms, n, read_first, &sink);
-        double b = run_pass(pool, ms, n, !read_first, &sink);
-        rd[r] = bytes / (read_first ? a : b) / 1e9;
-        kn[r] = bytes / (read_first ? b : a) / 1e9;
-        ratio[r] = kn[r] / rd[r];
-        printf("%5d  %9.1f  %12.1f  %12.3f", r + 1, rd[r], kn[r], ratio[r]);
-        if (anon) {
-            an[r] = bytes / run_pass(pool, mc, n, 1, &sink) / 1e9;
-            printf("  %19.1f", an[r]);
-        }
-        printf("\n");
-    }
-    if (rounds > 0) {
-        const double mr = median(rd, rounds), mk = median(kn, rounds), mq = median(ratio, rounds);
-        printf("median %7.1f  %12.1f  %12.3f", mr, mk, mq);
-        if (anon)
-            printf("  %19.1f", median(an, rounds));
-        printf("   (decode bound by the read rate: %.2f tok/s; by the kernels: %.2f)\n", mr * 1e9 / bytes,
-               mk * 1e9 / bytes);
-    }
+    if (read_only)
+        read_rate(pool, ms, n, bytes, rounds, threads, &sink);
+    else
+        compare_rounds(path, pool, ms, mc, n, bytes, rounds, threads, &sink);
     if (sink == 1234.5)
         puts("");
     for (int i = 0; i < n; i++)

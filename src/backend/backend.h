@@ -75,10 +75,10 @@ struct backend_ops {
                    float *y, int n);
     /* Rotates heads in place: x is [n, n_heads * head_dim], positions from the batch. */
     void (*rope)(struct backend *be, float *x, int n_heads, int head_dim, const struct rope_params *rp);
-    /* Stores k and v rows ([n, kv_dim]) into the cache at the batch positions, in the backend's own
-     * layout (a cache holds its context length rounded up to BACKEND_KV_BLOCK positions). */
+    /* Stores k and v rows ([n, n_kv_heads * head_dim]) into the cache at the batch positions, in the
+     * backend's own layout (a cache holds its context length rounded up to BACKEND_KV_BLOCK positions). */
     void (*kv_store)(struct backend *be, void *k_cache, void *v_cache, enum kv_type type, const float *k,
-                     const float *v, int kv_dim);
+                     const float *v, int n_kv_heads, int head_dim);
     /* Causal attention of q [n, n_heads*head_dim] over cache positions 0..pos[i] into out. */
     void (*attention)(struct backend *be, const float *q, const void *k_cache, const void *v_cache,
                       enum kv_type type, float *out, int n_heads, int n_kv_heads, int head_dim,

@@ -29,7 +29,6 @@ static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, flo
     struct model *m = c->m;
     const struct hparams *hp = &m->hp;
     const int d = hp->n_embd, hd = hp->head_dim;
-    const int kvd = hp->n_head_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
 
     for (int i = 0; i < n; i++)
@@ -65,7 +64,7 @@ static void forward_chunk(struct model_ctx *c, const int32_t *tokens, int n, flo
         }
         op->rope(be, s->q, hp->n_head, hd, &rp);
         op->rope(be, s->k, hp->n_head_kv, hd, &rp);
-        op->kv_store(be, c->k_cache[il], c->v_cache[il], c->kv_type, s->k, s->v, kvd);
+        op->kv_store(be, c->k_cache[il], c->v_cache[il], c->kv_type, s->k, s->v, hp->n_head_kv, hd);
         op->attention(be, s->q, c->k_cache[il], c->v_cache[il], c->kv_type, s->att, hp->n_head, hp->n_head_kv,
                       hd, scale);
         op->matmul(be, &l->wo, NULL, s->att, s->xb, n);

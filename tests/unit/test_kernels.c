@@ -875,8 +875,8 @@ static void test_attention_op(void **state)
             for (int i = 0; i < n; i++)
                 pos[i] = p0 + i;
             be->ops->set_batch(be, NULL, pos, n);
-            be->ops->kv_store(be, kh, vh, KV_F16, kf + (size_t)p0 * KVD, vf + (size_t)p0 * KVD, KVD);
-            be->ops->kv_store(be, kc, vc, KV_F32, kf + (size_t)p0 * KVD, vf + (size_t)p0 * KVD, KVD);
+            be->ops->kv_store(be, kh, vh, KV_F16, kf + (size_t)p0 * KVD, vf + (size_t)p0 * KVD, NKV, HD);
+            be->ops->kv_store(be, kc, vc, KV_F32, kf + (size_t)p0 * KVD, vf + (size_t)p0 * KVD, NKV, HD);
         }
         for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
             const int n = batches[bi].n;

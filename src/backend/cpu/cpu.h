@@ -16,7 +16,6 @@ struct cpu_backend {
     /* Scratch reused across calls; grown (outside the hot loop) only when a larger shape arrives. */
     void *act_scratch; /* quantized activations for matmul */
     size_t act_scratch_size;
-    int head_dim;        /* of the model's heads (reserve): the KV cache layout needs it */
     float *attn_scratch; /* per-slot attention blocks (attention.c) */
     size_t attn_scratch_per_thread;
     void *pack_scratch; /* per-slot packed weight panels for prefill (kernels.h pack8) */

@@ -99,7 +99,6 @@ static int cpu_reserve(struct backend *be, int max_batch, int64_t max_cols, int 
         c->pack_scratch_per_slot = CPU_PACK_SCRATCH_BYTES;
     }
     (void)max_ctx; /* attention walks the cache in fixed-size blocks */
-    c->head_dim = head_dim;
     size_t per_thread = cpu_attn_scratch_floats(head_dim);
     if (per_thread > c->attn_scratch_per_thread) {
         size_t cur = 0;
@@ -206,10 +205,10 @@ static void cpu_rope(struct backend *be, float *x, int n_heads, int head_dim, co
 
 /* Each token's k and v rows go in head by head at the cache layout's offsets (cpu.h cpu_kv_offset). */
 static void cpu_kv_store(struct backend *be, void *k_cache, void *v_cache, enum kv_type type, const float *k,
-                         const float *v, int kv_dim)
+                         const float *v, int n_kv, int hd)
 {
     struct cpu_backend *c = (struct cpu_backend *)be;
-    const int hd = c->head_dim, n_kv = kv_dim / hd;
+    const int kv_dim = n_kv * hd;
     for (int i = 0; i < c->n_batch; i++)
         for (int h = 0; h < n_kv; h++) {
             const size_t at = cpu_kv_offset(c->pos[i], h, n_kv, hd);

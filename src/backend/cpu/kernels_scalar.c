@@ -305,10 +305,9 @@ static void attn_qk(int hd, int nr, const float *q, int np, const void *k, int h
 {
     for (int r = 0; r < nr; r++)
         for (int p = 0; p < np; p++) {
-            float acc = 0;
-            for (int c = 0; c < hd; c++)
-                acc += q[(size_t)r * hd + c] * cache_elem(k, (size_t)p * hd + c, half);
-            s[(size_t)r * np + p] = acc;
+            const float *qr = q + (size_t)r * hd;
+            s[(size_t)r * np + p] = half ? dot_f16(hd, (const uint16_t *)k + (size_t)p * hd, qr)
+                                         : dot_f32(hd, (const float *)k + (size_t)p * hd, qr);
         }
 }
 

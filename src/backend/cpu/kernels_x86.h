@@ -931,20 +931,6 @@ static inline __m128 x86_hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
 #define X86_QK_ROWS 2
 #endif
 
-/* One query row against one key row. */
-static inline __attribute__((always_inline)) float x86_attn_dot(int hd, const float *q, const void *k, size_t at,
-                                                                enum x86_float_weight f)
-{
-    const int hv = hd & ~7;
-    __m256 a = _mm256_setzero_ps();
-    for (int c = 0; c < hv; c += 8)
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), x86_weights8(k, (int64_t)(at + (size_t)c), f), a);
-    float t = x86_hsum_ps(a);
-    for (int c = hv; c < hd; c++)
-        t += q[c] * x86_weight1(k, (int64_t)(at + (size_t)c), f);
-    return t;
-}
-
 /* Scores of nr query rows against np key rows (F16 or F32, widened as loaded): X86_QK_ROWS query
  * rows x four key rows at a time, so each key chunk is widened once for several rows (in a decode
  * step, the query heads that share a KV head) and each row's four scores are reduced together and
@@ -992,9 +978,12 @@ static inline __attribute__((always_inline)) void x86_attn_qk(int hd, int nr, co
                         dst[j] += qr[i][c] * x86_weight1(k, (int64_t)(k0 + (size_t)j * hd + (size_t)c), f);
             }
         }
+        /* The last np % 4 keys one at a time, with the F16 and F32 matmul row kernels. */
         for (; p < np; p++)
             for (int i = 0; i < m; i++)
-                s[(size_t)(r + i) * np + p] = x86_attn_dot(hd, qr[i], k, (size_t)p * hd, f);
+                s[(size_t)(r + i) * np + p] = f == X86_W_F16
+                                                  ? X86_NAME(dot_f16)(hd, (const uint16_t *)k + (size_t)p * hd, qr[i])
+                                                  : X86_NAME(dot_f32)(hd, (const float *)k + (size_t)p * hd, qr[i]);
     }
 }
 

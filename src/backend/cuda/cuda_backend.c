@@ -1254,7 +1254,7 @@ static void cuda_rope(struct backend *be, float *x, int n_heads, int head_dim, c
 }
 
 static void cuda_kv_store(struct backend *be, void *k_cache, void *v_cache, enum kv_type type, const float *k,
-                          const float *v, int kv_dim)
+                          const float *v, int n_kv_heads, int head_dim)
 {
     struct cuda_backend *c = (struct cuda_backend *)be;
     struct op_rec r;
@@ -1265,7 +1265,7 @@ static void cuda_kv_store(struct backend *be, void *k_cache, void *v_cache, enum
     r.p2 = k;
     r.p3 = v;
     r.i0 = type == KV_F16;
-    r.i1 = kv_dim;
+    r.i1 = n_kv_heads * head_dim; /* rows of a position, one after another */
     r.n = (size_t)c->n_batch;
     submit(c, &r);
 }
